@@ -1,0 +1,34 @@
+//! misp-guard: a transparent guard for MISP server synchronisation.
+//!
+//! # Layout
+//!
+//! The modules follow the path a connection takes through the guard:
+//!
+//! ```text
+//! listen ──▶ tls ──▶ http ──▶ sync ──▶ rules ──▶ relay
+//! ```
+//!
+//! * [`listen`]: accept loops; original destination (`SO_ORIGINAL_DST`) for
+//!   transparent listeners, `CONNECT` and absolute-form for proxy listeners.
+//! * [`tls`]: terminates the client's TLS with the destination instance's
+//!   certificate and opens a verified TLS connection upstream.
+//! * [`http`]: strict HTTP/1.1 heads (httparse) and body framing; refuses
+//!   every ambiguous framing; decodes `Content-Encoding` for inspection.
+//! * [`sync`]: the table of every exchange MISP sync makes; anything else is
+//!   refused.
+//! * [`rules`]: the streaming evaluator that reads a MISP document once and
+//!   gives a [`rules::Verdict`].
+//! * [`relay`]: one connection's request/response loop, holding each body
+//!   until its verdict and forwarding only what passed.
+//!
+//! Beside the path: [`config`] (the older guard's JSON plus a `guard`
+//! section, validated into a typed model) and [`telemetry`] (logging).
+
+pub mod config;
+pub mod http;
+pub mod listen;
+pub mod relay;
+pub mod rules;
+pub mod sync;
+pub mod telemetry;
+pub mod tls;
