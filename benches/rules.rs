@@ -1,0 +1,2 @@
+//! Rule engine throughput (being written).
+fn main() {}
