@@ -24,6 +24,7 @@
 //! Beside the path: [`config`] (the older guard's JSON plus a `guard`
 //! section, validated into a typed model) and [`telemetry`] (logging).
 
+pub mod check;
 pub mod config;
 pub mod http;
 pub mod listen;

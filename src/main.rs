@@ -1,1 +1,277 @@
-fn main() {}
+//! The `misp-guard` command: reads flags and hands over to the library.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use misp_guard::check;
+use misp_guard::config::{Config, Problem};
+use misp_guard::listen::{self, Mode};
+use misp_guard::relay::Shared;
+use misp_guard::telemetry;
+
+/// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "misp-guard", version, about = "Transparent guard for MISP server synchronisation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the guard.
+    Run {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Add an explicit-proxy listener.
+        #[arg(long = "proxy-listen", value_name = "ADDR")]
+        proxy_listen: Vec<SocketAddr>,
+        /// Add a transparent listener (traffic redirected by nftables).
+        #[arg(long = "transparent-listen", value_name = "ADDR")]
+        transparent_listen: Vec<SocketAddr>,
+    },
+    /// Judge one exchange offline: prints `allowed` or `blocked: …`,
+    /// exits 0 (allowed), 1 (blocked) or 2 (usage or config error).
+    Check {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The connecting instance's address.
+        #[arg(long)]
+        source: IpAddr,
+        /// HTTP method.
+        #[arg(long)]
+        method: String,
+        /// `http://HOST:PORT/PATH` as the client asks for it.
+        #[arg(long)]
+        url: String,
+        /// The request body.
+        #[arg(long = "request-body", value_name = "FILE")]
+        request_body: Option<PathBuf>,
+        /// A request header, `Name: value` (e.g. Content-Encoding).
+        #[arg(long = "request-header", value_name = "HEADER")]
+        request_header: Vec<String>,
+        /// The response body (judged as a 200 answer).
+        #[arg(long = "response-body", value_name = "FILE")]
+        response_body: Option<PathBuf>,
+        /// A response header, `Name: value` (e.g. X-UserOrgUUID).
+        #[arg(long = "response-header", value_name = "HEADER")]
+        response_header: Vec<String>,
+    },
+    /// Config file tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the problems of a config file, or a summary when it is good.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            proxy_listen,
+            transparent_listen,
+        } => run(config, proxy_listen, transparent_listen),
+        Command::Check {
+            config,
+            source,
+            method,
+            url,
+            request_body,
+            request_header,
+            response_body,
+            response_header,
+        } => {
+            let result = (|| -> Result<check::Outcome, String> {
+                let (config, _warnings) = Config::load(&config).map_err(|e| e.to_string())?;
+                let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+                let headers = |v: &[String]| -> Result<Vec<(String, String)>, String> {
+                    v.iter().map(|h| check::header_arg(h).map_err(|e| e.to_string())).collect()
+                };
+                let x = check::Exchange {
+                    source: Some(source),
+                    method,
+                    url,
+                    request_headers: headers(&request_header)?,
+                    request_body: request_body.as_ref().map(read).transpose()?,
+                    response_headers: headers(&response_header)?,
+                    response_body: response_body.as_ref().map(read).transpose()?,
+                };
+                check::judge(&config, &x).map_err(|e| e.to_string())
+            })();
+            match result {
+                Ok(check::Outcome::Allow(notes)) => {
+                    println!("allowed");
+                    for n in notes {
+                        println!("note: {n}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(check::Outcome::Block(reason)) => {
+                    println!("blocked: {reason}");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("misp-guard: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(&file) {
+            Ok((config, warnings)) => {
+                print_warnings(&warnings);
+                println!("{}", config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+fn print_warnings(warnings: &[Problem]) {
+    for w in warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
+}
+
+fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> ExitCode {
+    let (config, warnings) = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = telemetry::init(config.guard.log.format, &config.guard.log.level) {
+        eprintln!("misp-guard: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    for w in &warnings {
+        tracing::warn!(path = %w.path, "{}", w.message);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("misp-guard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(path, config, proxy, transparent)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("misp-guard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    path: PathBuf,
+    config: Config,
+    mut proxy: Vec<SocketAddr>,
+    mut transparent: Vec<SocketAddr>,
+) -> Result<(), String> {
+    proxy.extend(config.guard.proxy_listen.iter().copied());
+    transparent.extend(config.guard.transparent_listen.iter().copied());
+    if proxy.is_empty() && transparent.is_empty() {
+        return Err("no listener: set guard.listen or pass --proxy-listen/--transparent-listen".into());
+    }
+    check_mark_capability(config.guard.upstream_mark)?;
+
+    let mut listeners = Vec::new();
+    for (addrs, mode) in [(&proxy, Mode::Proxy), (&transparent, Mode::Transparent)] {
+        for addr in addrs {
+            let l = listen::bind(*addr).await.map_err(|e| e.to_string())?;
+            tracing::info!(listen.addr = %addr, mode = ?mode, "listening");
+            listeners.push((l, mode));
+        }
+    }
+
+    let limit = Arc::new(Semaphore::new(config.guard.limits.max_connections));
+    let grace = config.guard.timeouts.shutdown_grace;
+    let (tx, rx) = watch::channel(Arc::new(config));
+    let shared = Arc::new(Shared { config: rx });
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut accept = Vec::new();
+    for (l, mode) in listeners {
+        accept.push(tokio::spawn(listen::run(
+            l,
+            mode,
+            shared.clone(),
+            limit.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        )));
+    }
+
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match Config::load(&path) {
+                Ok((new, warnings)) => {
+                    for w in &warnings {
+                        tracing::warn!(path = %w.path, "{}", w.message);
+                    }
+                    let _ = tx.send(Arc::new(new));
+                    tracing::info!(config = %path.display(), "config reloaded (listeners unchanged)");
+                }
+                Err(e) => tracing::error!(config = %path.display(), "config reload refused, the old config stays in force: {e}"),
+            },
+        }
+    }
+    tracing::info!("shutting down: no new connections, in-flight exchanges may finish");
+    shutdown.cancel();
+    for a in accept {
+        let _ = a.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("grace period over, closing the remaining connections");
+    }
+    Ok(())
+}
+
+/// Fail at start, not on the first connection, when the firewall mark
+/// cannot be set (the process lacks CAP_NET_ADMIN).
+fn check_mark_capability(mark: u32) -> Result<(), String> {
+    if mark == 0 {
+        return Ok(());
+    }
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| format!("socket: {e}"))?;
+    s.set_mark(mark).map_err(|e| {
+        format!("guard.upstream_mark: cannot mark upstream sockets ({e}); run as root or with CAP_NET_ADMIN, or set guard.upstream_mark to 0")
+    })
+}

@@ -1,1 +1,165 @@
-//! (being written)
+//! Step 1 of the path: accepting connections.
+//!
+//! A transparent listener receives connections that nftables redirected to
+//! it and recovers where they were going (`SO_ORIGINAL_DST`); a connection
+//! that has no original destination, or whose original destination is the
+//! guard's own listener, was not redirected and is refused. A proxy
+//! listener receives MISP's explicit-proxy requests (absolute-form and
+//! `CONNECT`). Each connection gets one task; a semaphore caps how many run
+//! at once.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use socket2::SockRef;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::relay::{self, Origin, Shared};
+
+/// What kind of listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Redirected traffic: the destination comes from the kernel.
+    Transparent,
+    /// Explicit proxy: the destination comes from the request.
+    Proxy,
+}
+
+/// Why a listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding failed (address in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Bind a listener.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
+}
+
+/// Accept connections until `shutdown`, each served by [`relay::serve`].
+pub async fn run(
+    listener: TcpListener,
+    mode: Mode,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors and the like: pause instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = unmap(peer);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(client.addr = %peer, "connection refused: too many connections");
+            drop(stream);
+            continue;
+        };
+        let origin = match mode {
+            Mode::Proxy => Origin::Proxy,
+            // Not redirected: the kernel reports the socket's own address.
+            Mode::Transparent => match original_dst(&stream, peer) {
+                Ok(dst) if Some(dst) != stream.local_addr().ok().map(unmap) => Origin::Transparent(dst),
+                Ok(dst) => {
+                    tracing::warn!(client.addr = %peer, dst.addr = %dst, "connection refused: not redirected (original destination is the guard itself)");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(client.addr = %peer, error = %e, "connection refused: no original destination");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let span = match &origin {
+            Origin::Transparent(dst) => tracing::info_span!("conn", client.addr = %peer, dst.addr = %dst),
+            _ => tracing::info_span!("conn", client.addr = %peer),
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(
+            async move {
+                relay::serve(stream, peer, origin, shared, shutdown).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// The destination a redirected connection was going to.
+///
+/// An IPv4 client on a dual-stack IPv6 socket must be asked with the IPv4
+/// option: the kernel keeps its conntrack entry as IPv4.
+pub fn original_dst(stream: &TcpStream, peer: SocketAddr) -> io::Result<SocketAddr> {
+    let sock = SockRef::from(stream);
+    let addr = if peer.is_ipv4() {
+        sock.original_dst_v4()?
+    } else {
+        sock.original_dst_v6()?
+    };
+    addr.as_socket()
+        .map(unmap)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "original destination is not an IP address"))
+}
+
+/// `::ffff:a.b.c.d` is the IPv4 client a.b.c.d on a dual-stack socket.
+pub fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmap_v4_mapped() {
+        let a: SocketAddr = "[::ffff:10.0.0.1]:443".parse().unwrap();
+        assert_eq!(unmap(a), "10.0.0.1:443".parse::<SocketAddr>().unwrap());
+        let b: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        assert_eq!(unmap(b), b);
+    }
+
+    #[tokio::test]
+    async fn unredirected_connection_has_no_original_destination_or_itself() {
+        // Without an nftables redirect the kernel either has no NAT entry
+        // (error) or reports the listener itself; both are refused by run().
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _c = TcpStream::connect(addr).await.unwrap();
+        let (s, peer) = listener.accept().await.unwrap();
+        match original_dst(&s, peer) {
+            Ok(dst) => assert_eq!(dst, addr),
+            Err(_) => {}
+        }
+    }
+}

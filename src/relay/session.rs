@@ -1,0 +1,774 @@
+//! One client connection: its requests in order, each judged and relayed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::answer::{Reject, Side};
+use super::hold::Hold;
+use super::inspect::{Inspection, Job};
+use super::route::{escape, route, Destination, Route, Target};
+use super::upstream;
+use crate::config::Config;
+use crate::http::{self, BodyKind, Chunk, ChunkedDecoder, Coding, DecodeCaps, RequestHead, ResponseHead};
+use crate::rules::{Context, Document, Pass, Verdict};
+use crate::sync::{self, Direction};
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The config in force; SIGHUP puts a new one here. Each exchange takes
+    /// one snapshot and uses it from start to end.
+    pub config: watch::Receiver<Arc<Config>>,
+}
+
+/// How the connection reached the guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Redirected by nftables: the original destination.
+    Transparent(SocketAddr),
+    /// An explicit-proxy connection: each request names its target
+    /// (absolute-form), or a `CONNECT` makes the rest a tunnel.
+    Proxy,
+    /// The inside of a `CONNECT` tunnel to this target.
+    Tunnel(Target),
+}
+
+/// A byte stream the relay can use: TCP or TLS, client or upstream side.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Read size; large reads matter for big events.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// One side's stream with the bytes read ahead of the current message.
+struct Peer<S> {
+    io: S,
+    buf: BytesMut,
+}
+
+/// An open connection to a destination, kept across requests.
+struct Upstream {
+    addr: SocketAddr,
+    peer: Peer<Box<dyn Io>>,
+}
+
+/// What one exchange did, for the log line.
+struct Outcome {
+    status: u16,
+    reject: Option<Reject>,
+    source: Option<String>,
+    destination: Option<String>,
+    bytes_in: u64,
+    bytes_out: u64,
+    keep_alive: bool,
+}
+
+impl Outcome {
+    fn new() -> Outcome {
+        Outcome {
+            status: 0,
+            reject: None,
+            source: None,
+            destination: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            keep_alive: false,
+        }
+    }
+}
+
+/// Serve one client connection until it closes, fails or shutdown.
+pub async fn serve<S: Io>(
+    client: S,
+    peer: SocketAddr,
+    origin: Origin,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let mut client = Peer {
+        io: client,
+        buf: BytesMut::with_capacity(16 * 1024),
+    };
+    let mut upstream: Option<Upstream> = None;
+    let mut origin = origin;
+    loop {
+        let config = shared.config.borrow().clone();
+        let limits = http_limits(&config);
+        let head = match next_request(&mut client, &config, &limits, &shutdown).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(reject) => {
+                let _ = client.io.write_all(&reject.to_response("", true)).await;
+                log_exchange(peer, "-", "-", &outcome_of(reject), Duration::ZERO);
+                return;
+            }
+        };
+        let started = Instant::now();
+        if head.method == "CONNECT" {
+            match connect_tunnel(&mut client, &config, peer, &origin, &head).await {
+                Ok(target) => {
+                    origin = Origin::Tunnel(target);
+                    continue;
+                }
+                Err(reject) => {
+                    let _ = client.io.write_all(&reject.to_response(&head.target, true)).await;
+                    log_exchange(peer, "CONNECT", &head.target, &outcome_of(reject), started.elapsed());
+                    return;
+                }
+            }
+        }
+        let mut outcome = Outcome::new();
+        let result = exchange(
+            &mut client,
+            &mut upstream,
+            &config,
+            &limits,
+            peer,
+            &origin,
+            &head,
+            &mut outcome,
+        )
+        .await;
+        if let Err(reject) = result {
+            // Close when the request body was not read (its bytes would be
+            // taken for the next request) or the state is unclear.
+            let close = reject.close || !outcome.keep_alive;
+            let _ = client.io.write_all(&reject.to_response(&head.target, close)).await;
+            outcome.status = reject.status;
+            outcome.keep_alive = !close;
+            outcome.reject = Some(reject);
+        }
+        log_exchange(peer, &head.method, &head.target, &outcome, started.elapsed());
+        if !outcome.keep_alive || shutdown.is_cancelled() {
+            let _ = client.io.shutdown().await;
+            return;
+        }
+    }
+}
+
+fn outcome_of(reject: Reject) -> Outcome {
+    let mut o = Outcome::new();
+    o.status = reject.status;
+    o.reject = Some(reject);
+    o
+}
+
+fn http_limits(config: &Config) -> http::Limits {
+    let l = &config.guard.limits;
+    http::Limits {
+        max_header_bytes: l.max_header_bytes,
+        max_headers: l.max_headers,
+        max_body_bytes: l.max_body_bytes,
+        ..http::Limits::default()
+    }
+}
+
+/// Wait for the next request head. `Ok(None)`: the client closed between
+/// requests, stayed idle too long, or the guard is shutting down.
+async fn next_request<S: Io>(
+    client: &mut Peer<S>,
+    config: &Config,
+    limits: &http::Limits,
+    shutdown: &CancellationToken,
+) -> Result<Option<RequestHead>, Reject> {
+    let t = &config.guard.timeouts;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        if !client.buf.is_empty() {
+            match http::parse_request(&client.buf, limits) {
+                Ok(Some((head, len))) => {
+                    let _ = client.buf.split_to(len);
+                    return Ok(Some(head));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Reject::fatal(e.status(), Side::Client, e.to_string())),
+            }
+            // The head has started: it must be complete within `head`.
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + t.head);
+        }
+        client.buf.reserve(16 * 1024);
+        let read = client.io.read_buf(&mut client.buf);
+        let n = match deadline {
+            None => tokio::select! {
+                r = tokio::time::timeout(t.idle, read) => match r {
+                    Ok(r) => r,
+                    Err(_) => return Ok(None),
+                },
+                _ = shutdown.cancelled() => return Ok(None),
+            },
+            Some(d) => match tokio::time::timeout_at(d, read).await {
+                Ok(r) => r,
+                Err(_) => return Err(Reject::fatal(408, Side::Client, "request head timed out")),
+            },
+        };
+        match n {
+            Ok(0) if client.buf.is_empty() => return Ok(None),
+            Ok(0) => return Err(Reject::fatal(400, Side::Client, "connection closed inside a request head")),
+            Ok(_) => {}
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Answer a `CONNECT` on a proxy listener: route it, then the rest of the
+/// connection is a tunnel to that target.
+async fn connect_tunnel<S: Io>(
+    client: &mut Peer<S>,
+    config: &Config,
+    peer: SocketAddr,
+    origin: &Origin,
+    head: &RequestHead,
+) -> Result<Target, Reject> {
+    if *origin != Origin::Proxy {
+        return Err(Reject::fatal(400, Side::Client, "CONNECT is only for proxy listeners"));
+    }
+    let (host, port) = super::route::parse_authority(&head.target, 443)
+        .filter(|_| head.target.contains(':'))
+        .ok_or_else(|| Reject::fatal(400, Side::Client, format!("bad CONNECT target {}", escape(&head.target))))?;
+    let target = Target::Name { host, port };
+    route(config, peer.ip(), &target, "https", "/", None)
+        .map_err(|r| Reject { close: true, ..r })?;
+    client
+        .io
+        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        .await
+        .map_err(|e| Reject::fatal(400, Side::Client, format!("write: {e}")))?;
+    // TLS inside the tunnel is intercepted by the TLS layer; a plain
+    // tunnel carries HTTP that is judged like any other request.
+    if client.buf.is_empty() {
+        let _ = tokio::time::timeout(config.guard.timeouts.head, client.io.read_buf(&mut client.buf)).await;
+    }
+    if client.buf.first() == Some(&0x16) {
+        return Err(Reject::fatal(501, Side::Guard, "TLS inside CONNECT is not available on this listener"));
+    }
+    Ok(target)
+}
+
+/// One request and its response.
+#[allow(clippy::too_many_arguments)]
+async fn exchange<S: Io>(
+    client: &mut Peer<S>,
+    upstream: &mut Option<Upstream>,
+    config: &Arc<Config>,
+    limits: &http::Limits,
+    peer: SocketAddr,
+    origin: &Origin,
+    head: &RequestHead,
+    outcome: &mut Outcome,
+) -> Result<(), Reject> {
+    let request_body = http::request_body(head).map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
+    // Until the body is consumed, a refusal must close the connection.
+    outcome.keep_alive = request_body == BodyKind::Empty && !http::connection_close(head);
+
+    // Where does it go?
+    let (target, path) = match origin {
+        Origin::Transparent(dst) => (Target::Address(*dst), head.target.clone()),
+        Origin::Tunnel(t) => (t.clone(), head.target.clone()),
+        Origin::Proxy => absolute_form(&head.target)?,
+    };
+    if !path.starts_with('/') {
+        return Err(Reject::fatal(400, Side::Client, "request target must be origin-form here"));
+    }
+    let host_header = single_header(head, "host")?
+        .ok_or_else(|| Reject::fatal(400, Side::Client, "missing Host header"))?;
+    let Route { source, destination } = route(config, peer.ip(), &target, "http", &path, Some(&host_header))?;
+    outcome.source = Some(config.instance(source).name.clone());
+
+    let (dst_id, exchange, upstream_addr) = match &destination {
+        Destination::Instance(id) => {
+            let instance = config.instance(*id);
+            outcome.destination = Some(instance.name.clone());
+            let exchange = sync::classify(&head.method, &path, &instance.settings.base_path)
+                .map_err(|r| Reject::forbidden(r.to_string()))?;
+            sync::check_request_headers(head.headers.iter().map(|h| (h.name.as_str(), h.value.as_ref())))
+                .map_err(|r| Reject::forbidden(r.to_string()))?;
+            (Some(*id), Some(exchange), SocketAddr::new(instance.ip, instance.port))
+        }
+        Destination::Allowlisted { host, port } => {
+            outcome.destination = Some(format!("allowlist:{host}"));
+            let addr = allowlisted_addr(host, *port, &target).await?;
+            (None, None, addr)
+        }
+    };
+
+    // The request body: which document it must be, whose rules apply.
+    let request_doc = match &exchange {
+        Some(x) => {
+            if x.request.is_none() && request_body != BodyKind::Empty {
+                return Err(Reject::forbidden(format!("{} carries no body", x.name)));
+            }
+            x.request
+        }
+        None => None,
+    };
+    let rules_of = |direction: Direction| match direction {
+        Direction::Push => source,
+        Direction::Pull => dst_id.unwrap_or(source),
+    };
+    let expect = http::expects_continue(head).map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
+    let request_coding = match request_doc {
+        Some(_) => http::request_coding(&head.headers).map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?,
+        None => Coding::Identity,
+    };
+    if expect {
+        // Ask for the body only now that the head passed every check; the
+        // `Expect` itself is never forwarded, so no body goes upstream
+        // before its verdict.
+        client
+            .io
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|e| Reject::fatal(400, Side::Client, format!("write: {e}")))?;
+    }
+
+    let mut hold = Hold::new(config.guard.limits.hold_memory_bytes);
+    let job = match (request_doc, &exchange) {
+        (Some(doc), _) if request_body == BodyKind::Empty && super::empty_body_allowed(doc) => None,
+        (Some(doc), Some(x)) => Some(Job {
+            config: config.clone(),
+            instance: rules_of(x.direction),
+            doc,
+            coding: request_coding,
+            caps: decode_caps(config),
+            context: Context::default(),
+        }),
+        _ => None,
+    };
+    let verdict = take_body(client, request_body, job, &mut hold, config, limits, Side::Client).await?;
+    outcome.bytes_in = hold.len();
+    outcome.keep_alive = !http::connection_close(head);
+    let pass = match verdict {
+        Verdict::Allow(pass) => pass,
+        Verdict::Block(block) => return Err(Reject::blocked(block, Side::Client)),
+    };
+
+    // Upstream: reuse the connection when it goes to the same place.
+    if upstream.as_ref().map(|u| u.addr) != Some(upstream_addr) {
+        *upstream = None;
+    }
+    let up = match upstream {
+        Some(u) => u,
+        None => {
+            let io = upstream::connect(upstream_addr, config.guard.upstream_mark, config.guard.timeouts.connect).await?;
+            upstream.insert(Upstream {
+                addr: upstream_addr,
+                peer: Peer {
+                    io: Box::new(io),
+                    buf: BytesMut::with_capacity(16 * 1024),
+                },
+            })
+        }
+    };
+
+    let offered = offered_codings(head);
+    let mut out = Vec::with_capacity(1024);
+    let accept = if offered.is_empty() { "identity".to_string() } else { offered.join(", ") };
+    http::encode_request(head, &path, Some(hold.len()), &[("Accept-Encoding", accept.as_bytes())], &mut out);
+    let sent = async {
+        up.peer.io.write_all(&out).await?;
+        hold.forward(&pass, &mut up.peer.io).await?;
+        up.peer.io.flush().await
+    }
+    .await;
+    if let Err(e) = sent {
+        *upstream = None;
+        return Err(Reject::fatal(502, Side::Upstream, format!("sending request: {e}")));
+    }
+
+    // The response.
+    let response = match read_response_head(up, config, limits).await {
+        Ok(r) => r,
+        Err(r) => {
+            *upstream = None;
+            return Err(r);
+        }
+    };
+    let is_head = head.method == "HEAD";
+    let response_body = match http::response_body(&response, is_head) {
+        Ok(k) => k,
+        Err(e) => {
+            *upstream = None;
+            return Err(Reject::fatal(502, Side::Upstream, e.to_string()));
+        }
+    };
+    let response_coding = if response_body == BodyKind::Empty {
+        Coding::Identity
+    } else {
+        match http::response_coding(&response.headers) {
+            Ok(c) => c,
+            Err(e) => {
+                *upstream = None;
+                return Err(Reject::fatal(502, Side::Upstream, e.to_string()));
+            }
+        }
+    };
+    if let Some(name) = coding_name(response_coding) {
+        if !offered.contains(&name) {
+            *upstream = None;
+            return Err(Reject::fatal(502, Side::Upstream, format!("answer encoded with {name}, which the client did not offer")));
+        }
+    }
+    let success = (200..300).contains(&response.status);
+    let response_doc: Option<Document> = match &exchange {
+        Some(x) if success => x.response,
+        _ => None,
+    };
+    let job = match (response_doc, &exchange) {
+        (Some(doc), Some(x)) => Some(Job {
+            config: config.clone(),
+            instance: rules_of(x.direction),
+            doc,
+            coding: response_coding,
+            caps: decode_caps(config),
+            context: Context {
+                user_org_uuid: header_str(&response, "x-userorguuid").map(|s| s.trim().to_ascii_lowercase()),
+            },
+        }),
+        _ => None,
+    };
+    let mut hold = Hold::new(config.guard.limits.hold_memory_bytes);
+    let verdict = match take_body(&mut up.peer, response_body, job, &mut hold, config, limits, Side::Upstream).await {
+        Ok(v) => v,
+        Err(r) => {
+            *upstream = None;
+            return Err(r);
+        }
+    };
+    let upstream_reusable = response_body != BodyKind::CloseDelimited && !http::response_connection_close(&response);
+    if !upstream_reusable {
+        *upstream = None;
+    }
+    outcome.bytes_out = hold.len();
+    let pass = match verdict {
+        Verdict::Allow(pass) => pass,
+        Verdict::Block(block) => return Err(Reject::blocked(block, Side::Upstream)),
+    };
+
+    let close = !outcome.keep_alive;
+    let mut out = Vec::with_capacity(1024);
+    let length = match response_body {
+        // HEAD, 1xx, 204 and 304 answers keep the length they declare.
+        BodyKind::Empty => None,
+        _ => Some(hold.len()),
+    };
+    let extra: &[(&str, &[u8])] = if close { &[("Connection", b"close")] } else { &[] };
+    http::encode_response(&response, length, extra, &mut out);
+    let written = async {
+        client.io.write_all(&out).await?;
+        hold.forward(&pass, &mut client.io).await?;
+        client.io.flush().await
+    }
+    .await;
+    outcome.status = response.status;
+    if written.is_err() {
+        outcome.keep_alive = false;
+    }
+    Ok(())
+}
+
+/// Split an absolute-form target `http://host[:port]/path` (proxy mode).
+fn absolute_form(target: &str) -> Result<(Target, String), Reject> {
+    let bad = || Reject::fatal(400, Side::Client, format!("bad absolute-form target {}", escape(target)));
+    let rest = target.strip_prefix("http://").ok_or_else(bad)?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => return Err(bad()),
+    };
+    let (host, port) = super::route::parse_authority(authority, 80).ok_or_else(bad)?;
+    Ok((Target::Name { host, port }, path.to_string()))
+}
+
+/// Where an allowlisted host is reached. Transparent: the original
+/// destination, which the name must resolve to (else a client could name a
+/// listed domain to reach any address).
+async fn allowlisted_addr(host: &str, port: u16, target: &Target) -> Result<SocketAddr, Reject> {
+    let addrs = upstream::resolve(host, port).await?;
+    match target {
+        Target::Address(dst) => {
+            if addrs.iter().any(|a| a.ip() == dst.ip()) {
+                Ok(*dst)
+            } else {
+                Err(Reject::forbidden(format!(
+                    "allowlisted domain {host} does not resolve to the original destination {dst}"
+                )))
+            }
+        }
+        Target::Name { .. } => Ok(addrs[0]),
+    }
+}
+
+/// The one value of a header that must appear at most once.
+fn single_header(head: &RequestHead, name: &str) -> Result<Option<String>, Reject> {
+    let mut values = head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Reject::fatal(400, Side::Client, format!("more than one {name} header")));
+    }
+    match first {
+        None => Ok(None),
+        Some(h) => match std::str::from_utf8(&h.value) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(_) => Err(Reject::fatal(400, Side::Client, format!("{name} header is not ASCII"))),
+        },
+    }
+}
+
+fn header_str<'a>(head: &'a ResponseHead, name: &str) -> Option<&'a str> {
+    head.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(&h.value).ok())
+}
+
+/// The codings the client accepts that the guard can also decode, in the
+/// client's order. Sent upstream as the `Accept-Encoding`, so the answer
+/// comes in an encoding both the guard and the client understand.
+fn offered_codings(head: &RequestHead) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for h in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("accept-encoding")) {
+        let Ok(value) = std::str::from_utf8(&h.value) else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let token = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().map(|q| q <= 0.0).unwrap_or(true))
+            });
+            if refused {
+                continue;
+            }
+            let known = match token.as_str() {
+                "gzip" | "x-gzip" => "gzip",
+                "deflate" => "deflate",
+                "br" => "br",
+                "zstd" => "zstd",
+                _ => continue,
+            };
+            if !out.contains(&known) {
+                out.push(known);
+            }
+        }
+    }
+    out
+}
+
+fn coding_name(c: Coding) -> Option<&'static str> {
+    match c {
+        Coding::Identity => None,
+        Coding::Gzip => Some("gzip"),
+        Coding::Deflate => Some("deflate"),
+        Coding::Br => Some("br"),
+        Coding::Zstd => Some("zstd"),
+    }
+}
+
+fn decode_caps(config: &Config) -> DecodeCaps {
+    DecodeCaps {
+        max_decoded_bytes: config.guard.limits.max_decoded_bytes,
+        max_ratio: config.guard.limits.max_decode_ratio,
+    }
+}
+
+/// Read the next final response head from upstream (skipping 1xx).
+async fn read_response_head(
+    up: &mut Upstream,
+    config: &Config,
+    limits: &http::Limits,
+) -> Result<ResponseHead, Reject> {
+    let deadline = tokio::time::Instant::now() + config.guard.timeouts.upstream_response;
+    loop {
+        if !up.peer.buf.is_empty() {
+            match http::parse_response(&up.peer.buf, limits) {
+                Ok(Some((head, len))) => {
+                    let _ = up.peer.buf.split_to(len);
+                    if head.status == 101 {
+                        return Err(Reject::fatal(502, Side::Upstream, "upstream switched protocols"));
+                    }
+                    if (100..200).contains(&head.status) {
+                        continue;
+                    }
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Reject::fatal(502, Side::Upstream, format!("bad response: {e}"))),
+            }
+        }
+        up.peer.buf.reserve(16 * 1024);
+        match tokio::time::timeout_at(deadline, up.peer.io.read_buf(&mut up.peer.buf)).await {
+            Err(_) => return Err(Reject::fatal(504, Side::Upstream, "no response in time")),
+            Ok(Ok(0)) => return Err(Reject::fatal(502, Side::Upstream, "upstream closed without a response")),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Reject::fatal(502, Side::Upstream, format!("reading response: {e}"))),
+        }
+    }
+}
+
+/// Read one body into `hold`, feeding the rule engine when a `job` is given.
+/// Returns the verdict (an uninspected body passes).
+async fn take_body<S: AsyncRead + Unpin>(
+    peer: &mut Peer<S>,
+    kind: BodyKind,
+    job: Option<Job>,
+    hold: &mut Hold,
+    config: &Config,
+    limits: &http::Limits,
+    side: Side,
+) -> Result<Verdict, Reject> {
+    let too_large = |n: u64| {
+        let status = if side == Side::Client { 413 } else { 502 };
+        Reject::fatal(status, side, format!("body of {n} bytes is over the limit of {}", limits.max_body_bytes))
+    };
+    if let BodyKind::Length(n) = kind {
+        if n > limits.max_body_bytes {
+            return Err(too_large(n));
+        }
+    }
+    let mut inspection = job.map(Inspection::start);
+    let spill_dir = config.guard.spill_dir.clone();
+    let mut rate = Rate::new(config);
+    let mut store = |hold: &mut Hold, piece: &[u8]| -> Result<(), Reject> {
+        hold.push(piece, &spill_dir)
+            .map_err(|e| Reject::fatal(503, Side::Guard, format!("cannot hold body: {e}")))?;
+        if hold.len() > limits.max_body_bytes {
+            return Err(too_large(hold.len()));
+        }
+        Ok(())
+    };
+    match kind {
+        BodyKind::Empty => {}
+        BodyKind::Length(n) => {
+            let mut left = n;
+            while left > 0 {
+                if peer.buf.is_empty() {
+                    read_more(peer, &mut rate, side, false).await?;
+                }
+                let take = (peer.buf.len() as u64).min(left) as usize;
+                let piece = peer.buf.split_to(take).freeze();
+                left -= take as u64;
+                store(hold, &piece)?;
+                feed(&mut inspection, piece).await;
+            }
+        }
+        BodyKind::Chunked => {
+            let mut decoder = ChunkedDecoder::new();
+            loop {
+                match decoder.decode(&mut peer.buf, limits) {
+                    Ok(Chunk::Data(piece)) => {
+                        store(hold, &piece)?;
+                        feed(&mut inspection, piece).await;
+                    }
+                    Ok(Chunk::NeedMore) => read_more(peer, &mut rate, side, false).await?,
+                    Ok(Chunk::Done) => break,
+                    Err(e) => {
+                        let status = if side == Side::Client { e.status() } else { 502 };
+                        return Err(Reject::fatal(status, side, e.to_string()));
+                    }
+                }
+            }
+        }
+        BodyKind::CloseDelimited => loop {
+            if !peer.buf.is_empty() {
+                let piece = peer.buf.split().freeze();
+                store(hold, &piece)?;
+                feed(&mut inspection, piece).await;
+            }
+            if !read_more(peer, &mut rate, side, true).await? {
+                break;
+            }
+        },
+    }
+    Ok(match inspection {
+        Some(i) => i.finish().await,
+        None => Verdict::Allow(Pass::uninspected()),
+    })
+}
+
+async fn feed(inspection: &mut Option<Inspection>, piece: Bytes) {
+    if let Some(i) = inspection {
+        i.feed(piece).await;
+    }
+}
+
+/// Body pacing: an idle limit per read and a minimum average rate, so a
+/// slow client cannot hold a worker forever.
+struct Rate {
+    started: Instant,
+    bytes: u64,
+    idle: Duration,
+    min_rate: u64,
+}
+
+/// The average rate is judged only after this long.
+const RATE_GRACE: Duration = Duration::from_secs(10);
+
+impl Rate {
+    fn new(config: &Config) -> Rate {
+        Rate {
+            started: Instant::now(),
+            bytes: 0,
+            idle: config.guard.timeouts.body_idle,
+            min_rate: config.guard.timeouts.min_body_rate,
+        }
+    }
+}
+
+/// Read more bytes into the buffer. `Ok(false)` at end of stream when
+/// `eof_ok`, else end of stream is a truncated body.
+async fn read_more<S: AsyncRead + Unpin>(
+    peer: &mut Peer<S>,
+    rate: &mut Rate,
+    side: Side,
+    eof_ok: bool,
+) -> Result<bool, Reject> {
+    peer.buf.reserve(READ_CHUNK);
+    let n = match tokio::time::timeout(rate.idle, peer.io.read_buf(&mut peer.buf)).await {
+        Err(_) => return Err(Reject::fatal(408, side, "body stalled")),
+        Ok(Err(e)) => return Err(Reject::fatal(400, side, format!("reading body: {e}"))),
+        Ok(Ok(n)) => n,
+    };
+    if n == 0 {
+        if eof_ok {
+            return Ok(false);
+        }
+        return Err(Reject::fatal(400, side, "connection closed inside a body"));
+    }
+    rate.bytes += n as u64;
+    let elapsed = rate.started.elapsed();
+    if elapsed > RATE_GRACE && rate.bytes < rate.min_rate.saturating_mul(elapsed.as_secs()) {
+        return Err(Reject::fatal(408, side, "body arrives slower than the minimum rate"));
+    }
+    Ok(true)
+}
+
+/// The one log line of an exchange.
+fn log_exchange(peer: SocketAddr, method: &str, target: &str, o: &Outcome, took: Duration) {
+    let path = escape(target);
+    let method = escape(method);
+    let src = o.source.as_deref().unwrap_or("-");
+    let dst = o.destination.as_deref().unwrap_or("-");
+    let ms = took.as_secs_f64() * 1000.0;
+    match &o.reject {
+        None => tracing::info!(
+            client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
+            verdict = "allow", status = o.status, bytes.request = o.bytes_in, bytes.response = o.bytes_out,
+            duration_ms = ms, "exchange allowed"
+        ),
+        Some(r) => {
+            let (rule, value, at) = match &r.block {
+                Some(b) => (b.rule.name(), escape(&b.value), escape(&b.at)),
+                None => ("-", String::new(), String::new()),
+            };
+            tracing::warn!(
+                client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
+                verdict = "block", status = r.status, side = %r.side, rule = rule, value = %value, at = %at,
+                reason = %escape(&r.reason), bytes.request = o.bytes_in, bytes.response = o.bytes_out,
+                duration_ms = ms, "exchange blocked"
+            )
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Connecting to the destination.
+//!
+//! Instances are reached at their configured `ip` and `port` only, never
+//! through DNS. Every upstream socket carries the configured firewall mark
+//! (`SO_MARK`) so that the guard's own traffic is never redirected back to
+//! it by the nftables rules.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::answer::{Reject, Side};
+
+/// Open a TCP connection to `addr` with the firewall `mark`.
+pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<TcpStream, Reject> {
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| Reject::fatal(502, Side::Guard, format!("socket: {e}")))?;
+    if mark != 0 {
+        socket.set_mark(mark).map_err(|e| {
+            Reject::fatal(
+                502,
+                Side::Guard,
+                format!("cannot set firewall mark {mark:#x} on upstream socket (needs CAP_NET_ADMIN): {e}"),
+            )
+        })?;
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| Reject::fatal(502, Side::Guard, format!("socket: {e}")))?;
+    let socket = TcpSocket::from_std_stream(socket.into());
+    let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(Reject::fatal(502, Side::Upstream, format!("connect to {addr}: {e}")))
+        }
+        Err(_) => {
+            return Err(Reject::fatal(
+                504,
+                Side::Upstream,
+                format!("connect to {addr}: timed out after {}s", timeout.as_secs()),
+            ))
+        }
+    };
+    // Requests and answers are written whole; Nagle would only add latency.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Resolve an allowlisted host. In transparent mode the caller also checks
+/// that the original destination is among the answers.
+pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Reject> {
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            if addrs.is_empty() {
+                Err(Reject::fatal(502, Side::Upstream, format!("{host} has no address")))
+            } else {
+                Ok(addrs)
+            }
+        }
+        Err(e) => Err(Reject::fatal(502, Side::Upstream, format!("cannot resolve {host}: {e}"))),
+    }
+}
