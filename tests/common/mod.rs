@@ -1,0 +1,429 @@
+//! Shared parts of the end-to-end tests: network namespaces, the fake MISP
+//! peer process, the guard process, and a raw-bytes HTTP client.
+//!
+//! Everything runs inside a network namespace the test creates, so test
+//! traffic only ever goes to addresses on that namespace's loopback.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance/peer-scenarios");
+pub const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/fake_misp.py");
+pub const GUARD: &str = env!("CARGO_BIN_EXE_misp-guard");
+
+/// Whether the end-to-end tests can run here (root, `ip`, `python3`).
+/// When not, the test prints why and passes: these tests need root.
+pub fn can_run(test: &str) -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    let py = Command::new("python3").arg("-V").output().is_ok();
+    if root && ip && py {
+        return true;
+    }
+    eprintln!("SKIP {test}: needs root, iproute2 and python3 (root={root} ip={ip} python3={py})");
+    false
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!(
+            "mg-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns {
+            name,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Give the namespace its own /etc/hosts (`ip netns exec` bind-mounts
+    /// /etc/netns/NAME/hosts over /etc/hosts for the processes it starts).
+    pub fn hosts(&self, entries: &[(&str, &str)]) {
+        let dir = PathBuf::from(format!("/etc/netns/{}", self.name));
+        fs::create_dir_all(&dir).expect("mkdir /etc/netns");
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (ip, name) in entries {
+            text.push_str(&format!("{ip} {name}\n"));
+        }
+        fs::write(dir.join("hosts"), text).expect("write hosts");
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Run `f` on a thread that lives in the namespace.
+    pub fn run<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let file = fs::File::open(&path).expect("open netns");
+                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .expect("namespace thread panicked")
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = fs::remove_dir_all(format!("/etc/netns/{}", self.name));
+    }
+}
+
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+/// The fake MISP peer, listening on `listen` inside `ns`.
+pub struct Peer {
+    pub proc: Proc,
+    pub record: PathBuf,
+    pub script: PathBuf,
+}
+
+impl Peer {
+    pub fn start(ns: &Netns, listen: &[SocketAddr], tls: Option<(&Path, &Path)>) -> Peer {
+        let record = ns.path("record.jsonl");
+        let script = ns.path("script.json");
+        let ready = ns.path("peer.ready");
+        let stderr = ns.path("peer.stderr");
+        fs::write(&record, "").unwrap();
+        fs::write(&script, "{}").unwrap();
+        let mut c = ns.command("python3");
+        c.arg(PEER)
+            .arg("--record")
+            .arg(&record)
+            .arg("--script")
+            .arg(&script)
+            .arg("--ready")
+            .arg(&ready);
+        for l in listen {
+            c.arg("--listen").arg(l.to_string());
+        }
+        if let Some((cert, key)) = tls {
+            c.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start peer");
+        let proc = Proc { child, stderr };
+        wait_for(|| ready.exists(), "peer ready", &proc);
+        Peer { proc, record, script }
+    }
+
+    /// Set the next answers.
+    pub fn answer(&self, script: serde_json::Value) {
+        fs::write(&self.script, script.to_string()).unwrap();
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record line"))
+            .collect()
+    }
+}
+
+/// Start the guard inside `ns` with `config`, waiting until `probe` accepts.
+pub fn start_guard(ns: &Netns, config: &serde_json::Value, args: &[&str], probe: SocketAddr) -> Proc {
+    let path = ns.path("config.json");
+    fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
+    let stderr = ns.path("guard.stderr");
+    let child = ns
+        .command(GUARD)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start guard");
+    let proc = Proc { child, stderr };
+    wait_for(
+        || ns.run(|| TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()),
+        "guard listening",
+        &proc,
+    );
+    proc
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, what: &str, proc: &Proc) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}; log:\n{}", proc.log());
+}
+
+/// A response as read off the wire.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// A client connection from `source` (bound) to `to`.
+pub fn connect(source: std::net::IpAddr, to: SocketAddr) -> TcpStream {
+    let domain = if to.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::new(source, 0).into()).unwrap();
+    s.connect_timeout(&to.into(), Duration::from_secs(5)).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Read one response (Content-Length or chunked or close-delimited).
+pub fn read_response(s: &mut impl Read, head_only: bool) -> Option<Response> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+    let mut r = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    if status == 100 {
+        return Some(r);
+    }
+    if head_only || status == 204 || status == 304 {
+        return Some(r);
+    }
+    if let Some(n) = r.header("content-length") {
+        let n: usize = n.parse().ok()?;
+        let mut body = vec![0u8; n];
+        s.read_exact(&mut body).ok()?;
+        r.body = body;
+    } else if r.header("transfer-encoding").is_some() {
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut byte).ok()?;
+                line.push(byte[0]);
+            }
+            let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim(), 16).ok()?;
+            let mut chunk = vec![0u8; size + 2];
+            s.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                break;
+            }
+            r.body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        s.read_to_end(&mut r.body).ok()?;
+    }
+    Some(r)
+}
+
+/// Send raw bytes and read one response.
+pub fn roundtrip(s: &mut TcpStream, request: &[u8], head_only: bool) -> Option<Response> {
+    s.write_all(request).ok()?;
+    read_response(s, head_only)
+}
+
+/// Map an address of the conformance config onto the namespace loopback:
+/// a.b.c.d → 127.a.c.d (one-to-one on every address the data uses).
+pub fn map_ip(ip: &str) -> String {
+    let o: Vec<&str> = ip.split('.').collect();
+    format!("127.{}.{}.{}", o[0], o[2], o[3])
+}
+
+/// The conformance config with its addresses mapped and a `guard` section.
+pub fn conformance_config(guard: serde_json::Value) -> serde_json::Value {
+    let text = fs::read_to_string(format!("{SHARED}/config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (_, inst) in config["instances"].as_object_mut().unwrap() {
+        let ip = inst["ip"].as_str().unwrap().to_string();
+        inst["ip"] = serde_json::Value::String(map_ip(&ip));
+    }
+    config["guard"] = guard;
+    config
+}
+
+/// One verdict scenario of the older guard.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub file: &'static str,
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub url: String,
+    pub method: String,
+    pub client_ip: String,
+    pub fixture: Option<PathBuf>,
+    pub request_body: Option<Vec<u8>>,
+    pub response_headers: Vec<(String, String)>,
+    pub expected_status: u16,
+    pub expected_log: Option<String>,
+}
+
+impl Scenario {
+    pub fn is_pull(&self) -> bool {
+        self.file == "pull.json" || (self.file == "extra.json" && self.fixture.is_some())
+    }
+
+    /// The request body sent: push fixtures, or the inline body of extra.json.
+    pub fn body(&self) -> Vec<u8> {
+        if let Some(b) = &self.request_body {
+            return b.clone();
+        }
+        match (&self.fixture, self.is_pull()) {
+            (Some(f), false) => fs::read(f).unwrap(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The (rule name, value) the old guard's log names, in our words.
+    pub fn expected_block(&self) -> Option<(String, String)> {
+        if self.name.starts_with("x_user_org_uuid_not_in_sharing_group") {
+            let org = self.response_headers[0].1.clone();
+            return Some(("sharing group excludes receiving organisation".into(), org));
+        }
+        let log = self.expected_log.as_ref()?;
+        let tail = log.rsplit(" - ").next()?;
+        if tail == "cannot reach compartment" {
+            return Some(("cannot reach compartment".into(), String::new()));
+        }
+        let (phrase, value) = tail.rsplit_once(": ")?;
+        let rule = if phrase.ends_with("blocked tag") {
+            "blocked tag"
+        } else if phrase.ends_with("blocked distribution level") {
+            "blocked distribution level"
+        } else if phrase.ends_with("blocked sharing group uuid") {
+            "blocked sharing group"
+        } else if phrase == "attribute with a blocked type" {
+            "blocked attribute type"
+        } else if phrase == "attribute with a blocked category" {
+            "blocked attribute category"
+        } else if phrase == "object with a blocked type" {
+            "blocked object type"
+        } else if phrase == "event is missing required taxonomy" {
+            "missing required taxonomy"
+        } else {
+            panic!("unknown old-guard phrase {phrase:?}")
+        };
+        Some((rule.into(), value.into()))
+    }
+}
+
+/// All 122 scenarios: push.json, pull.json, extra.json.
+pub fn scenarios() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for file in ["push.json", "pull.json", "extra.json"] {
+        let text = fs::read_to_string(format!("{SHARED}/{file}")).unwrap();
+        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        for s in list {
+            let fixture = s["fixture_file"].as_str().map(|f| {
+                let base = f.rsplit('/').next().unwrap();
+                PathBuf::from(format!("{SHARED}/fixtures/{base}"))
+            });
+            let response_headers = s["response_headers"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Scenario {
+                file,
+                name: s["name"].as_str().unwrap().to_string(),
+                host: s["host"].as_str().unwrap().to_string(),
+                port: s["port"].as_u64().unwrap() as u16,
+                url: s["url"].as_str().unwrap().to_string(),
+                method: s["method"].as_str().unwrap().to_string(),
+                client_ip: s["client"]["ip"].as_str().unwrap().to_string(),
+                fixture,
+                request_body: (!s["request_body"].is_null()).then(|| s["request_body"].to_string().into_bytes()),
+                response_headers,
+                expected_status: s["expected_status_code"].as_u64().unwrap() as u16,
+                expected_log: s["expected_logs"][0].as_str().map(str::to_string),
+            });
+        }
+    }
+    out
+}
