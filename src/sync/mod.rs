@@ -247,8 +247,11 @@ pub fn classify(method: &str, target: &str, base_path: &str) -> Result<Exchange,
 /// so `POST /events/index` could run as another method, or a GET with a body
 /// we never inspected could run as a POST; the other two names are honoured
 /// by other frameworks a remote may sit behind. MISP never sends any of them.
-const METHOD_OVERRIDE_HEADERS: [&str; 3] =
-    ["x-http-method-override", "x-http-method", "x-method-override"];
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Header names that some front ends (IIS URL Rewrite, Symfony, older
 /// CakePHP `HTTP_X_REWRITE_URL` fallback) take as the request URL instead of
@@ -282,7 +285,11 @@ pub fn check_request_headers<'a>(
 fn same_header(name: &str, known: &str) -> bool {
     name.len() == known.len()
         && name.bytes().zip(known.bytes()).all(|(a, b)| {
-            let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
             a == b
         })
 }

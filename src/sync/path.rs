@@ -127,7 +127,7 @@ fn strip_base<'a>(target: &'a str, base_path: &str) -> Result<&'a str, Refusal> 
     }
 }
 
-/// A base path is `/seg(/seg)*`, each segment unreserved characters and no
+/// A base path is `/seg(/seg)*`, each segment letters, digits, `-._` and no
 /// dot segment: anything else would need the normalisation we refuse.
 fn plain_base(base_path: &str) -> bool {
     let Some(rest) = base_path.strip_prefix('/') else {
@@ -139,6 +139,6 @@ fn plain_base(base_path: &str) -> bool {
             && seg != ".."
             && seg
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
     })
 }

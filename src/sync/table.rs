@@ -520,7 +520,10 @@ pub(super) fn lookup(method: &str, target: &Target<'_>) -> Result<Exchange, Refu
             })
         }
     };
-    let mut on_route = TABLE.iter().filter(|row| same_route(row.route, route)).peekable();
+    let mut on_route = TABLE
+        .iter()
+        .filter(|row| same_route(row.route, route))
+        .peekable();
     let Some(first) = on_route.peek() else {
         return Err(unknown_route(route));
     };
