@@ -1,7 +1,7 @@
 //! Step 4 of the path: the table of MISP sync exchanges.
 //!
 //! [`classify`] takes the method and the request target of one request and
-//! finds the one row of the [table](table) that MISP sync sends exactly so,
+//! finds the one row of the table (`table.rs`) that MISP sync sends exactly so,
 //! or says why it is refused. The answer, an [`Exchange`], tells `relay`
 //! whose rules apply ([`Direction`]) and which document the request and the
 //! 2xx answer must be (`rules::Document`).
@@ -14,7 +14,7 @@
 //!
 //! * percent-encoding, dot segments, empty segments, `;`, `\`, `#`, query
 //!   strings, control and non-ASCII bytes: refused before any matching
-//!   ([`path`]);
+//!   (`path.rs`);
 //! * case variants and controller aliases (`/events/ADD`, `/Events/add`,
 //!   `/event_reports/add`): refused ([`Refusal::CaseVariant`]);
 //! * REST resource aliases (`POST /events`, `PUT /events/<id>`): not rows;
@@ -22,7 +22,10 @@
 //! * named parameters other than the pinned ones, repeated ones, or values
 //!   MISP does not send.
 //!
-//! Method-override headers are refused by [`check_request_headers`].
+//! Method-override headers are refused by [`check_request_headers`]. A
+//! `_method` field in a form-encoded body (also honoured by CakePHP) is not
+//! this module's to see: sync bodies are JSON, and a form body fails the
+//! document check of its row.
 
 mod path;
 mod table;
