@@ -44,6 +44,13 @@ const INSTANCE_KEYS: &[&str] = &[
     "blocked_object_types",
 ];
 const TAXONOMIES_KEYS: &[&str] = &["required_taxonomies", "allowed_tags", "blocked_tags"];
+/// Hints at the instance level also name the taxonomies_rules keys: a tag
+/// rule written one level too high is a likely mistake.
+const INSTANCE_HINTS: &[&str] = &[
+    "taxonomies_rules.required_taxonomies",
+    "taxonomies_rules.allowed_tags",
+    "taxonomies_rules.blocked_tags",
+];
 const GUARD_KEYS: &[&str] = &[
     "listen",
     "limits",
@@ -311,7 +318,7 @@ impl Checker {
 
     fn instance(&mut self, name: &str, v: &Value, path: &str) -> Option<Draft> {
         let obj = self.object(v, path)?;
-        self.keys(obj, path, INSTANCE_KEYS, Comments::Refused);
+        self.keys_with_hints(obj, path, INSTANCE_KEYS, INSTANCE_HINTS, Comments::Refused);
         let ip = self.required(obj, path, "ip").and_then(|v| {
             let p = join(path, "ip");
             let s = self.string(v, &p)?;
@@ -739,7 +746,10 @@ impl Checker {
             _ => u32::try_from(self.integer(v, path, 0, u64::from(u32::MAX))?).ok()?,
         };
         if n == 0 {
-            return self.fail(path, "0 is every unmarked socket; the mark must be non-zero");
+            return self.fail(
+                path,
+                "0 is every unmarked socket; the mark must be non-zero",
+            );
         }
         Some(n)
     }
@@ -778,7 +788,10 @@ impl Checker {
                 Some("text") => l.format = LogFormat::Text,
                 Some("json") => l.format = LogFormat::Json,
                 Some("journald") => l.format = LogFormat::Journald,
-                Some(s) => self.error(p, format!("{s:?} is not \"text\", \"json\" or \"journald\"")),
+                Some(s) => self.error(
+                    p,
+                    format!("{s:?} is not \"text\", \"json\" or \"journald\""),
+                ),
                 None => {}
             }
         }
@@ -827,9 +840,14 @@ impl Checker {
         self.keys(obj, path, INSTANCE_TLS_KEYS, Comments::Ignored);
         (t.cert, t.key) = self.pair(obj, path, "cert", "key");
         (t.client_cert, t.client_key) = self.pair(obj, path, "client_cert", "client_key");
-        t.ca = obj.get("ca").and_then(|v| self.file_path(v, &join(path, "ca")));
+        t.ca = obj
+            .get("ca")
+            .and_then(|v| self.file_path(v, &join(path, "ca")));
         for (key, slot) in [
-            ("danger_skip_upstream_verify", &mut t.danger_skip_upstream_verify),
+            (
+                "danger_skip_upstream_verify",
+                &mut t.danger_skip_upstream_verify,
+            ),
             ("upstream", &mut t.upstream),
             ("allow_plain_http", &mut t.allow_plain_http),
         ] {
@@ -954,9 +972,7 @@ impl Checker {
         };
         match (n.as_u64(), n.is_i64()) {
             (Some(x), _) if (min..=max).contains(&x) => Some(x),
-            (Some(_), _) | (None, true) => {
-                self.fail(path, format!("{n} is outside {min}..{max}"))
-            }
+            (Some(_), _) | (None, true) => self.fail(path, format!("{n} is outside {min}..{max}")),
             (None, false) => self.fail(path, format!("{n} is not an integer")),
         }
     }
@@ -985,14 +1001,27 @@ impl Checker {
     /// Report every key of `obj` that is not in `known`, with the nearest
     /// known key as a hint.
     fn keys(&mut self, obj: &Object, path: &str, known: &[&str], comments: Comments) {
+        self.keys_with_hints(obj, path, known, &[], comments);
+    }
+
+    /// [`Checker::keys`], with more candidates for the hint (dotted paths,
+    /// compared by their last part).
+    fn keys_with_hints(
+        &mut self,
+        obj: &Object,
+        path: &str,
+        known: &[&str],
+        more: &[&str],
+        comments: Comments,
+    ) {
         for (key, _) in &obj.entries {
-            if known.contains(&key.as_str()) || (comments == Comments::Ignored && is_comment(key))
-            {
+            if known.contains(&key.as_str()) || (comments == Comments::Ignored && is_comment(key)) {
                 continue;
             }
+            let candidates = known.iter().chain(more).copied();
             self.error(
                 join(path, key),
-                format!("unknown key{}", hint(key, known.iter().copied())),
+                format!("unknown key{}", hint(key, candidates)),
             );
         }
     }
@@ -1006,20 +1035,32 @@ fn path_or_root(path: &str) -> &str {
     }
 }
 
-/// The known value nearest to `word`, by edit distance, case-insensitive.
-fn nearest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+/// The known value nearest to `word` by edit distance, case-insensitive,
+/// with the distance. A dotted candidate is compared by its last part.
+fn nearest_with_distance<'a>(
+    word: &str,
+    known: impl Iterator<Item = &'a str>,
+) -> Option<(usize, &'a str)> {
     let word = word.to_lowercase();
     known
-        .map(|k| (strsim::damerau_levenshtein(&word, &k.to_lowercase()), k))
+        .map(|k| {
+            let last = k.rsplit('.').next().unwrap_or(k);
+            (strsim::damerau_levenshtein(&word, &last.to_lowercase()), k)
+        })
         .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
 }
 
-/// ` (did you mean "x"?)` when a known value is close enough to be a typo.
+/// The known value nearest to `word`.
+fn nearest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    nearest_with_distance(word, known).map(|(_, k)| k)
+}
+
+/// ` (did you mean "x"?)` when a known value is close enough to be a typo:
+/// at most a third of its length away (one edit for short words).
 fn hint<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> String {
-    let word_l = word.to_lowercase();
-    match nearest(word, known) {
-        Some(k) if strsim::damerau_levenshtein(&word_l, &k.to_lowercase()) <= (k.len() / 3).max(2) => {
+    let len = word.chars().count();
+    match nearest_with_distance(word, known) {
+        Some((d, k)) if d <= (len / 3).max(1) && d < len => {
             format!(" (did you mean {k:?}?)")
         }
         _ => String::new(),
@@ -1140,9 +1181,9 @@ fn base_path(s: &str) -> Result<String, &'static str> {
         .strip_prefix('/')
         .ok_or("must start with '/' (e.g. \"/misp\")")?;
     for seg in rest.split('/') {
-        let plain = seg.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b)
-        });
+        let plain = seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b));
         if seg.is_empty() || seg == "." || seg == ".." || !plain {
             return Err("is not a plain path (no empty, '.' or '..' segments, no '%', '?', '#')");
         }

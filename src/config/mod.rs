@@ -451,7 +451,10 @@ impl Config {
         let literal = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
-            .map_or_else(|| host.parse::<IpAddr>().ok(), |h| h.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6))
+            .map_or_else(
+                || host.parse::<IpAddr>().ok(),
+                |h| h.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
+            )
             .map(|ip| ip.to_canonical());
         let id = match literal {
             // Validation keeps an IP-literal `host` from naming another
@@ -545,7 +548,11 @@ impl Config {
                 out,
                 "  {from} [{}] reaches {}",
                 members.join(", "),
-                if to.is_empty() { "nothing".to_owned() } else { to.join(", ") }
+                if to.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    to.join(", ")
+                }
             );
         }
         let _ = writeln!(

@@ -218,7 +218,11 @@ mod tests {
     fn syntax_error_is_one_line_with_position() {
         let p = parse("{\n  \"a\": 1,\n}").unwrap_err();
         assert_eq!(p.path, "3:1");
-        assert!(p.message.starts_with("invalid JSON: trailing comma"), "{}", p.message);
+        assert!(
+            p.message.starts_with("invalid JSON: trailing comma"),
+            "{}",
+            p.message
+        );
         let p = parse("{} x").unwrap_err();
         assert_eq!(p.path, "1:4");
         assert!(!parse("").unwrap_err().message.contains(" at line "));
