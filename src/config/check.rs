@@ -96,6 +96,10 @@ const INSTANCE_TLS_KEYS: &[&str] = &[
     "allow_plain_http",
 ];
 
+/// The longest timeout: a week. Longer is no timeout at all, and deadlines
+/// computed as `now + timeout` must not overflow.
+const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Whether comment keys (`"//..."`) are allowed in an object: only inside
 /// `guard`, so that the older guard's part keeps the older guard's grammar.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -904,8 +908,14 @@ impl Checker {
             return self.expected(path, "a number of seconds", v);
         };
         match n.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok()) {
-            Some(d) if !d.is_zero() => Some(d),
-            _ => self.fail(path, format!("{n} is not a positive number of seconds")),
+            Some(d) if !d.is_zero() && d <= MAX_TIMEOUT => Some(d),
+            _ => self.fail(
+                path,
+                format!(
+                    "{n} is not a positive number of seconds up to {}",
+                    MAX_TIMEOUT.as_secs()
+                ),
+            ),
         }
     }
 }

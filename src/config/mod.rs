@@ -403,6 +403,14 @@ impl Config {
         let checked = check::build(&root);
         let mut problems = duplicates;
         problems.extend(checked.errors);
+        if checked.config.is_none() && problems.is_empty() {
+            // Not reached: the walk reports whatever stops the build. Kept
+            // so that a refusal can never come without a reason.
+            problems.push(Problem {
+                path: "(top level)".into(),
+                message: "incomplete configuration".into(),
+            });
+        }
         match checked.config {
             Some(config) if problems.is_empty() => Ok((config, checked.warnings)),
             _ => Err(Error {

@@ -1067,6 +1067,12 @@ fn validation_errors_name_their_path() {
         ),
         (
             "/guard",
+            json!({"timeouts": {"idle": 1e12}}),
+            "guard.timeouts.idle",
+            "up to 604800",
+        ),
+        (
+            "/guard",
             json!({"upstream_mark": 0}),
             "guard.upstream_mark",
             "must be non-zero",
