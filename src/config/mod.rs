@@ -7,9 +7,20 @@
 //! indexed, compartments resolved and rules normalised. Every problem is
 //! reported in one run, each as one line naming its JSON path.
 //!
-//! (Interface fixed by the skeleton; loading and validation are being
-//! written.)
+//! What it refuses: wrong types, unknown keys (with a did-you-mean),
+//! duplicate keys, instances in no compartment or sharing an address,
+//! malformed addresses, uuids, distribution levels and tags. What it only
+//! warns about: rule values MISP does not know (see [`vocab`]), which would
+//! silently never block. The keys, defaults and their reasons are listed in
+//! `docs/configuration.md`.
 
+mod check;
+mod raw;
+#[cfg(test)]
+mod tests;
+pub mod vocab;
+
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -217,18 +228,371 @@ pub struct Error {
     pub file: Option<PathBuf>,
     /// Each problem.
     pub problems: Vec<Problem>,
+    /// Warnings found in the same run (not the reason for the failure).
+    pub warnings: Vec<Problem>,
+}
+
+/// Why a connection's destination is not an instance the guard serves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No instance has this host name or address.
+    #[error("destination {kind} {value} is not a configured instance")]
+    UnknownDestination {
+        /// `host` (a name from CONNECT, Host or SNI) or `address`.
+        kind: &'static str,
+        /// The name or address as asked for.
+        value: String,
+    },
+    /// The instance exists, but not on this port.
+    #[error("destination port {port} is not the port of instance {instance} ({expected})")]
+    WrongPort {
+        /// The instance's name.
+        instance: String,
+        /// The port asked for.
+        port: u16,
+        /// The instance's `port`.
+        expected: u16,
+    },
+}
+
+// === defaults ===
+//
+// Each default with the reason for its value; docs/configuration.md repeats
+// them.
+
+/// The transparent listener: all IPv4 addresses, because nftables `redirect`
+/// rewrites to the primary address of the incoming interface (or 127.0.0.1
+/// for locally generated traffic), which one wildcard socket covers.
+const DEFAULT_TRANSPARENT_LISTEN: &str = "0.0.0.0:8443";
+/// `SO_MARK` 0x4d47 ("MG"): unlikely to collide with marks set by other
+/// tools, and readable in `nft list ruleset`.
+const DEFAULT_UPSTREAM_MARK: u32 = 0x4d47;
+/// 64 KiB: far above any head MISP sends (a few hundred bytes), low enough
+/// that a slow flood of header bytes costs little memory.
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// 100 header lines: MISP sends about a dozen; the common server limit.
+const DEFAULT_MAX_HEADERS: usize = 100;
+/// 1 GiB: big events with attachments are pushed whole; beyond this is abuse.
+const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 30;
+/// 2 GiB: a large event compresses well; the cap stops decompression bombs.
+const DEFAULT_MAX_DECODED_BYTES: u64 = 2 << 30;
+/// 200: JSON compresses 10-50x; a higher ratio is a bomb, not an event.
+const DEFAULT_MAX_DECODE_RATIO: u64 = 200;
+/// 4 MiB: most sync bodies fit in memory; larger ones spill to `spill_dir`.
+const DEFAULT_HOLD_MEMORY_BYTES: usize = 4 << 20;
+/// 512 connections: a MISP sync uses a handful; this bounds file descriptors.
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// 64 levels: a MISP event nests about 8 deep; deeper is an attack.
+const DEFAULT_MAX_JSON_DEPTH: usize = 64;
+/// 10 s: a TLS handshake on a LAN takes milliseconds.
+const DEFAULT_HANDSHAKE: Duration = Duration::from_secs(10);
+/// 30 s: a head is one small write; this ends slowloris heads.
+const DEFAULT_HEAD: Duration = Duration::from_secs(30);
+/// 60 s: MISP reuses a connection for the next request within seconds.
+const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+/// 30 s: a body in flight that stalls this long is dead or an attack.
+const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
+/// 1024 bytes/s: far below any real link, far above a trickle attack.
+const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+/// 10 s: connecting to a configured address on a LAN takes milliseconds.
+const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
+/// 300 s: MISP's own curl timeout; a slower answer is abandoned by MISP.
+const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(300);
+/// 30 s: under systemd's default 90 s stop timeout, time to end a push.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// "info": one line per verdict, nothing per byte.
+const DEFAULT_LOG_LEVEL: &str = "info";
+/// The TLS port: an instance on 443 is spoken to over TLS unless told.
+const TLS_PORT: u16 = 443;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            max_decode_ratio: DEFAULT_MAX_DECODE_RATIO,
+            hold_memory_bytes: DEFAULT_HOLD_MEMORY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            handshake: DEFAULT_HANDSHAKE,
+            head: DEFAULT_HEAD,
+            idle: DEFAULT_IDLE,
+            body_idle: DEFAULT_BODY_IDLE,
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
+            connect: DEFAULT_CONNECT,
+            upstream_response: DEFAULT_UPSTREAM_RESPONSE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            format: LogFormat::Text,
+            level: DEFAULT_LOG_LEVEL.to_owned(),
+        }
+    }
+}
+
+impl Default for GuardSettings {
+    fn default() -> GuardSettings {
+        GuardSettings {
+            proxy_listen: Vec::new(),
+            transparent_listen: DEFAULT_TRANSPARENT_LISTEN.parse().into_iter().collect(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            upstream_mark: DEFAULT_UPSTREAM_MARK,
+            tls: TlsSettings::default(),
+            log: LogSettings::default(),
+            // Held bodies are private: the system temp dir is per-host and
+            // the spill files are created with tempfile (mode 0600).
+            spill_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+impl InstanceSettings {
+    /// The settings of an instance on `port` with no `guard.instances`
+    /// entry: no base path, TLS upstream when the port is 443.
+    pub fn for_port(port: u16) -> InstanceSettings {
+        InstanceSettings {
+            base_path: String::new(),
+            tls: InstanceTls {
+                upstream: port == TLS_PORT,
+                ..InstanceTls::default()
+            },
+        }
+    }
 }
 
 impl Config {
     /// Read and check a config file. Warnings (e.g. an attribute type MISP
     /// does not know) come back beside the config.
     pub fn load(path: &Path) -> Result<(Config, Vec<Problem>), Error> {
-        let _ = path;
-        todo!("config loading is being written")
+        let text = std::fs::read_to_string(path).map_err(|e| Error {
+            file: Some(path.to_owned()),
+            problems: vec![Problem {
+                path: path.display().to_string(),
+                message: format!("cannot read: {e}"),
+            }],
+            warnings: Vec::new(),
+        })?;
+        Config::from_json_str(&text).map_err(|e| Error {
+            file: Some(path.to_owned()),
+            ..e
+        })
+    }
+
+    /// Check a config given as JSON text; [`Config::load`] without the file.
+    pub fn from_json_str(text: &str) -> Result<(Config, Vec<Problem>), Error> {
+        let (root, duplicates) = raw::parse(text).map_err(|p| Error {
+            file: None,
+            problems: vec![p],
+            warnings: Vec::new(),
+        })?;
+        let checked = check::build(&root);
+        let mut problems = duplicates;
+        problems.extend(checked.errors);
+        if checked.config.is_none() && problems.is_empty() {
+            // Not reached: the walk reports whatever stops the build. Kept
+            // so that a refusal can never come without a reason.
+            problems.push(Problem {
+                path: "(top level)".into(),
+                message: "incomplete configuration".into(),
+            });
+        }
+        match checked.config {
+            Some(config) if problems.is_empty() => Ok((config, checked.warnings)),
+            _ => Err(Error {
+                file: None,
+                problems,
+                warnings: checked.warnings,
+            }),
+        }
     }
 
     /// The instance with this id.
     pub fn instance(&self, id: InstanceId) -> &Instance {
+        // Ids are only made by this module, as indexes into `instances`.
         &self.instances[id.0]
+    }
+
+    /// The instance a peer address belongs to, by `ip`. An IPv4 peer seen on
+    /// an IPv6 socket (`::ffff:a.b.c.d`) is the IPv4 address.
+    pub fn source(&self, ip: IpAddr) -> Option<InstanceId> {
+        let ip = ip.to_canonical();
+        self.ids().find(|&id| self.instance(id).ip == ip)
+    }
+
+    /// Transparent mode: the original destination must be an instance's
+    /// `ip` and `port`.
+    pub fn destination_by_addr(&self, addr: SocketAddr) -> Result<InstanceId, RouteError> {
+        let ip = addr.ip().to_canonical();
+        let id = self
+            .ids()
+            .find(|&id| self.instance(id).ip == ip)
+            .ok_or_else(|| RouteError::UnknownDestination {
+                kind: "address",
+                value: SocketAddr::new(ip, addr.port()).to_string(),
+            })?;
+        self.check_port(id, addr.port())
+    }
+
+    /// Proxy mode and the offline check: `host` is an instance's `host`
+    /// (case-insensitive) or an IP literal (`10.0.0.1`, `[2001:db8::1]`)
+    /// equal to its `ip` or `host`; then `port` must be its `port`.
+    pub fn destination_by_name(&self, host: &str, port: u16) -> Result<InstanceId, RouteError> {
+        let unknown = || RouteError::UnknownDestination {
+            kind: "host",
+            value: host.to_owned(),
+        };
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .map_or_else(
+                || host.parse::<IpAddr>().ok(),
+                |h| h.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6),
+            )
+            .map(|ip| ip.to_canonical());
+        let id = match literal {
+            // Validation keeps an IP-literal `host` from naming another
+            // instance's `ip`, so the two lookups cannot disagree.
+            Some(ip) => {
+                let text = ip.to_string();
+                self.ids().find(|&id| {
+                    let i = self.instance(id);
+                    i.ip == ip || i.host == text
+                })
+            }
+            None => self
+                .ids()
+                .find(|&id| self.instance(id).host.eq_ignore_ascii_case(host)),
+        }
+        .ok_or_else(unknown)?;
+        self.check_port(id, port)
+    }
+
+    /// Whether `from`'s compartment lists `to`'s compartment in `can_reach`.
+    pub fn can_reach(&self, from: InstanceId, to: InstanceId) -> bool {
+        let from = &self.instance(from).compartment;
+        let to = &self.instance(to).compartment;
+        self.can_reach.iter().any(|(f, t)| f == from && t == to)
+    }
+
+    /// Whether a request outside MISP sync may pass: `url` exactly in
+    /// `allowlist.urls`, or `host` (case-insensitive, brackets of an IPv6
+    /// literal ignored) in `allowlist.domains`.
+    pub fn allowlisted(&self, url: &str, host: &str) -> bool {
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        self.allowlist.urls.iter().any(|u| u == url)
+            || self
+                .allowlist
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(host))
+    }
+
+    /// A short multi-line summary for `misp-guard config check`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "instances ({}):", self.instances.len());
+        for i in &self.instances {
+            let p = &i.policy;
+            let _ = writeln!(
+                out,
+                "  {} host {} at {} compartment {} ({}{}): {} blocked tags, {} required taxonomies, \
+                 {} blocked distributions, {} blocked sharing groups, {} blocked types, \
+                 {} blocked categories, {} blocked objects",
+                i.name,
+                i.host,
+                SocketAddr::new(i.ip, i.port),
+                i.compartment,
+                if i.settings.tls.upstream { "TLS upstream" } else { "plain HTTP upstream" },
+                if i.settings.base_path.is_empty() {
+                    String::new()
+                } else {
+                    format!(", base path {}", i.settings.base_path)
+                },
+                p.blocked_tags.len(),
+                p.required_taxonomies.len(),
+                p.blocked_distributions.iter().filter(|b| **b).count(),
+                p.blocked_sharing_groups.len(),
+                p.blocked_attribute_types.len(),
+                p.blocked_attribute_categories.len(),
+                p.blocked_object_types.len(),
+            );
+        }
+        let _ = writeln!(out, "compartments:");
+        let mut froms: Vec<&str> = self.can_reach.iter().map(|(f, _)| f.as_str()).collect();
+        froms.dedup();
+        for from in froms {
+            let to: Vec<&str> = self
+                .can_reach
+                .iter()
+                .filter(|(f, _)| f == from)
+                .map(|(_, t)| t.as_str())
+                .collect();
+            let members: Vec<&str> = self
+                .instances
+                .iter()
+                .filter(|i| i.compartment == from)
+                .map(|i| i.name.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {from} [{}] reaches {}",
+                members.join(", "),
+                if to.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    to.join(", ")
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "allowlist: {} urls, {} domains",
+            self.allowlist.urls.len(),
+            self.allowlist.domains.len()
+        );
+        let _ = writeln!(out, "listeners:");
+        for a in &self.guard.transparent_listen {
+            let _ = writeln!(out, "  transparent {a}");
+        }
+        for a in &self.guard.proxy_listen {
+            let _ = writeln!(out, "  proxy {a}");
+        }
+        out
+    }
+
+    fn ids(&self) -> impl Iterator<Item = InstanceId> {
+        (0..self.instances.len()).map(InstanceId)
+    }
+
+    fn check_port(&self, id: InstanceId, port: u16) -> Result<InstanceId, RouteError> {
+        let instance = self.instance(id);
+        if instance.port == port {
+            Ok(id)
+        } else {
+            Err(RouteError::WrongPort {
+                instance: instance.name.clone(),
+                port,
+                expected: instance.port,
+            })
+        }
     }
 }
