@@ -135,6 +135,10 @@ fn sans(host: &str, ip: IpAddr) -> Result<Vec<SanType>, String> {
             }
         }
         Err(_) => {
+            // The same check clients make, so no certificate is minted for
+            // a name no client could verify.
+            rustls_pki_types::DnsName::try_from(host)
+                .map_err(|e| format!("host {host:?} is not a valid DNS name: {e}"))?;
             let name = host
                 .try_into()
                 .map_err(|e| format!("host {host:?} is not a valid DNS name: {e}"))?;

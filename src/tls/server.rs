@@ -302,3 +302,83 @@ fn covers(cert: &x509_parser::certificate::X509Certificate<'_>, host: &str) -> b
         _ => false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InstanceSettings, InstanceTls};
+
+    fn minted_not_after(acceptor: &Acceptor, name: &str) -> (i64, Arc<ServerConfig>) {
+        match acceptor.by_name.get(name) {
+            Some(Entry::Minted(m)) => {
+                let m = m.lock().unwrap();
+                (m.not_after, m.config.clone())
+            }
+            _ => panic!("not minted"),
+        }
+    }
+
+    fn set_not_after(acceptor: &Acceptor, name: &str, t: i64) {
+        if let Some(Entry::Minted(m)) = acceptor.by_name.get(name) {
+            m.lock().unwrap().not_after = t;
+        }
+    }
+
+    #[test]
+    fn minted_leaf_is_renewed_near_its_end_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = super::super::ca_init(dir.path()).unwrap();
+        let settings = TlsSettings {
+            ca_cert: Some(files.cert),
+            ca_key: Some(files.key),
+            ..Default::default()
+        };
+        let inst = Instance {
+            name: "i".into(),
+            ip: "10.0.0.1".parse().unwrap(),
+            host: "misp.example".into(),
+            port: 443,
+            compartment: "c".into(),
+            affiliation: String::new(),
+            policy: Default::default(),
+            settings: InstanceSettings {
+                base_path: String::new(),
+                tls: InstanceTls::default(),
+            },
+        };
+        let acceptor = Acceptor::new(&settings, std::slice::from_ref(&inst)).unwrap();
+        let (first, config) = minted_not_after(&acceptor, "i");
+        let now = pem::unix_now();
+        assert!(first > now + 29 * 24 * 3600);
+
+        // Fresh: the same config is served again.
+        assert!(Arc::ptr_eq(&acceptor.config(&inst).unwrap(), &config));
+
+        // Eight days left: still kept.
+        set_not_after(&acceptor, "i", now + 8 * 24 * 3600);
+        assert!(Arc::ptr_eq(&acceptor.config(&inst).unwrap(), &config));
+
+        // Six days left: a new leaf with a full lifetime.
+        set_not_after(&acceptor, "i", now + 6 * 24 * 3600);
+        let renewed = acceptor.config(&inst).unwrap();
+        assert!(!Arc::ptr_eq(&renewed, &config));
+        let (after, _) = minted_not_after(&acceptor, "i");
+        assert!(after >= first);
+    }
+
+    #[test]
+    fn sni_comparison() {
+        let cases = [
+            ("misp.example", "misp.example", true),
+            ("MISP.Example", "misp.example", true),
+            ("misp.example.", "misp.example", true),
+            ("misp.example", "misp.example.", true),
+            ("misp.example.org", "misp.example", false),
+            ("other.example", "misp.example", false),
+            ("", "misp.example", false),
+        ];
+        for (sni, host, want) in cases {
+            assert_eq!(same_host(sni, host), want, "{sni} vs {host}");
+        }
+    }
+}
