@@ -812,3 +812,71 @@ fn looks_like_tls_table() {
         assert_eq!(looks_like_tls(bytes), *want, "{bytes:?}");
     }
 }
+
+#[tokio::test]
+async fn min_version_13_refuses_tls12_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut settings, ca_pem) = guard_ca(dir.path());
+    settings.min_version_13 = true;
+    let inst = instance(HOST, InstanceTls::default());
+    let acceptor = Acceptor::new(&settings, std::slice::from_ref(&inst)).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls12 = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(HOST).unwrap();
+    let (server, client) = accept_from(
+        &acceptor,
+        &inst,
+        TlsConnector::from(Arc::new(tls12)),
+        name.clone(),
+    )
+    .await;
+    assert!(matches!(
+        server,
+        Err(Error::Handshake {
+            side: Side::Client,
+            ..
+        })
+    ));
+    assert!(client.is_err());
+
+    // TLS 1.3 clients are served.
+    let (server, _) = accept_from(&acceptor, &inst, misp_client(&ca_pem, &[]), name).await;
+    assert_eq!(
+        server.unwrap().get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+}
+
+/// MISP's common setup: the instance's own self-signed certificate is its
+/// `cert_file`; the guard's `ca` may be that same certificate.
+#[tokio::test]
+async fn self_signed_upstream_certificate_as_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![HOST.to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, HOST);
+    let cert = params.self_signed(&key).unwrap();
+    let inst = instance(
+        HOST,
+        InstanceTls {
+            upstream: true,
+            ca: Some(write(dir.path(), "self.crt", &cert.pem())),
+            ..Default::default()
+        },
+    );
+    let connector = Connector::new(&TlsSettings::default(), std::slice::from_ref(&inst)).unwrap();
+    let r = connect_to(
+        &connector,
+        &inst,
+        upstream_server(&cert.pem(), &key.serialize_pem()),
+    )
+    .await;
+    assert!(r.is_ok(), "{:?}", r.err());
+}
