@@ -316,7 +316,14 @@ fn size_line(buf: &[u8], max_ext: usize) -> Result<Option<(u64, usize)>, Error> 
                     Line::Digits
                 }
                 _ if digits == 0 => return Err(Error::BadChunkSize),
-                b';' => Line::Name,
+                b';' => {
+                    // The extension starts with its ';'.
+                    ext_len = 1;
+                    if ext_len > max_ext {
+                        return Err(Error::ChunkExtensionTooLong);
+                    }
+                    Line::Name
+                }
                 b'\r' => Line::Cr,
                 b'\n' => return Err(Error::BareLf),
                 _ => return Err(Error::BadChunkSize),

@@ -120,7 +120,9 @@ impl AsRef<[Header]> for RequestHead {
 pub struct ResponseHead {
     /// The status code, 100 to 599 (101 is refused: we never upgrade).
     pub status: u16,
-    /// The reason phrase, as received (may be empty).
+    /// The reason phrase, as received; empty when absent or when it holds
+    /// non-ASCII bytes (httparse drops those; RFC 9112 §4: a client SHOULD
+    /// ignore the reason phrase).
     pub reason: String,
     /// The fields, in order.
     pub headers: Vec<Header>,
@@ -311,7 +313,12 @@ enum Side {
 fn map_httparse(e: httparse::Error, side: Side) -> Error {
     match e {
         httparse::Error::HeaderName | httparse::Error::HeaderValue => Error::BadHeader,
-        httparse::Error::NewLine => Error::BareLf,
+        // Line ends were checked by `scan_head`, so this is junk after the
+        // version or status line.
+        httparse::Error::NewLine => match side {
+            Side::Request => Error::BadVersion,
+            Side::Response => Error::BadStatus,
+        },
         httparse::Error::Status => Error::BadStatus,
         httparse::Error::Token => match side {
             Side::Request => Error::BadMethod,

@@ -30,6 +30,9 @@ pub mod decode;
 pub mod encode;
 pub mod head;
 
+#[doc(hidden)]
+pub mod fuzz;
+
 #[cfg(test)]
 mod tests;
 
