@@ -1175,6 +1175,48 @@ fn bomb(coding: Coding) -> Box<dyn Read + Send> {
     }
 }
 
+/// 1 GiB of zeros as a zstd frame of 8192 RLE blocks of 128 KiB each
+/// (RFC 8878 §3.1.1.2): 32 KiB on the wire.
+fn zstd_rle_bomb() -> Vec<u8> {
+    // Magic, descriptor 0 (window descriptor follows), window 2^17.
+    let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 7 << 3];
+    let blocks = (1u32 << 30) / (128 * 1024);
+    for i in 0..blocks {
+        let last = u32::from(i + 1 == blocks);
+        // Block header: last bit, type 1 (RLE), size in bits 3..24.
+        let header = last | (1 << 1) | ((128 * 1024) << 3);
+        frame.extend_from_slice(&header.to_le_bytes()[..3]);
+        frame.push(0);
+    }
+    frame
+}
+
+#[test]
+fn zstd_bomb_stops_at_the_caps() {
+    let caps = DecodeCaps {
+        max_decoded_bytes: 4 << 20,
+        max_ratio: u64::MAX,
+        ratio_grace_bytes: 0,
+    };
+    let e = decode_error(Coding::Zstd, zstd_rle_bomb(), caps);
+    assert_eq!(e, Error::DecodedTooLarge(4 << 20));
+    let e = decode_error(Coding::Zstd, zstd_rle_bomb(), DecodeCaps::default());
+    assert_eq!(e, Error::RatioTooHigh(200));
+    // Under generous caps the frame itself is valid: the caps, not a
+    // parse error, stopped it.
+    let caps = DecodeCaps {
+        max_decoded_bytes: 1 << 30,
+        max_ratio: u64::MAX,
+        ratio_grace_bytes: 0,
+    };
+    let mut out = io::sink();
+    let n = io::copy(
+        &mut decoder(Coding::Zstd, io::Cursor::new(zstd_rle_bomb()), caps),
+        &mut out,
+    );
+    assert_eq!(n.unwrap(), 1 << 30);
+}
+
 #[test]
 fn decompression_bomb_stops_at_the_size_cap() {
     for coding in [Coding::Gzip, Coding::Deflate, Coding::Br] {
@@ -1224,7 +1266,21 @@ fn decompression_bomb_stops_at_the_ratio_cap() {
     }
     let zeros = vec![0u8; 8 << 20];
     let err = decode_all(Coding::Zstd, zstd(&zeros), DecodeCaps::default()).unwrap_err();
-    assert!(Error::from_io(&err).is_some(), "{err}");
+    assert_eq!(
+        Error::from_io(&err),
+        Some(&Error::RatioTooHigh(200)),
+        "{err}"
+    );
+    // A large ordinary zstd frame (window 128 KiB) passes without the
+    // ratio cap: the window check does not refuse real encoders' output.
+    let caps = DecodeCaps {
+        max_ratio: u64::MAX,
+        ..DecodeCaps::default()
+    };
+    assert_eq!(
+        decode_all(Coding::Zstd, zstd(&zeros), caps).unwrap().len(),
+        8 << 20
+    );
     // Ordinary JSON stays well under the ratio cap.
     let data = sample();
     for (coding, encode) in encoders() {
