@@ -45,7 +45,7 @@ impl fmt::Display for Coding {
 /// [`Coding::Identity`]; otherwise exactly one field naming exactly one
 /// known coding (case-insensitive, RFC 9110 §8.4.1). Stacked codings
 /// (`gzip, br`), repeated fields, empty or unknown values are refused.
-pub fn content_coding(head: &impl AsRef<[Header]>) -> Result<Coding, Error> {
+pub fn content_coding(head: &(impl AsRef<[Header]> + ?Sized)) -> Result<Coding, Error> {
     let headers = head.as_ref();
     let mut found = fields(headers, "content-encoding");
     let (Some(field), None) = (found.next(), found.next()) else {
@@ -74,7 +74,7 @@ pub fn content_coding(head: &impl AsRef<[Header]>) -> Result<Coding, Error> {
 
 /// The content coding of a request body: only what MISP sends (identity,
 /// gzip, br). Anything else is refused (415).
-pub fn request_coding(head: &impl AsRef<[Header]>) -> Result<Coding, Error> {
+pub fn request_coding(head: &(impl AsRef<[Header]> + ?Sized)) -> Result<Coding, Error> {
     match content_coding(head)? {
         c @ (Coding::Identity | Coding::Gzip | Coding::Br) => Ok(c),
         _ => Err(Error::UnsupportedEncoding),
@@ -83,7 +83,7 @@ pub fn request_coding(head: &impl AsRef<[Header]>) -> Result<Coding, Error> {
 
 /// The content coding of a response body: any coding a MISP client may
 /// have advertised (identity, gzip, deflate, br, zstd).
-pub fn response_coding(head: &impl AsRef<[Header]>) -> Result<Coding, Error> {
+pub fn response_coding(head: &(impl AsRef<[Header]> + ?Sized)) -> Result<Coding, Error> {
     content_coding(head)
 }
 
@@ -299,6 +299,7 @@ fn zstd_header<B: BufRead>(src: &mut B) -> io::Result<Vec<u8>> {
             }
         })
     };
+    // Indexing below reads only bytes that `take` just filled.
     take(5, &mut header)?;
     let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     if magic != 0xFD2F_B528 {

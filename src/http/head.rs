@@ -220,7 +220,7 @@ pub fn parse_response(buf: &[u8], limits: &Limits) -> Result<Option<(ResponseHea
 
 /// Whether the message asks to close the connection after it: a `close`
 /// token in any `Connection` field (RFC 9112 §9.6).
-pub fn connection_close(head: &impl AsRef<[Header]>) -> bool {
+pub fn connection_close(head: &(impl AsRef<[Header]> + ?Sized)) -> bool {
     connection_tokens(head.as_ref()).any(|t| t.eq_ignore_ascii_case("close"))
 }
 
@@ -236,7 +236,7 @@ pub(crate) fn connection_tokens(headers: &[Header]) -> impl Iterator<Item = &str
 /// Whether the request waits for `100 Continue`: one `Expect:
 /// 100-continue` (case-insensitive). RFC 9110 §10.1.1: any other
 /// expectation is refused (417).
-pub fn expects_continue(head: &impl AsRef<[Header]>) -> Result<bool, Error> {
+pub fn expects_continue(head: &(impl AsRef<[Header]> + ?Sized)) -> Result<bool, Error> {
     match unique(head.as_ref(), "expect").map_err(|_| Error::BadExpect)? {
         None => Ok(false),
         Some(h) if h.value.eq_ignore_ascii_case(b"100-continue") => Ok(true),
@@ -345,7 +345,9 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 }
 
 /// RFC 9112 §3.2: which form the target has, refusing the asterisk form
-/// and any form that does not fit the method.
+/// and any form that does not fit the method. Absolute-form must start
+/// with the lowercase scheme `http://` (what clients send to a proxy;
+/// `https` goes through `CONNECT`) and have a path.
 fn target_form(method: &str, target: &str) -> Result<Form, Error> {
     let connect = method == "CONNECT";
     if let Some(rest) = target.strip_prefix("http://") {

@@ -1404,3 +1404,22 @@ proptest! {
         fuzz::decode(&input);
     }
 }
+
+#[test]
+fn header_helpers_take_slices_and_heads() {
+    let head =
+        req_ok("POST / HTTP/1.1\r\nHost: a\r\nContent-Encoding: br\r\nConnection: close\r\n\r\n");
+    assert_eq!(content_coding(&head), Ok(Coding::Br));
+    assert_eq!(content_coding(&head.headers), Ok(Coding::Br));
+    assert_eq!(content_coding(&head.headers[..]), Ok(Coding::Br));
+    assert!(connection_close(&head.headers[..]));
+    assert!(head::fields(&head.headers, "HOST").count() == 1);
+    assert_eq!(head::unique(&head.headers, "x"), Ok(None));
+    let twice = req_ok("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nx: 2\r\n\r\n");
+    assert_eq!(
+        head::unique(&twice.headers, "x"),
+        Err(Error::DuplicateHeader("x"))
+    );
+    assert!(twice.headers[1].is("X") && twice.headers[2].is("X"));
+    assert_eq!(twice.headers[2].text(), Some("2"));
+}
