@@ -91,6 +91,7 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
     let caps = DecodeCaps {
         max_decoded_bytes: config.guard.limits.max_decoded_bytes,
         max_ratio: config.guard.limits.max_decode_ratio,
+        ..DecodeCaps::default()
     };
     let mut notes = Vec::new();
 
@@ -106,7 +107,7 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
                 Ok(c) => c,
                 Err(e) => return Ok(Outcome::Block(e)),
             };
-            if let Verdict::Block(b) = judge_body(body, coding, caps, doc, policy, &Context::default()) {
+            if let Verdict::Block(b) = judge_body(body, coding, caps.clone(), doc, policy, &Context::default()) {
                 return Ok(Outcome::Block(b.to_string()));
             }
         }
@@ -153,7 +154,10 @@ fn judge_body(
 fn coding_of(headers: &[(String, String)], request: bool) -> Result<Coding, String> {
     let headers: Vec<http::Header> = headers
         .iter()
-        .map(|(n, v)| http::Header::new(n, v.as_bytes()))
+        .map(|(n, v)| http::Header {
+            name: n.clone(),
+            value: bytes::Bytes::copy_from_slice(v.as_bytes()),
+        })
         .collect();
     let r = if request {
         http::request_coding(&headers)

@@ -70,7 +70,7 @@ pub fn route(
     };
     let (url_host, url_port) = match (target, &named) {
         (Target::Name { host, port }, _) => (host.clone(), *port),
-        (Target::Address(addr), Some((h, p))) => (h.clone(), *p),
+        (Target::Address(_), Some((h, p))) => (h.clone(), *p),
         (Target::Address(addr), None) => (addr.ip().to_string(), addr.port()),
     };
     let url = if url_port == default_port {

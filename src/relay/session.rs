@@ -263,7 +263,7 @@ async fn exchange<S: Io>(
 ) -> Result<(), Reject> {
     let request_body = http::request_body(head).map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
     // Until the body is consumed, a refusal must close the connection.
-    outcome.keep_alive = request_body == BodyKind::Empty && !http::connection_close(head);
+    outcome.keep_alive = is_empty(request_body) && !http::connection_close(head);
 
     // Where does it go?
     let (target, path) = match origin {
@@ -328,7 +328,7 @@ async fn exchange<S: Io>(
 
     let mut hold = Hold::new(config.guard.limits.hold_memory_bytes);
     let job = match (request_doc, &exchange) {
-        (Some(doc), _) if request_body == BodyKind::Empty && super::empty_body_allowed(doc) => None,
+        (Some(doc), _) if is_empty(request_body) && super::empty_body_allowed(doc) => None,
         (Some(doc), Some(x)) => Some(Job {
             config: config.clone(),
             instance: rules_of(x.direction),
@@ -368,7 +368,13 @@ async fn exchange<S: Io>(
     let offered = offered_codings(head);
     let mut out = Vec::with_capacity(1024);
     let accept = if offered.is_empty() { "identity".to_string() } else { offered.join(", ") };
-    http::encode_request(head, &path, Some(hold.len()), &[("Accept-Encoding", accept.as_bytes())], &mut out);
+    let mut forwarded = head.clone();
+    forwarded.headers.retain(|h| !h.is("accept-encoding"));
+    forwarded.headers.push(http::Header {
+        name: "Accept-Encoding".into(),
+        value: Bytes::from(accept),
+    });
+    http::encode_request(&forwarded, &path, Some(hold.len()), &mut out);
     let sent = async {
         up.peer.io.write_all(&out).await?;
         hold.forward(&pass, &mut up.peer.io).await?;
@@ -439,7 +445,7 @@ async fn exchange<S: Io>(
             return Err(r);
         }
     };
-    let upstream_reusable = response_body != BodyKind::CloseDelimited && !http::response_connection_close(&response);
+    let upstream_reusable = response_body != BodyKind::CloseDelimited && !http::connection_close(&response.headers);
     if !upstream_reusable {
         *upstream = None;
     }
@@ -452,12 +458,16 @@ async fn exchange<S: Io>(
     let close = !outcome.keep_alive;
     let mut out = Vec::with_capacity(1024);
     let length = match response_body {
-        // HEAD, 1xx, 204 and 304 answers keep the length they declare.
+        // A HEAD answer declares the length a GET would have had.
+        BodyKind::Empty if is_head => declared_length(&response),
         BodyKind::Empty => None,
         _ => Some(hold.len()),
     };
-    let extra: &[(&str, &[u8])] = if close { &[("Connection", b"close")] } else { &[] };
-    http::encode_response(&response, length, extra, &mut out);
+    if close {
+        http::encode_response_close(&response, length, &mut out);
+    } else {
+        http::encode_response(&response, length, &mut out);
+    }
     let written = async {
         client.io.write_all(&out).await?;
         hold.forward(&pass, &mut client.io).await?;
@@ -469,6 +479,10 @@ async fn exchange<S: Io>(
         outcome.keep_alive = false;
     }
     Ok(())
+}
+
+fn is_empty(kind: BodyKind) -> bool {
+    matches!(kind, BodyKind::Empty | BodyKind::Length(0))
 }
 
 /// Split an absolute-form target `http://host[:port]/path` (proxy mode).
@@ -516,6 +530,15 @@ fn single_header(head: &RequestHead, name: &str) -> Result<Option<String>, Rejec
             Err(_) => Err(Reject::fatal(400, Side::Client, format!("{name} header is not ASCII"))),
         },
     }
+}
+
+/// The `Content-Length` of a bodiless answer (already checked by `http`).
+fn declared_length(head: &ResponseHead) -> Option<u64> {
+    head.headers
+        .iter()
+        .find(|h| h.is("content-length"))
+        .and_then(|h| h.text())
+        .and_then(|t| t.trim().parse().ok())
 }
 
 fn header_str<'a>(head: &'a ResponseHead, name: &str) -> Option<&'a str> {
@@ -571,6 +594,7 @@ fn decode_caps(config: &Config) -> DecodeCaps {
     DecodeCaps {
         max_decoded_bytes: config.guard.limits.max_decoded_bytes,
         max_ratio: config.guard.limits.max_decode_ratio,
+        ..DecodeCaps::default()
     }
 }
 
@@ -631,7 +655,7 @@ async fn take_body<S: AsyncRead + Unpin>(
     let mut inspection = job.map(Inspection::start);
     let spill_dir = config.guard.spill_dir.clone();
     let mut rate = Rate::new(config);
-    let mut store = |hold: &mut Hold, piece: &[u8]| -> Result<(), Reject> {
+    let store = |hold: &mut Hold, piece: &[u8]| -> Result<(), Reject> {
         hold.push(piece, &spill_dir)
             .map_err(|e| Reject::fatal(503, Side::Guard, format!("cannot hold body: {e}")))?;
         if hold.len() > limits.max_body_bytes {
@@ -662,7 +686,9 @@ async fn take_body<S: AsyncRead + Unpin>(
                         store(hold, &piece)?;
                         feed(&mut inspection, piece).await;
                     }
-                    Ok(Chunk::NeedMore) => read_more(peer, &mut rate, side, false).await?,
+                    Ok(Chunk::NeedMore) => {
+                        read_more(peer, &mut rate, side, false).await?;
+                    }
                     Ok(Chunk::Done) => break,
                     Err(e) => {
                         let status = if side == Side::Client { e.status() } else { 502 };
