@@ -269,6 +269,10 @@ impl Oracle<'_> {
             }
             return None;
         };
+        if v.is_array() || v.is_object() {
+            self.fail("container", &at);
+            return Some(None);
+        }
         let level = match v {
             Value::Number(n) => n.as_u64().filter(|n| *n <= 5).map(|n| n as u8),
             Value::String(s) if s.len() == 1 => s.parse::<u8>().ok().filter(|n| *n <= 5),
@@ -300,6 +304,7 @@ impl Oracle<'_> {
                     self.hit(rule, s, at);
                 }
             }
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
         }
     }
@@ -325,6 +330,7 @@ impl Oracle<'_> {
                         self.hit(Rule::BlockedTag, name, at);
                     }
                 }
+                Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
                 Some(other) => self.hit(Rule::Malformed, &render(other), at),
             }
         }
@@ -359,6 +365,7 @@ impl Oracle<'_> {
                     self.hit(Rule::BlockedSharingGroup, u, at);
                 }
             }
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
         }
         if let Some(org) = self.org.clone() {

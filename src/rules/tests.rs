@@ -260,3 +260,749 @@ fn conformance_fixtures() {
     // (not a body rule), and the 4 extra cases that carry a fixture.
     assert_eq!((evaluated, skipped), (108, 3));
 }
+
+// ===== rule and shape tables =====
+
+struct Case {
+    name: &'static str,
+    body: String,
+    doc: Document,
+    policy: Policy,
+    ctx: Context,
+    /// `None`: allowed; `Some((rule, value, at))`, with `""` for "any".
+    want: Option<(Rule, &'static str, &'static str)>,
+}
+
+fn case(name: &'static str, body: impl Into<String>, want: Option<(Rule, &'static str, &'static str)>) -> Case {
+    Case {
+        name,
+        body: body.into(),
+        doc: Document::Event,
+        policy: base_policy(),
+        ctx: ctx(),
+        want,
+    }
+}
+
+fn check(cases: Vec<Case>, with_oracle: bool) {
+    for c in cases {
+        let got = if with_oracle {
+            judged(&c.body, c.doc, &c.policy, &c.ctx)
+        } else {
+            block_of(run(&c.body, c.doc, &c.policy, &c.ctx))
+        };
+        match (c.want, got) {
+            (None, None) => {}
+            (Some((rule, value, at)), Some(b)) => {
+                assert_eq!(b.rule, rule, "{}: {b}", c.name);
+                if !value.is_empty() {
+                    assert_eq!(b.value, value, "{}: {b}", c.name);
+                }
+                if !at.is_empty() {
+                    assert_eq!(b.at, at, "{}: {b}", c.name);
+                }
+            }
+            (want, got) => panic!("{}: want {want:?}, got {got:?}", c.name),
+        }
+    }
+}
+
+#[test]
+fn distribution_spellings() {
+    let ok = |n, d: &str| case(n, event(&format!(r#""distribution":{d}"#)), None);
+    let bad = |n, d: &str, v: &'static str| {
+        case(n, event(&format!(r#""distribution":{d}"#)), Some((Rule::Malformed, v, "Event.distribution")))
+    };
+    let blocked = |n, d: &str| {
+        case(
+            n,
+            event(&format!(r#""distribution":{d}"#)),
+            Some((Rule::BlockedDistribution, "0", "Event.distribution")),
+        )
+    };
+    check(
+        vec![
+            blocked("string zero", r#""0""#),
+            blocked("number zero", "0"),
+            ok("string two", r#""2""#),
+            ok("number five", "5"),
+            ok("number four without groups in force", "1"),
+            bad("two zeros", r#""00""#, r#""00""#),
+            bad("leading blank", r#"" 0""#, r#"" 0""#),
+            bad("trailing blank", r#""0 ""#, r#""0 ""#),
+            bad("float", "0.0", "0.0"),
+            bad("exponent", "1e0", "1.0"),
+            bad("negative", "-1", "-1"),
+            bad("negative zero", "-0", ""),
+            bad("six", "6", "6"),
+            bad("string six", r#""6""#, r#""6""#),
+            bad("null", "null", "null"),
+            bad("true", "true", "true"),
+            bad("word", r#""abc""#, r#""abc""#),
+            bad("empty string", r#""""#, r#""""#),
+            bad("huge", "18446744073709551616", ""),
+            case("missing", event(r#""info":"x""#), Some((Rule::Malformed, "missing", "Event.distribution"))),
+            case(
+                "escaped key is the same key",
+                event(r#""distri\u0062ution":"0""#),
+                Some((Rule::BlockedDistribution, "0", "Event.distribution")),
+            ),
+            case(
+                "a key with a blank is another key",
+                event(r#""distribution":"1","distribution ":"0""#),
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn duplicate_keys() {
+    let dup = |n, inner: &str, key: &'static str| case(n, event(inner), Some((Rule::DuplicateKey, key, "")));
+    check(
+        vec![
+            dup("blocked value first", r#""distribution":"0","distribution":"2""#, "distribution"),
+            dup("blocked value last", r#""distribution":"2","distribution":"0""#, "distribution"),
+            dup("escaped duplicate", r#""distribution":"2","distri\u0062ution":"2""#, "distribution"),
+            dup("in a skipped object", r#""distribution":"2","Org":{"id":"1","id":"2"}"#, "id"),
+            dup("unknown key", r#""distribution":"2","foo":1,"foo":2"#, "foo"),
+            dup(
+                "in an attribute",
+                &format!(r#""distribution":"2","Attribute":[{{{ATTR},"type":"email"}}]"#),
+                "type",
+            ),
+            dup(
+                "in a big object",
+                &format!(
+                    r#""distribution":"2","Org":{{{}, "k7":0}}"#,
+                    (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect::<Vec<_>>().join(",")
+                ),
+                "k7",
+            ),
+            dup(
+                "in a skipped array of objects",
+                r#""distribution":"2","Galaxy":[{"a":1},{"b":1,"b":1}]"#,
+                "b",
+            ),
+            case(
+                "same key in sibling objects is fine",
+                event(r#""distribution":"2","Galaxy":[{"a":1},{"a":1}],"Org":{"a":1}"#),
+                None,
+            ),
+            case(
+                "top-level wrapper twice",
+                r#"{"Event":{"distribution":"2"},"Event":{"distribution":"0"}}"#,
+                Some((Rule::DuplicateKey, "Event", "Event")),
+            ),
+        ],
+        false,
+    );
+}
+
+#[test]
+fn encodings_and_framing() {
+    let bytes = |body: &[u8]| block_of(evaluate(body, Document::Event, &base_policy(), &ctx()));
+    let malformed = |body: &[u8]| {
+        let b = bytes(body).expect("blocked");
+        assert_eq!(b.rule, Rule::Malformed, "{b}");
+    };
+    malformed(b"");
+    malformed(b"   ");
+    malformed(b"\xef\xbb\xbf{\"Event\":{\"distribution\":\"2\"}}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\"}} x");
+    malformed(b"{\"Event\":{\"distribution\":\"2\"}}{}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\",\"info\":\"\xff\"}}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\",\"info\":\"\xc0\xaf\"}}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\",\"info\":\"\xed\xa0\x80\"}}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\",\"\xff\":1}}");
+    malformed(br#"{"Event":{"distribution":"2","info":"\ud800"}}"#);
+    malformed(br#"{"Event":{"distribution":"2","info":"\udc00x"}}"#);
+    malformed(br#"{"Event":{"distribution":"2","x\ud800":1}}"#);
+    malformed(br#"{"Event":{"distribution":"2","Galaxy":[["\ud800"]]}}"#);
+    malformed(br#"{"Event":{"distribution":"\ud800"}}"#);
+    malformed(b"{\"Event\":{\"distribution\":\"2\",\"info\":\"a\x01\"}}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\",}}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\"}");
+    malformed(b"{'Event':{}}");
+    malformed(b"{\"Event\":{\"distribution\":\"2\",\"x\":NaN}}");
+    assert_eq!(bytes(br#"{"Event":{"distribution":"2","info":"\ud83d\ude00 ok"}}"#), None);
+    assert_eq!(bytes(b" \n{\"Event\":{\"distribution\":\"2\"}}\r\n\t "), None);
+}
+
+#[test]
+fn depth_limit() {
+    let bomb = "[".repeat(10_000) + &"]".repeat(10_000);
+    let b = block_of(run(&bomb, Document::AnyJson, &base_policy(), &ctx())).expect("blocked");
+    assert_eq!(b.rule, Rule::Malformed);
+    assert!(b.value.contains("nesting"), "{b}");
+    let obj_bomb = "{\"a\":".repeat(10_000);
+    let b = block_of(run(&obj_bomb, Document::AnyJson, &base_policy(), &ctx())).expect("blocked");
+    assert_eq!(b.rule, Rule::Malformed);
+    let inside = event(&format!(r#""distribution":"2","Galaxy":{}"#, bomb));
+    let b = block_of(run(&inside, Document::Event, &base_policy(), &ctx())).expect("blocked");
+    assert_eq!(b.rule, Rule::Malformed);
+    let limited = |body: &str, depth| block_of(evaluate_with_limits(body.as_bytes(), Document::AnyJson, &base_policy(), &ctx(), depth));
+    assert_eq!(limited("[[[1]]]", 3), None);
+    assert!(limited("[[[[1]]]]", 3).is_some());
+    assert!(limited(r#"{"a":{"b":{"c":{}}}}"#, 3).is_some());
+    let deep_ok = "[".repeat(64) + &"]".repeat(64);
+    assert_eq!(block_of(run(&deep_ok, Document::AnyJson, &base_policy(), &ctx())), None);
+    let too_deep = "[".repeat(65) + &"]".repeat(65);
+    assert!(block_of(run(&too_deep, Document::AnyJson, &base_policy(), &ctx())).is_some());
+}
+
+#[test]
+fn read_errors_are_malformed() {
+    struct Failing(usize);
+    impl io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let head = br#"{"Event":{"distribution":"2","#;
+            if self.0 < head.len() {
+                let n = (head.len() - self.0).min(buf.len());
+                buf[..n].copy_from_slice(&head[self.0..self.0 + n]);
+                self.0 += n;
+                Ok(n)
+            } else {
+                Err(io::Error::other("decode cap reached"))
+            }
+        }
+    }
+    let b = block_of(evaluate(Failing(0), Document::Event, &base_policy(), &ctx())).expect("blocked");
+    assert_eq!(b.rule, Rule::Malformed);
+    assert!(b.value.contains("decode cap reached"), "{b}");
+}
+
+#[test]
+fn event_rules() {
+    let tagged = |name: &str| event(&format!(r#""distribution":"2","Tag":[{{"name":{name}}}]"#));
+    let attr = |fields: &str| event(&format!(r#""distribution":"2","Attribute":[{{{fields}}}]"#));
+    let sg = |uuid: &str| format!(r#""distribution":"4","SharingGroup":{{"uuid":"{uuid}"}}"#);
+    check(
+        vec![
+            case("plain event", event(r#""distribution":"2""#), None),
+            case(
+                "blocked tag",
+                tagged(r#""tlp:red""#),
+                Some((Rule::BlockedTag, "tlp:red", "Event.Tag[0].name")),
+            ),
+            case(
+                "blocked tag, case and blanks",
+                tagged(r#"" TLP:RED ""#),
+                Some((Rule::BlockedTag, " TLP:RED ", "Event.Tag[0].name")),
+            ),
+            case("other tag", tagged(r#""tlp:green""#), None),
+            case(
+                "tag name not a string",
+                tagged("5"),
+                Some((Rule::Malformed, "5", "Event.Tag[0].name")),
+            ),
+            case(
+                "tag without name",
+                event(r#""distribution":"2","Tag":[{"id":"1"}]"#),
+                Some((Rule::Malformed, "missing", "Event.Tag[0].name")),
+            ),
+            case(
+                "tag escaped",
+                tagged(r#""tlp:r\u0065d""#),
+                Some((Rule::BlockedTag, "tlp:red", "Event.Tag[0].name")),
+            ),
+            case(
+                "blocked sharing group",
+                event(&sg("b9e656ba-b9c0-4506-83ed-7b54b43a57cb")),
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "b9e656ba-b9c0-4506-83ed-7b54b43a57cb",
+                    "Event.SharingGroup.uuid",
+                )),
+            ),
+            case(
+                "blocked sharing group upper-case",
+                event(&sg("B9E656BA-B9C0-4506-83ED-7B54B43A57CB")),
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "B9E656BA-B9C0-4506-83ED-7B54B43A57CB",
+                    "Event.SharingGroup.uuid",
+                )),
+            ),
+            case("other sharing group", event(&sg("5d6d3b30-0a8b-4ba4-8f1b-6c1b3e1c1f1f")), None),
+            case(
+                "sharing group without uuid",
+                event(r#""distribution":"4","SharingGroup":{"name":"x"}"#),
+                Some((Rule::Malformed, "missing", "Event.SharingGroup.uuid")),
+            ),
+            case(
+                "distribution 4 without sharing group",
+                event(r#""distribution":"4""#),
+                Some((Rule::BlockedSharingGroup, "missing", "Event.SharingGroup")),
+            ),
+            Case {
+                policy: Policy {
+                    blocked_sharing_groups: HashSet::new(),
+                    ..base_policy()
+                },
+                ..case("distribution 4 without sharing group, no group rules", event(r#""distribution":4"#), None)
+            },
+            case(
+                "blocked type",
+                attr(r#""type":"passport-number","category":"Other""#),
+                Some((Rule::BlockedAttributeType, "passport-number", "Event.Attribute[0].type")),
+            ),
+            case(
+                "blocked type, case",
+                attr(r#""type":"Passport-Number","category":"Other""#),
+                Some((Rule::BlockedAttributeType, "Passport-Number", "Event.Attribute[0].type")),
+            ),
+            case(
+                "blocked category, case",
+                attr(r#""type":"text","category":"PERSON""#),
+                Some((Rule::BlockedAttributeCategory, "PERSON", "Event.Attribute[0].category")),
+            ),
+            case(
+                "category reported before type whatever the key order",
+                attr(r#""type":"email","category":"Person""#),
+                Some((Rule::BlockedAttributeCategory, "Person", "Event.Attribute[0].category")),
+            ),
+            case(
+                "attribute without type",
+                attr(r#""category":"Other""#),
+                Some((Rule::Malformed, "missing", "Event.Attribute[0].type")),
+            ),
+            case(
+                "attribute type not a string",
+                attr(r#""type":["email"],"category":"Other""#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "attribute type a number",
+                attr(r#""type":5,"category":"Other""#),
+                Some((Rule::Malformed, "5", "Event.Attribute[0].type")),
+            ),
+            case(
+                "attribute blocked tag",
+                attr(&format!(r#"{ATTR},"Tag":[{{"name":"x"}},{{"name":"TLP:Red"}}]"#)),
+                Some((Rule::BlockedTag, "TLP:Red", "Event.Attribute[0].Tag[1].name")),
+            ),
+            case(
+                "attribute distribution optional",
+                attr(r#""type":"text","category":"Other""#),
+                None,
+            ),
+            case(
+                "attribute blocked distribution",
+                attr(r#""type":"text","category":"Other","distribution":0"#),
+                Some((Rule::BlockedDistribution, "0", "Event.Attribute[0].distribution")),
+            ),
+            case(
+                "event distribution outranks an earlier attribute",
+                r#"{"Event":{"Attribute":[{"type":"email","category":"Other"}],"distribution":"0"}}"#,
+                Some((Rule::BlockedDistribution, "0", "Event.distribution")),
+            ),
+            case(
+                "proposal in an attribute",
+                attr(&format!(r#"{ATTR},"ShadowAttribute":[{{"type":"email","category":"Other"}}]"#)),
+                Some((Rule::BlockedAttributeType, "email", "Event.Attribute[0].ShadowAttribute[0].type")),
+            ),
+            case(
+                "event-level proposal",
+                event(r#""distribution":"2","ShadowAttribute":[{"type":"email","category":"Other"}]"#),
+                Some((Rule::BlockedAttributeType, "email", "Event.ShadowAttribute[0].type")),
+            ),
+            case(
+                "blocked object name, case",
+                event(r#""distribution":"2","Object":[{"name":"Person","distribution":"5"}]"#),
+                Some((Rule::BlockedObjectType, "Person", "Event.Object[0].name")),
+            ),
+            case(
+                "object without name",
+                event(r#""distribution":"2","Object":[{"distribution":"5"}]"#),
+                Some((Rule::Malformed, "missing", "Event.Object[0].name")),
+            ),
+            case(
+                "object without distribution",
+                event(r#""distribution":"2","Object":[{"name":"file"}]"#),
+                Some((Rule::Malformed, "missing", "Event.Object[0].distribution")),
+            ),
+            case(
+                "object attribute",
+                event(&format!(
+                    r#""distribution":"2","Object":[{{"name":"file","distribution":"5","Attribute":[{{{ATTR}}}]}},{{"name":"file","distribution":"5","Attribute":[{{{ATTR}}},{{"type":"email","category":"Other"}}]}}]"#
+                )),
+                Some((Rule::BlockedAttributeType, "email", "Event.Object[1].Attribute[1].type")),
+            ),
+            case(
+                "event report",
+                event(r#""distribution":"2","EventReport":[{"distribution":"1"},{"distribution":"0"}]"#),
+                Some((Rule::BlockedDistribution, "0", "Event.EventReport[1].distribution")),
+            ),
+            case(
+                "note on a report",
+                event(r#""distribution":"2","EventReport":[{"distribution":"1","Note":[{"distribution":0}]}]"#),
+                Some((Rule::BlockedDistribution, "0", "Event.EventReport[0].Note[0].distribution")),
+            ),
+            case(
+                "opinion on an event",
+                event(r#""distribution":"2","Opinion":[{"distribution":"0"}]"#),
+                Some((Rule::BlockedDistribution, "0", "Event.Opinion[0].distribution")),
+            ),
+            case(
+                "related event",
+                event(r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"0","info":"x"}}]"#),
+                Some((Rule::BlockedDistribution, "0", "Event.RelatedEvent[0].Event.distribution")),
+            ),
+            case(
+                "related event of a wrong shape",
+                event(r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"1"},"x":1}]"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "key with a blank is not an attribute list",
+                event(r#""distribution":"2","Attribute ":[{"type":"email"}]"#),
+                None,
+            ),
+            case(
+                "extra key next to Event",
+                r#"{"Event":{"distribution":"2"},"Attribute":[]}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            case("no Event", r#"{"event":{"distribution":"2"}}"#, Some((Rule::Malformed, "", ""))),
+            case("empty object", "{}", Some((Rule::Malformed, "", ""))),
+            case("list", r#"[{"Event":{"distribution":"2"}}]"#, Some((Rule::Malformed, "", ""))),
+            case("Event not an object", r#"{"Event":[]}"#, Some((Rule::Malformed, "", ""))),
+            case(
+                "Attribute not a list",
+                event(r#""distribution":"2","Attribute":{}"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "Tag null",
+                event(r#""distribution":"2","Tag":null"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn required_taxonomies() {
+    let tlp = |name, body: String, want| Case {
+        policy: tlp_policy(),
+        ..case(name, body, want)
+    };
+    let tag = |t: &str| format!(r#""Tag":[{{"name":"{t}"}}]"#);
+    check(
+        vec![
+            tlp(
+                "allowed everywhere",
+                event(&format!(r#""distribution":"2",{},"Attribute":[{{{ATTR},{}}}]"#, tag("tlp:green"), tag("TLP:Clear"))),
+                None,
+            ),
+            tlp(
+                "tag not allowed",
+                event(&format!(r#""distribution":"2",{}"#, tag("tlp:amber"))),
+                Some((Rule::MissingTaxonomy, "tlp", "Event.Tag")),
+            ),
+            tlp(
+                "no tags",
+                event(r#""distribution":"2""#),
+                Some((Rule::MissingTaxonomy, "tlp", "Event.Tag")),
+            ),
+            tlp(
+                "prefix is not the namespace",
+                event(&format!(r#""distribution":"2",{}"#, tag("tlpx:green"))),
+                Some((Rule::MissingTaxonomy, "tlp", "Event.Tag")),
+            ),
+            tlp(
+                "attribute without the taxonomy",
+                event(&format!(r#""distribution":"2",{},"Attribute":[{{{ATTR}}}]"#, tag("tlp:white"))),
+                Some((Rule::MissingTaxonomy, "tlp", "Event.Attribute[0].Tag")),
+            ),
+            tlp(
+                "blocked tag first",
+                event(&format!(r#""distribution":"2",{}"#, tag("tlp:rainbow"))),
+                Some((Rule::BlockedTag, "tlp:rainbow", "Event.Tag[0].name")),
+            ),
+            tlp(
+                "related events need no taxonomy",
+                event(&format!(
+                    r#""distribution":"2",{},"RelatedEvent":[{{"Event":{{"distribution":"1"}}}}]"#,
+                    tag("tlp:green")
+                )),
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn receiving_organisation() {
+    let org = "8b9661a3-8544-4f8d-94be-cd7ebe87e922";
+    let with_org = |name, body: String, want| Case {
+        ctx: Context {
+            user_org_uuid: Some(org.into()),
+        },
+        ..case(name, body, want)
+    };
+    let sg = |orgs: &str, servers: &str| {
+        event(&format!(
+            r#""distribution":"4","SharingGroup":{{"uuid":"u1","SharingGroupOrg":[{orgs}],"SharingGroupServer":[{servers}]}}"#
+        ))
+    };
+    check(
+        vec![
+            with_org(
+                "member",
+                sg(&format!(r#"{{"Organisation":{{"uuid":"{}"}}}}"#, org.to_uppercase()), ""),
+                None,
+            ),
+            with_org("all orgs of a server", sg("", r#"{"all_orgs":true}"#), None),
+            with_org(
+                "not a member",
+                sg(r#"{"Organisation":{"uuid":"other"}}"#, r#"{"all_orgs":false}"#),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
+            ),
+            with_org(
+                "group without lists",
+                event(r#""distribution":"4","SharingGroup":{"uuid":"u1"}"#),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
+            ),
+            with_org(
+                "attribute group",
+                event(&format!(
+                    r#""distribution":"2","Attribute":[{{{ATTR},"SharingGroup":{{"uuid":"u2","SharingGroupOrg":[]}}}}]"#
+                )),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.Attribute[0].SharingGroup")),
+            ),
+            with_org(
+                "distribution 4 without group",
+                Case {
+                    policy: Policy::default(),
+                    ..case("", String::new(), None)
+                }
+                .body
+                    + &event(r#""distribution":"4""#),
+                Some((Rule::BlockedSharingGroup, "missing", "Event.SharingGroup")),
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn analyst_data() {
+    let item = |name, body: &str, want| Case {
+        doc: Document::AnalystDataItem,
+        ..case(name, body, want)
+    };
+    let attr0 = r#"{"Attribute":{"type":"ip-src","category":"Other","distribution":"0"}}"#;
+    check(
+        vec![
+            item("note", r#"{"Note":{"distribution":"1","note":"x"}}"#, None),
+            item(
+                "blocked note",
+                r#"{"Note":{"distribution":"0"}}"#,
+                Some((Rule::BlockedDistribution, "0", "Note.distribution")),
+            ),
+            item(
+                "note without distribution",
+                r#"{"Note":{"note":"x"}}"#,
+                Some((Rule::Malformed, "missing", "Note.distribution")),
+            ),
+            item("two items", r#"{"Note":{"distribution":"1"},"Opinion":{"distribution":"1"}}"#, Some((Rule::Malformed, "", ""))),
+            item("not analyst data", r#"{"Event":{"distribution":"1"}}"#, Some((Rule::Malformed, "", ""))),
+            item(
+                "related object after its type",
+                &format!(r#"{{"Relationship":{{"distribution":"1","related_object_type":"Attribute","related_object":{attr0}}}}}"#),
+                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.Attribute.distribution")),
+            ),
+            item(
+                "related object before its type",
+                &format!(r#"{{"Relationship":{{"related_object":{attr0},"distribution":"1","related_object_type":"Attribute"}}}}"#),
+                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.Attribute.distribution")),
+            ),
+            item(
+                "related object of another type",
+                &format!(r#"{{"Relationship":{{"related_object":{attr0},"distribution":"1","related_object_type":"Event"}}}}"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            item(
+                "related object without type",
+                &format!(r#"{{"Relationship":{{"related_object":{attr0},"distribution":"1"}}}}"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            item(
+                "related event",
+                r#"{"Relationship":{"related_object":{"Event":{"distribution":"0"}},"distribution":"1","related_object_type":"Event"}}"#,
+                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.Event.distribution")),
+            ),
+            item(
+                "related object",
+                r#"{"Relationship":{"related_object":{"Object":{"distribution":"1","name":"person"}},"distribution":"1","related_object_type":"Object"}}"#,
+                Some((Rule::BlockedObjectType, "person", "Relationship.related_object.Object.name")),
+            ),
+            item(
+                "related cluster",
+                r#"{"Relationship":{"related_object":{"GalaxyCluster":{"distribution":"0"}},"distribution":"1","related_object_type":"GalaxyCluster"}}"#,
+                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.GalaxyCluster.distribution")),
+            ),
+            item(
+                "related bare note",
+                r#"{"Relationship":{"related_object":{"uuid":"x","distribution":"0"},"distribution":"1","related_object_type":"Note"}}"#,
+                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.distribution")),
+            ),
+            item(
+                "related bare note, type not analyst",
+                r#"{"Relationship":{"related_object":{"uuid":"x","distribution":"1"},"distribution":"1","related_object_type":"Attribute"}}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            item(
+                "related nothing",
+                r#"{"Relationship":{"related_object":[],"distribution":"1","related_object_type":"Event"}}"#,
+                None,
+            ),
+            item(
+                "related null, unknown type",
+                r#"{"Relationship":{"related_object":null,"distribution":"1","related_object_type":"Organisation"}}"#,
+                None,
+            ),
+            item(
+                "related object of an unknown type",
+                r#"{"Relationship":{"related_object":{"Organisation":{"uuid":"x"}},"distribution":"1","related_object_type":"Organisation"}}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            item(
+                "relationship without type",
+                r#"{"Relationship":{"distribution":"1"}}"#,
+                Some((Rule::Malformed, "missing", "Relationship.related_object_type")),
+            ),
+            Case {
+                doc: Document::AnalystDataList,
+                ..case(
+                    "list of mixed kinds",
+                    r#"[{"Note":{"distribution":"1"}},{"Opinion":{"distribution":"0"}}]"#,
+                    Some((Rule::BlockedDistribution, "0", "[1].Opinion.distribution")),
+                )
+            },
+        ],
+        true,
+    );
+}
+
+#[test]
+fn other_documents() {
+    let doc = |d, name, body: &str, want| Case {
+        doc: d,
+        ..case(name, body, want)
+    };
+    use Document::*;
+    let bad = Some((Rule::Malformed, "", ""));
+    check(
+        vec![
+            doc(MinimalSearch, "minimal", r#"{"minimal":1,"published":"1","page":2}"#, None),
+            doc(
+                MinimalSearch,
+                "not minimal",
+                r#"{"minimal":0,"published":1}"#,
+                Some((Rule::NotMinimalSearch, "0", "minimal")),
+            ),
+            doc(
+                MinimalSearch,
+                "true is not 1",
+                r#"{"minimal":true,"published":1}"#,
+                Some((Rule::NotMinimalSearch, "true", "minimal")),
+            ),
+            doc(
+                MinimalSearch,
+                "no published",
+                r#"{"minimal":1}"#,
+                Some((Rule::NotMinimalSearch, "missing", "published")),
+            ),
+            doc(MinimalSearch, "list", "[]", bad),
+            doc(PostTest, "post test", r#"{"testString":"abc"}"#, None),
+            doc(PostTest, "post test extra key", r#"{"testString":"abc","x":1}"#, bad),
+            doc(PostTest, "post test number", r#"{"testString":1}"#, bad),
+            doc(PostTest, "post test empty", r#"{}"#, bad),
+            doc(UuidList, "uuids", r#"["a","b"]"#, None),
+            doc(UuidList, "uuid number", r#"["a",1]"#, bad),
+            doc(UuidList, "uuids object", r#"{}"#, bad),
+            doc(EventIndex, "index", r#"[{"id":"1","uuid":"u"},{}]"#, None),
+            doc(EventIndex, "index of strings", r#"["x"]"#, bad),
+            doc(EventUuidTimestamps, "uuid timestamps", r#"[{"Event":{"uuid":"u","timestamp":"1"}}]"#, None),
+            doc(EventUuidTimestamps, "extra key", r#"[{"Event":{"uuid":"u","timestamp":"1","x":1}}]"#, bad),
+            doc(EventUuidTimestamps, "missing timestamp", r#"[{"Event":{"uuid":"u"}}]"#, bad),
+            doc(Sightings, "empty object", "{}", None),
+            doc(Sightings, "empty list", "[]", None),
+            doc(Sightings, "list", r#"[{"uuid":"s","type":"0"}]"#, None),
+            doc(Sightings, "response", r#"{"response":[{"Sighting":{"id":"1"}}]}"#, None),
+            doc(Sightings, "list of numbers", "[1]", bad),
+            doc(Sightings, "other key", r#"{"foo":[]}"#, bad),
+            doc(Sightings, "response of the wrong wrapper", r#"{"response":[{"Event":{}}]}"#, bad),
+            doc(AnalystDataMinimal, "minimal empty", r#"{"Note":[]}"#, None),
+            doc(AnalystDataMinimal, "minimal map", r#"{"Note":{"u":"t"},"Opinion":[{"v":"t"}]}"#, None),
+            doc(AnalystDataMinimal, "minimal other key", r#"{"Event":{}}"#, bad),
+            doc(AnalystDataMinimal, "minimal number", r#"{"Note":{"u":1}}"#, bad),
+            doc(GalaxyClusterSearch, "search", r#"{"response":[{"GalaxyCluster":{"uuid":"x"}}]}"#, None),
+            doc(GalaxyClusterSearch, "search list", r#"[{"GalaxyCluster":{"uuid":"x"}}]"#, None),
+            doc(
+                GalaxyClusterSearch,
+                "search blocked",
+                r#"[{"GalaxyCluster":{"uuid":"x","distribution":"0"}}]"#,
+                Some((Rule::BlockedDistribution, "0", "[0].GalaxyCluster.distribution")),
+            ),
+            doc(GalaxyClusterSearch, "search without response", r#"{}"#, bad),
+            doc(
+                GalaxyCluster,
+                "relation distribution",
+                r#"{"GalaxyCluster":{"distribution":"1","GalaxyClusterRelation":[{"distribution":"0"}]}}"#,
+                Some((Rule::BlockedDistribution, "0", "GalaxyCluster.GalaxyClusterRelation[0].distribution")),
+            ),
+            doc(
+                GalaxyCluster,
+                "relation tag",
+                r#"{"GalaxyCluster":{"distribution":"1","GalaxyClusterRelation":[{"Tag":[{"name":"tlp:red"}]}]}}"#,
+                Some((Rule::BlockedTag, "tlp:red", "GalaxyCluster.GalaxyClusterRelation[0].Tag[0].name")),
+            ),
+            doc(
+                GalaxyCluster,
+                "cluster sharing group",
+                r#"{"GalaxyCluster":{"distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb"}}}"#,
+                Some((Rule::BlockedSharingGroup, "", "GalaxyCluster.SharingGroup.uuid")),
+            ),
+            doc(GalaxyCluster, "cluster without distribution", r#"{"GalaxyCluster":{}}"#, Some((Rule::Malformed, "missing", ""))),
+            doc(
+                ShadowAttributeList,
+                "proposals",
+                r#"[{"ShadowAttribute":{"type":"ip-src","category":"Other"}},{"ShadowAttribute":{"type":"text","category":"Person"}}]"#,
+                Some((Rule::BlockedAttributeCategory, "Person", "[1].ShadowAttribute.category")),
+            ),
+            doc(AnyJson, "any", r#"{"a":[1,2,{"b":null}]}"#, None),
+            doc(AnyJson, "any scalar", "1", None),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn values_are_cut_and_escaped() {
+    let long = "x".repeat(1000);
+    let b = block_of(run(&event(&format!(r#""distribution":"{long}""#)), Document::Event, &base_policy(), &ctx())).unwrap();
+    assert_eq!(b.value.chars().count(), walk::VALUE_CHARS + 1);
+    let b = block_of(run(
+        &event(r#""distribution":"2","Tag":[{"name":"tlp:red"}],"Tag ":1"#),
+        Document::Event,
+        &Policy {
+            blocked_tags: set(&["tlp:red"]),
+            ..base_policy()
+        },
+        &ctx(),
+    ))
+    .unwrap();
+    assert_eq!(b.value, "tlp:red");
+    let mut policy = base_policy();
+    policy.blocked_tags.insert("a\nb".into());
+    let b = block_of(run(&event(r#""distribution":"2","Tag":[{"name":"a\nb"}]"#), Document::Event, &policy, &ctx())).unwrap();
+    assert!(!b.value.chars().any(char::is_control), "{b}");
+    assert!(!b.to_string().contains('\n'));
+}

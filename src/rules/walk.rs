@@ -767,16 +767,17 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<K>, E> {
         let k = classify(s);
+        match self.eng.keys.insert(self.frame, k, s) {
+            Ok(()) => {}
+            Err(KeyError::Duplicate) => return Err(self.eng.stop(Rule::DuplicateKey, s, s)),
+            Err(KeyError::TooMany) => return Err(self.eng.stop(Rule::Malformed, "too many object keys", s)),
+        }
         if let Some(mask) = self.allowed {
             if k.is_none_or(|k| mask & k.bit() == 0) {
                 return Err(self.eng.stop(Rule::Malformed, &format!("unexpected key {s:?}"), s));
             }
         }
-        match self.eng.keys.insert(self.frame, k, s) {
-            Ok(()) => Ok(k),
-            Err(KeyError::Duplicate) => Err(self.eng.stop(Rule::DuplicateKey, s, s)),
-            Err(KeyError::TooMany) => Err(self.eng.stop(Rule::Malformed, "too many object keys", s)),
-        }
+        Ok(k)
     }
 }
 
