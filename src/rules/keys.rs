@@ -331,7 +331,12 @@ impl KeySet {
     }
 
     /// Record key `s` (classified as `k`) in `frame`.
-    pub(super) fn insert(&mut self, frame: &mut Frame, k: Option<K>, s: &str) -> Result<(), KeyError> {
+    pub(super) fn insert(
+        &mut self,
+        frame: &mut Frame,
+        k: Option<K>,
+        s: &str,
+    ) -> Result<(), KeyError> {
         if let Some(k) = k {
             if frame.known & k.bit() != 0 {
                 return Err(KeyError::Duplicate);
@@ -464,7 +469,10 @@ mod tests {
         let mut ks = KeySet::new();
         let mut f = ks.open();
         assert!(ks.insert(&mut f, classify("uuid"), "uuid").is_ok());
-        assert!(matches!(ks.insert(&mut f, classify("uuid"), "uuid"), Err(KeyError::Duplicate)));
+        assert!(matches!(
+            ks.insert(&mut f, classify("uuid"), "uuid"),
+            Err(KeyError::Duplicate)
+        ));
         for i in 0..100 {
             let s = format!("k{i}");
             assert!(ks.insert(&mut f, None, &s).is_ok());
@@ -473,8 +481,14 @@ mod tests {
             assert!(ks.insert(&mut child, None, &s).is_ok());
             ks.close(child);
         }
-        assert!(matches!(ks.insert(&mut f, None, "k7"), Err(KeyError::Duplicate)));
-        assert!(matches!(ks.insert(&mut f, None, "k99"), Err(KeyError::Duplicate)));
+        assert!(matches!(
+            ks.insert(&mut f, None, "k7"),
+            Err(KeyError::Duplicate)
+        ));
+        assert!(matches!(
+            ks.insert(&mut f, None, "k99"),
+            Err(KeyError::Duplicate)
+        ));
         ks.close(f);
         assert!(ks.hashes.is_empty() && ks.big.is_empty() && ks.big_live == 0);
     }

@@ -283,7 +283,13 @@ pub fn evaluate(body: impl Read, doc: Document, policy: &Policy, ctx: &Context) 
 
 /// [`evaluate`] with a nesting limit other than [`DEFAULT_MAX_DEPTH`]
 /// (arrays and objects; the top-level value is depth 1).
-pub fn evaluate_with_limits(body: impl Read, doc: Document, policy: &Policy, ctx: &Context, max_depth: usize) -> Verdict {
+pub fn evaluate_with_limits(
+    body: impl Read,
+    doc: Document,
+    policy: &Policy,
+    ctx: &Context,
+    max_depth: usize,
+) -> Verdict {
     if policy.required_taxonomies.len() > 64 {
         // Satisfied taxonomies are tracked as bits of a u64.
         return Verdict::Block(Block {

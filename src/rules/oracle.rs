@@ -21,7 +21,10 @@ pub(super) fn judge(text: &str, doc: Document, policy: &Policy, ctx: &Context) -
     };
     let mut o = Oracle {
         policy,
-        org: ctx.user_org_uuid.as_deref().map(|u| u.trim().to_lowercase()),
+        org: ctx
+            .user_org_uuid
+            .as_deref()
+            .map(|u| u.trim().to_lowercase()),
         first: None,
         fatal: None,
     };
@@ -111,7 +114,12 @@ impl Oracle<'_> {
     }
 
     /// `{"<one of keys>": inner}` exactly.
-    fn wrapped<'v>(&mut self, v: &'v Value, keys: &[&'static str], at: &str) -> Option<(&'static str, &'v Value)> {
+    fn wrapped<'v>(
+        &mut self,
+        v: &'v Value,
+        keys: &[&'static str],
+        at: &str,
+    ) -> Option<(&'static str, &'v Value)> {
         let o = self.obj(v, at)?;
         let found = keys.iter().find_map(|k| o.get(*k).map(|inner| (*k, inner)));
         if o.len() != 1 || found.is_none() {
@@ -169,7 +177,9 @@ impl Oracle<'_> {
             Document::AnalystDataList => {
                 for (i, item) in self.arr(v, "$").iter().enumerate() {
                     let at = format!("[{i}]");
-                    if let Some((k, a)) = self.wrapped(item, &["Note", "Opinion", "Relationship"], &at) {
+                    if let Some((k, a)) =
+                        self.wrapped(item, &["Note", "Opinion", "Relationship"], &at)
+                    {
                         self.analyst(a, &join(&at, k), k == "Relationship", k == "Relationship");
                     }
                 }
@@ -235,9 +245,10 @@ impl Oracle<'_> {
                     if let Some((_, e)) = self.wrapped(item, &["Event"], "$") {
                         let ok = e.as_object().is_some_and(|e| {
                             e.len() == 2
-                                && ["uuid", "timestamp"]
-                                    .iter()
-                                    .all(|k| e.get(*k).is_some_and(|x| x.is_string() || x.is_i64() || x.is_u64()))
+                                && ["uuid", "timestamp"].iter().all(|k| {
+                                    e.get(*k)
+                                        .is_some_and(|x| x.is_string() || x.is_i64() || x.is_u64())
+                                })
                         });
                         if !ok {
                             self.fail("bad uuid/timestamp", "$");
@@ -251,7 +262,9 @@ impl Oracle<'_> {
                 }
             }
             Document::PostTest => {
-                let ok = v.as_object().is_some_and(|o| o.len() == 1 && o.get("testString").is_some_and(Value::is_string));
+                let ok = v.as_object().is_some_and(|o| {
+                    o.len() == 1 && o.get("testString").is_some_and(Value::is_string)
+                });
                 if !ok {
                     self.fail("bad postTest", "$");
                 }
@@ -261,7 +274,12 @@ impl Oracle<'_> {
     }
 
     /// Returns the level, `Some(None)` when malformed, `None` when absent.
-    fn distribution(&mut self, o: &Map<String, Value>, path: &str, required: bool) -> Option<Option<u8>> {
+    fn distribution(
+        &mut self,
+        o: &Map<String, Value>,
+        path: &str,
+        required: bool,
+    ) -> Option<Option<u8>> {
         let at = join(path, "distribution");
         let Some(v) = o.get("distribution") else {
             if required {
@@ -352,7 +370,11 @@ impl Oracle<'_> {
         let guarded = !self.policy.blocked_sharing_groups.is_empty() || self.org.is_some();
         let Some(sg) = o.get("SharingGroup") else {
             if dist == Some(Some(4)) && guarded {
-                self.hit(Rule::BlockedSharingGroup, "missing", join(path, "SharingGroup"));
+                self.hit(
+                    Rule::BlockedSharingGroup,
+                    "missing",
+                    join(path, "SharingGroup"),
+                );
             }
             return;
         };
@@ -369,23 +391,33 @@ impl Oracle<'_> {
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
         }
         if let Some(org) = self.org.clone() {
-            let member = sg.get("SharingGroupOrg").and_then(Value::as_array).is_some_and(|l| {
-                l.iter().any(|e| {
-                    e.get("Organisation")
-                        .and_then(|o| o.get("uuid"))
-                        .and_then(Value::as_str)
-                        .is_some_and(|u| norm(u) == org)
-                })
-            });
-            let all = sg.get("SharingGroupServer").and_then(Value::as_array).is_some_and(|l| {
-                l.iter().any(|e| {
-                    matches!(e.get("all_orgs"), Some(Value::Bool(true)))
-                        || e.get("all_orgs").and_then(Value::as_u64) == Some(1)
-                        || e.get("all_orgs").and_then(Value::as_str) == Some("1")
-                })
-            });
+            let member = sg
+                .get("SharingGroupOrg")
+                .and_then(Value::as_array)
+                .is_some_and(|l| {
+                    l.iter().any(|e| {
+                        e.get("Organisation")
+                            .and_then(|o| o.get("uuid"))
+                            .and_then(Value::as_str)
+                            .is_some_and(|u| norm(u) == org)
+                    })
+                });
+            let all = sg
+                .get("SharingGroupServer")
+                .and_then(Value::as_array)
+                .is_some_and(|l| {
+                    l.iter().any(|e| {
+                        matches!(e.get("all_orgs"), Some(Value::Bool(true)))
+                            || e.get("all_orgs").and_then(Value::as_u64) == Some(1)
+                            || e.get("all_orgs").and_then(Value::as_str) == Some("1")
+                    })
+                });
             if !member && !all {
-                self.hit(Rule::SharingGroupExcludesOrg, &org, join(path, "SharingGroup"));
+                self.hit(
+                    Rule::SharingGroupExcludesOrg,
+                    &org,
+                    join(path, "SharingGroup"),
+                );
             }
         }
     }
@@ -401,7 +433,13 @@ impl Oracle<'_> {
         }
     }
 
-    fn each(&mut self, o: &Map<String, Value>, path: &str, name: &str, f: fn(&mut Self, &Value, &str)) {
+    fn each(
+        &mut self,
+        o: &Map<String, Value>,
+        path: &str,
+        name: &str,
+        f: fn(&mut Self, &Value, &str),
+    ) {
         if let Some(list) = o.get(name) {
             for (i, item) in self.arr(list, path).iter().enumerate() {
                 f(self, item, &format!("{}[{i}]", join(path, name)));
@@ -498,9 +536,17 @@ impl Oracle<'_> {
             Some(Value::Array(a)) if a.is_empty() => None,
             Some(Value::Object(m)) if m.is_empty() => None,
             Some(Value::Object(m)) => {
-                let wrapper = ["Event", "Attribute", "Object", "GalaxyCluster", "Note", "Opinion", "Relationship"]
-                    .into_iter()
-                    .find(|k| m.contains_key(*k));
+                let wrapper = [
+                    "Event",
+                    "Attribute",
+                    "Object",
+                    "GalaxyCluster",
+                    "Note",
+                    "Opinion",
+                    "Relationship",
+                ]
+                .into_iter()
+                .find(|k| m.contains_key(*k));
                 match wrapper {
                     Some(k) if m.len() == 1 => Some(k),
                     _ => Some("bare"),
@@ -513,7 +559,11 @@ impl Oracle<'_> {
         };
         let Some(shape) = shape else {
             if declared.is_none() && typed {
-                self.hit(Rule::Malformed, "missing", join(path, "related_object_type"));
+                self.hit(
+                    Rule::Malformed,
+                    "missing",
+                    join(path, "related_object_type"),
+                );
             }
             return;
         };
@@ -529,7 +579,9 @@ impl Oracle<'_> {
             self.fail("related_object is not of related_object_type", &at);
             return;
         }
-        let Some(ro) = o.get("related_object") else { return };
+        let Some(ro) = o.get("related_object") else {
+            return;
+        };
         if shape == "bare" {
             self.analyst(ro, &at, true, false);
             return;

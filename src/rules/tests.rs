@@ -58,7 +58,11 @@ fn judged(body: &str, doc: Document, policy: &Policy, ctx: &Context) -> Option<B
     let want = oracle::judge(body, doc, policy, ctx);
     match &want {
         Some(w) if w.value.starts_with(oracle::FATAL) => {
-            assert_eq!(got.as_ref().map(|b| b.rule), Some(Rule::Malformed), "oracle: {w}, body {body}");
+            assert_eq!(
+                got.as_ref().map(|b| b.rule),
+                Some(Rule::Malformed),
+                "oracle: {w}, body {body}"
+            );
         }
         _ => assert_eq!(got, want, "engine and oracle disagree on {body}"),
     }
@@ -74,13 +78,21 @@ const ATTR: &str = r#""type":"ip-src","category":"Network activity","distributio
 // ===== conformance fixtures =====
 
 fn scenarios_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance/peer-scenarios"))
+    std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/conformance/peer-scenarios"
+    ))
 }
 
 fn policy_from_config(instance: &Value) -> Policy {
     let strs = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(|s| s.trim().to_lowercase()).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|s| s.trim().to_lowercase())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let tax = &instance["taxonomies_rules"];
@@ -98,10 +110,18 @@ fn policy_from_config(instance: &Value) -> Policy {
             })
             .collect(),
         blocked_distributions,
-        blocked_sharing_groups: strs(&instance["blocked_sharing_groups_uuids"]).into_iter().collect(),
-        blocked_attribute_types: strs(&instance["blocked_attribute_types"]).into_iter().collect(),
-        blocked_attribute_categories: strs(&instance["blocked_attribute_categories"]).into_iter().collect(),
-        blocked_object_types: strs(&instance["blocked_object_types"]).into_iter().collect(),
+        blocked_sharing_groups: strs(&instance["blocked_sharing_groups_uuids"])
+            .into_iter()
+            .collect(),
+        blocked_attribute_types: strs(&instance["blocked_attribute_types"])
+            .into_iter()
+            .collect(),
+        blocked_attribute_categories: strs(&instance["blocked_attribute_categories"])
+            .into_iter()
+            .collect(),
+        blocked_object_types: strs(&instance["blocked_object_types"])
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -115,7 +135,10 @@ fn document_for(url: &str) -> Document {
         ("/shadow_attributes/index", Document::ShadowAttributeList),
         ("/analyst_data/pushAnalystData", Document::AnalystDataItem),
         ("/analyst_data/indexMinimal", Document::AnalystDataMinimal),
-        ("/analyst_data/filterAnalystDataForPush", Document::AnalystDataMinimal),
+        (
+            "/analyst_data/filterAnalystDataForPush",
+            Document::AnalystDataMinimal,
+        ),
         ("/analyst_data/index/", Document::AnalystDataList),
         ("/sightings/", Document::Sightings),
     ];
@@ -142,7 +165,7 @@ fn entity_of(at: &str) -> &str {
     at.split('.')
         .map(|seg| seg.split('[').next().unwrap_or(seg))
         .filter(|seg| ENTITIES.contains(seg))
-        .last()
+        .next_back()
         .unwrap_or("")
 }
 
@@ -190,13 +213,17 @@ fn expected_from_log(log: &str) -> (Rule, String, Vec<&'static str>) {
 #[test]
 fn conformance_fixtures() {
     let dir = scenarios_dir();
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let instances = config["instances"].as_object().unwrap();
     let (mut evaluated, mut skipped) = (0, 0);
     for file in ["push.json", "pull.json", "extra.json"] {
-        let scenarios: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let scenarios: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
         for s in scenarios {
-            let Some(fixture) = s["fixture_file"].as_str() else { continue };
+            let Some(fixture) = s["fixture_file"].as_str() else {
+                continue;
+            };
             let logs: Vec<&str> = s["expected_logs"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -219,7 +246,9 @@ fn conformance_fixtures() {
                 .unwrap();
             let policy = policy_from_config(instance);
             let ctx = Context {
-                user_org_uuid: s["response_headers"]["X-UserOrgUUID"].as_str().map(str::to_lowercase),
+                user_org_uuid: s["response_headers"]["X-UserOrgUUID"]
+                    .as_str()
+                    .map(str::to_lowercase),
             };
             let name = fixture.rsplit('/').next().unwrap();
             let body = std::fs::read_to_string(dir.join("fixtures").join(name)).unwrap();
@@ -233,8 +262,16 @@ fn conformance_fixtures() {
                 (_, Some(b)) => {
                     if let Some(log) = logs.first() {
                         let (rule, value, entities) = expected_from_log(log);
-                        assert_eq!((b.rule, b.value.as_str()), (rule, value.as_str()), "{label}: {b}");
-                        assert!(entities.contains(&entity_of(&b.at)), "{label}: wrong place {}", b.at);
+                        assert_eq!(
+                            (b.rule, b.value.as_str()),
+                            (rule, value.as_str()),
+                            "{label}: {b}"
+                        );
+                        assert!(
+                            entities.contains(&entity_of(&b.at)),
+                            "{label}: wrong place {}",
+                            b.at
+                        );
                     } else if ctx.user_org_uuid.is_some() {
                         assert_eq!(b.rule, Rule::SharingGroupExcludesOrg, "{label}: {b}");
                         assert_eq!(Some(b.value.clone()), ctx.user_org_uuid, "{label}");
@@ -273,7 +310,11 @@ struct Case {
     want: Option<(Rule, &'static str, &'static str)>,
 }
 
-fn case(name: &'static str, body: impl Into<String>, want: Option<(Rule, &'static str, &'static str)>) -> Case {
+fn case(
+    name: &'static str,
+    body: impl Into<String>,
+    want: Option<(Rule, &'static str, &'static str)>,
+) -> Case {
     Case {
         name,
         body: body.into(),
@@ -311,7 +352,11 @@ fn check(cases: Vec<Case>, with_oracle: bool) {
 fn distribution_spellings() {
     let ok = |n, d: &str| case(n, event(&format!(r#""distribution":{d}"#)), None);
     let bad = |n, d: &str, v: &'static str| {
-        case(n, event(&format!(r#""distribution":{d}"#)), Some((Rule::Malformed, v, "Event.distribution")))
+        case(
+            n,
+            event(&format!(r#""distribution":{d}"#)),
+            Some((Rule::Malformed, v, "Event.distribution")),
+        )
     };
     let blocked = |n, d: &str| {
         case(
@@ -341,7 +386,11 @@ fn distribution_spellings() {
             bad("word", r#""abc""#, r#""abc""#),
             bad("empty string", r#""""#, r#""""#),
             bad("huge", "18446744073709551616", ""),
-            case("missing", event(r#""info":"x""#), Some((Rule::Malformed, "missing", "Event.distribution"))),
+            case(
+                "missing",
+                event(r#""info":"x""#),
+                Some((Rule::Malformed, "missing", "Event.distribution")),
+            ),
             case(
                 "escaped key is the same key",
                 event(r#""distri\u0062ution":"0""#),
@@ -359,14 +408,36 @@ fn distribution_spellings() {
 
 #[test]
 fn duplicate_keys() {
-    let dup = |n, inner: &str, key: &'static str| case(n, event(inner), Some((Rule::DuplicateKey, key, "")));
+    let dup = |n, inner: &str, key: &'static str| {
+        case(n, event(inner), Some((Rule::DuplicateKey, key, "")))
+    };
     check(
         vec![
-            dup("blocked value first", r#""distribution":"0","distribution":"2""#, "distribution"),
-            dup("blocked value last", r#""distribution":"2","distribution":"0""#, "distribution"),
-            dup("escaped duplicate", r#""distribution":"2","distri\u0062ution":"2""#, "distribution"),
-            dup("in a skipped object", r#""distribution":"2","Org":{"id":"1","id":"2"}"#, "id"),
-            dup("unknown key", r#""distribution":"2","foo":1,"foo":2"#, "foo"),
+            dup(
+                "blocked value first",
+                r#""distribution":"0","distribution":"2""#,
+                "distribution",
+            ),
+            dup(
+                "blocked value last",
+                r#""distribution":"2","distribution":"0""#,
+                "distribution",
+            ),
+            dup(
+                "escaped duplicate",
+                r#""distribution":"2","distri\u0062ution":"2""#,
+                "distribution",
+            ),
+            dup(
+                "in a skipped object",
+                r#""distribution":"2","Org":{"id":"1","id":"2"}"#,
+                "id",
+            ),
+            dup(
+                "unknown key",
+                r#""distribution":"2","foo":1,"foo":2"#,
+                "foo",
+            ),
             dup(
                 "in an attribute",
                 &format!(r#""distribution":"2","Attribute":[{{{ATTR},"type":"email"}}]"#),
@@ -376,7 +447,10 @@ fn duplicate_keys() {
                 "in a big object",
                 &format!(
                     r#""distribution":"2","Org":{{{}, "k7":0}}"#,
-                    (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect::<Vec<_>>().join(",")
+                    (0..40)
+                        .map(|i| format!(r#""k{i}":{i}"#))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 ),
                 "k7",
             ),
@@ -426,8 +500,14 @@ fn encodings_and_framing() {
     malformed(b"{\"Event\":{\"distribution\":\"2\"}");
     malformed(b"{'Event':{}}");
     malformed(b"{\"Event\":{\"distribution\":\"2\",\"x\":NaN}}");
-    assert_eq!(bytes(br#"{"Event":{"distribution":"2","info":"\ud83d\ude00 ok"}}"#), None);
-    assert_eq!(bytes(b" \n{\"Event\":{\"distribution\":\"2\"}}\r\n\t "), None);
+    assert_eq!(
+        bytes(br#"{"Event":{"distribution":"2","info":"\ud83d\ude00 ok"}}"#),
+        None
+    );
+    assert_eq!(
+        bytes(b" \n{\"Event\":{\"distribution\":\"2\"}}\r\n\t "),
+        None
+    );
 }
 
 #[test]
@@ -442,12 +522,23 @@ fn depth_limit() {
     let inside = event(&format!(r#""distribution":"2","Galaxy":{}"#, bomb));
     let b = block_of(run(&inside, Document::Event, &base_policy(), &ctx())).expect("blocked");
     assert_eq!(b.rule, Rule::Malformed);
-    let limited = |body: &str, depth| block_of(evaluate_with_limits(body.as_bytes(), Document::AnyJson, &base_policy(), &ctx(), depth));
+    let limited = |body: &str, depth| {
+        block_of(evaluate_with_limits(
+            body.as_bytes(),
+            Document::AnyJson,
+            &base_policy(),
+            &ctx(),
+            depth,
+        ))
+    };
     assert_eq!(limited("[[[1]]]", 3), None);
     assert!(limited("[[[[1]]]]", 3).is_some());
     assert!(limited(r#"{"a":{"b":{"c":{}}}}"#, 3).is_some());
     let deep_ok = "[".repeat(64) + &"]".repeat(64);
-    assert_eq!(block_of(run(&deep_ok, Document::AnyJson, &base_policy(), &ctx())), None);
+    assert_eq!(
+        block_of(run(&deep_ok, Document::AnyJson, &base_policy(), &ctx())),
+        None
+    );
     let too_deep = "[".repeat(65) + &"]".repeat(65);
     assert!(block_of(run(&too_deep, Document::AnyJson, &base_policy(), &ctx())).is_some());
 }
@@ -468,7 +559,13 @@ fn read_errors_are_malformed() {
             }
         }
     }
-    let b = block_of(evaluate(Failing(0), Document::Event, &base_policy(), &ctx())).expect("blocked");
+    let b = block_of(evaluate(
+        Failing(0),
+        Document::Event,
+        &base_policy(),
+        &ctx(),
+    ))
+    .expect("blocked");
     assert_eq!(b.rule, Rule::Malformed);
     assert!(b.value.contains("decode cap reached"), "{b}");
 }
@@ -525,7 +622,11 @@ fn event_rules() {
                     "Event.SharingGroup.uuid",
                 )),
             ),
-            case("other sharing group", event(&sg("5d6d3b30-0a8b-4ba4-8f1b-6c1b3e1c1f1f")), None),
+            case(
+                "other sharing group",
+                event(&sg("5d6d3b30-0a8b-4ba4-8f1b-6c1b3e1c1f1f")),
+                None,
+            ),
             case(
                 "sharing group without uuid",
                 event(r#""distribution":"4","SharingGroup":{"name":"x"}"#),
@@ -541,27 +642,47 @@ fn event_rules() {
                     blocked_sharing_groups: HashSet::new(),
                     ..base_policy()
                 },
-                ..case("distribution 4 without sharing group, no group rules", event(r#""distribution":4"#), None)
+                ..case(
+                    "distribution 4 without sharing group, no group rules",
+                    event(r#""distribution":4"#),
+                    None,
+                )
             },
             case(
                 "blocked type",
                 attr(r#""type":"passport-number","category":"Other""#),
-                Some((Rule::BlockedAttributeType, "passport-number", "Event.Attribute[0].type")),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "passport-number",
+                    "Event.Attribute[0].type",
+                )),
             ),
             case(
                 "blocked type, case",
                 attr(r#""type":"Passport-Number","category":"Other""#),
-                Some((Rule::BlockedAttributeType, "Passport-Number", "Event.Attribute[0].type")),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "Passport-Number",
+                    "Event.Attribute[0].type",
+                )),
             ),
             case(
                 "blocked category, case",
                 attr(r#""type":"text","category":"PERSON""#),
-                Some((Rule::BlockedAttributeCategory, "PERSON", "Event.Attribute[0].category")),
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "PERSON",
+                    "Event.Attribute[0].category",
+                )),
             ),
             case(
                 "category reported before type whatever the key order",
                 attr(r#""type":"email","category":"Person""#),
-                Some((Rule::BlockedAttributeCategory, "Person", "Event.Attribute[0].category")),
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "Person",
+                    "Event.Attribute[0].category",
+                )),
             ),
             case(
                 "attribute without type",
@@ -580,8 +701,14 @@ fn event_rules() {
             ),
             case(
                 "attribute blocked tag",
-                attr(&format!(r#"{ATTR},"Tag":[{{"name":"x"}},{{"name":"TLP:Red"}}]"#)),
-                Some((Rule::BlockedTag, "TLP:Red", "Event.Attribute[0].Tag[1].name")),
+                attr(&format!(
+                    r#"{ATTR},"Tag":[{{"name":"x"}},{{"name":"TLP:Red"}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    "TLP:Red",
+                    "Event.Attribute[0].Tag[1].name",
+                )),
             ),
             case(
                 "attribute distribution optional",
@@ -591,7 +718,11 @@ fn event_rules() {
             case(
                 "attribute blocked distribution",
                 attr(r#""type":"text","category":"Other","distribution":0"#),
-                Some((Rule::BlockedDistribution, "0", "Event.Attribute[0].distribution")),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.Attribute[0].distribution",
+                )),
             ),
             case(
                 "event distribution outranks an earlier attribute",
@@ -600,13 +731,25 @@ fn event_rules() {
             ),
             case(
                 "proposal in an attribute",
-                attr(&format!(r#"{ATTR},"ShadowAttribute":[{{"type":"email","category":"Other"}}]"#)),
-                Some((Rule::BlockedAttributeType, "email", "Event.Attribute[0].ShadowAttribute[0].type")),
+                attr(&format!(
+                    r#"{ATTR},"ShadowAttribute":[{{"type":"email","category":"Other"}}]"#
+                )),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "Event.Attribute[0].ShadowAttribute[0].type",
+                )),
             ),
             case(
                 "event-level proposal",
-                event(r#""distribution":"2","ShadowAttribute":[{"type":"email","category":"Other"}]"#),
-                Some((Rule::BlockedAttributeType, "email", "Event.ShadowAttribute[0].type")),
+                event(
+                    r#""distribution":"2","ShadowAttribute":[{"type":"email","category":"Other"}]"#,
+                ),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "Event.ShadowAttribute[0].type",
+                )),
             ),
             case(
                 "blocked object name, case",
@@ -628,31 +771,59 @@ fn event_rules() {
                 event(&format!(
                     r#""distribution":"2","Object":[{{"name":"file","distribution":"5","Attribute":[{{{ATTR}}}]}},{{"name":"file","distribution":"5","Attribute":[{{{ATTR}}},{{"type":"email","category":"Other"}}]}}]"#
                 )),
-                Some((Rule::BlockedAttributeType, "email", "Event.Object[1].Attribute[1].type")),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "Event.Object[1].Attribute[1].type",
+                )),
             ),
             case(
                 "event report",
-                event(r#""distribution":"2","EventReport":[{"distribution":"1"},{"distribution":"0"}]"#),
-                Some((Rule::BlockedDistribution, "0", "Event.EventReport[1].distribution")),
+                event(
+                    r#""distribution":"2","EventReport":[{"distribution":"1"},{"distribution":"0"}]"#,
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.EventReport[1].distribution",
+                )),
             ),
             case(
                 "note on a report",
-                event(r#""distribution":"2","EventReport":[{"distribution":"1","Note":[{"distribution":0}]}]"#),
-                Some((Rule::BlockedDistribution, "0", "Event.EventReport[0].Note[0].distribution")),
+                event(
+                    r#""distribution":"2","EventReport":[{"distribution":"1","Note":[{"distribution":0}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.EventReport[0].Note[0].distribution",
+                )),
             ),
             case(
                 "opinion on an event",
                 event(r#""distribution":"2","Opinion":[{"distribution":"0"}]"#),
-                Some((Rule::BlockedDistribution, "0", "Event.Opinion[0].distribution")),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.Opinion[0].distribution",
+                )),
             ),
             case(
                 "related event",
-                event(r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"0","info":"x"}}]"#),
-                Some((Rule::BlockedDistribution, "0", "Event.RelatedEvent[0].Event.distribution")),
+                event(
+                    r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"0","info":"x"}}]"#,
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.RelatedEvent[0].Event.distribution",
+                )),
             ),
             case(
                 "related event of a wrong shape",
-                event(r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"1"},"x":1}]"#),
+                event(
+                    r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"1"},"x":1}]"#,
+                ),
                 Some((Rule::Malformed, "", "")),
             ),
             case(
@@ -665,10 +836,22 @@ fn event_rules() {
                 r#"{"Event":{"distribution":"2"},"Attribute":[]}"#,
                 Some((Rule::Malformed, "", "")),
             ),
-            case("no Event", r#"{"event":{"distribution":"2"}}"#, Some((Rule::Malformed, "", ""))),
+            case(
+                "no Event",
+                r#"{"event":{"distribution":"2"}}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
             case("empty object", "{}", Some((Rule::Malformed, "", ""))),
-            case("list", r#"[{"Event":{"distribution":"2"}}]"#, Some((Rule::Malformed, "", ""))),
-            case("Event not an object", r#"{"Event":[]}"#, Some((Rule::Malformed, "", ""))),
+            case(
+                "list",
+                r#"[{"Event":{"distribution":"2"}}]"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "Event not an object",
+                r#"{"Event":[]}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
             case(
                 "Attribute not a list",
                 event(r#""distribution":"2","Attribute":{}"#),
@@ -695,7 +878,11 @@ fn required_taxonomies() {
         vec![
             tlp(
                 "allowed everywhere",
-                event(&format!(r#""distribution":"2",{},"Attribute":[{{{ATTR},{}}}]"#, tag("tlp:green"), tag("TLP:Clear"))),
+                event(&format!(
+                    r#""distribution":"2",{},"Attribute":[{{{ATTR},{}}}]"#,
+                    tag("tlp:green"),
+                    tag("TLP:Clear")
+                )),
                 None,
             ),
             tlp(
@@ -715,7 +902,10 @@ fn required_taxonomies() {
             ),
             tlp(
                 "attribute without the taxonomy",
-                event(&format!(r#""distribution":"2",{},"Attribute":[{{{ATTR}}}]"#, tag("tlp:white"))),
+                event(&format!(
+                    r#""distribution":"2",{},"Attribute":[{{{ATTR}}}]"#,
+                    tag("tlp:white")
+                )),
                 Some((Rule::MissingTaxonomy, "tlp", "Event.Attribute[0].Tag")),
             ),
             tlp(
@@ -754,13 +944,19 @@ fn receiving_organisation() {
         vec![
             with_org(
                 "member",
-                sg(&format!(r#"{{"Organisation":{{"uuid":"{}"}}}}"#, org.to_uppercase()), ""),
+                sg(
+                    &format!(r#"{{"Organisation":{{"uuid":"{}"}}}}"#, org.to_uppercase()),
+                    "",
+                ),
                 None,
             ),
             with_org("all orgs of a server", sg("", r#"{"all_orgs":true}"#), None),
             with_org(
                 "not a member",
-                sg(r#"{"Organisation":{"uuid":"other"}}"#, r#"{"all_orgs":false}"#),
+                sg(
+                    r#"{"Organisation":{"uuid":"other"}}"#,
+                    r#"{"all_orgs":false}"#,
+                ),
                 Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
             ),
             with_org(
@@ -773,7 +969,11 @@ fn receiving_organisation() {
                 event(&format!(
                     r#""distribution":"2","Attribute":[{{{ATTR},"SharingGroup":{{"uuid":"u2","SharingGroupOrg":[]}}}}]"#
                 )),
-                Some((Rule::SharingGroupExcludesOrg, org, "Event.Attribute[0].SharingGroup")),
+                Some((
+                    Rule::SharingGroupExcludesOrg,
+                    org,
+                    "Event.Attribute[0].SharingGroup",
+                )),
             ),
             with_org(
                 "distribution 4 without group",
@@ -810,21 +1010,43 @@ fn analyst_data() {
                 r#"{"Note":{"note":"x"}}"#,
                 Some((Rule::Malformed, "missing", "Note.distribution")),
             ),
-            item("two items", r#"{"Note":{"distribution":"1"},"Opinion":{"distribution":"1"}}"#, Some((Rule::Malformed, "", ""))),
-            item("not analyst data", r#"{"Event":{"distribution":"1"}}"#, Some((Rule::Malformed, "", ""))),
+            item(
+                "two items",
+                r#"{"Note":{"distribution":"1"},"Opinion":{"distribution":"1"}}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            item(
+                "not analyst data",
+                r#"{"Event":{"distribution":"1"}}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
             item(
                 "related object after its type",
-                &format!(r#"{{"Relationship":{{"distribution":"1","related_object_type":"Attribute","related_object":{attr0}}}}}"#),
-                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.Attribute.distribution")),
+                &format!(
+                    r#"{{"Relationship":{{"distribution":"1","related_object_type":"Attribute","related_object":{attr0}}}}}"#
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Relationship.related_object.Attribute.distribution",
+                )),
             ),
             item(
                 "related object before its type",
-                &format!(r#"{{"Relationship":{{"related_object":{attr0},"distribution":"1","related_object_type":"Attribute"}}}}"#),
-                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.Attribute.distribution")),
+                &format!(
+                    r#"{{"Relationship":{{"related_object":{attr0},"distribution":"1","related_object_type":"Attribute"}}}}"#
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Relationship.related_object.Attribute.distribution",
+                )),
             ),
             item(
                 "related object of another type",
-                &format!(r#"{{"Relationship":{{"related_object":{attr0},"distribution":"1","related_object_type":"Event"}}}}"#),
+                &format!(
+                    r#"{{"Relationship":{{"related_object":{attr0},"distribution":"1","related_object_type":"Event"}}}}"#
+                ),
                 Some((Rule::Malformed, "", "")),
             ),
             item(
@@ -835,22 +1057,38 @@ fn analyst_data() {
             item(
                 "related event",
                 r#"{"Relationship":{"related_object":{"Event":{"distribution":"0"}},"distribution":"1","related_object_type":"Event"}}"#,
-                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.Event.distribution")),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Relationship.related_object.Event.distribution",
+                )),
             ),
             item(
                 "related object",
                 r#"{"Relationship":{"related_object":{"Object":{"distribution":"1","name":"person"}},"distribution":"1","related_object_type":"Object"}}"#,
-                Some((Rule::BlockedObjectType, "person", "Relationship.related_object.Object.name")),
+                Some((
+                    Rule::BlockedObjectType,
+                    "person",
+                    "Relationship.related_object.Object.name",
+                )),
             ),
             item(
                 "related cluster",
                 r#"{"Relationship":{"related_object":{"GalaxyCluster":{"distribution":"0"}},"distribution":"1","related_object_type":"GalaxyCluster"}}"#,
-                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.GalaxyCluster.distribution")),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Relationship.related_object.GalaxyCluster.distribution",
+                )),
             ),
             item(
                 "related bare note",
                 r#"{"Relationship":{"related_object":{"uuid":"x","distribution":"0"},"distribution":"1","related_object_type":"Note"}}"#,
-                Some((Rule::BlockedDistribution, "0", "Relationship.related_object.distribution")),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Relationship.related_object.distribution",
+                )),
             ),
             item(
                 "related bare note, type not analyst",
@@ -875,7 +1113,11 @@ fn analyst_data() {
             item(
                 "relationship without type",
                 r#"{"Relationship":{"distribution":"1"}}"#,
-                Some((Rule::Malformed, "missing", "Relationship.related_object_type")),
+                Some((
+                    Rule::Malformed,
+                    "missing",
+                    "Relationship.related_object_type",
+                )),
             ),
             Case {
                 doc: Document::AnalystDataList,
@@ -900,7 +1142,12 @@ fn other_documents() {
     let bad = Some((Rule::Malformed, "", ""));
     check(
         vec![
-            doc(MinimalSearch, "minimal", r#"{"minimal":1,"published":"1","page":2}"#, None),
+            doc(
+                MinimalSearch,
+                "minimal",
+                r#"{"minimal":1,"published":"1","page":2}"#,
+                None,
+            ),
             doc(
                 MinimalSearch,
                 "not minimal",
@@ -921,7 +1168,12 @@ fn other_documents() {
             ),
             doc(MinimalSearch, "list", "[]", bad),
             doc(PostTest, "post test", r#"{"testString":"abc"}"#, None),
-            doc(PostTest, "post test extra key", r#"{"testString":"abc","x":1}"#, bad),
+            doc(
+                PostTest,
+                "post test extra key",
+                r#"{"testString":"abc","x":1}"#,
+                bad,
+            ),
             doc(PostTest, "post test number", r#"{"testString":1}"#, bad),
             doc(PostTest, "post test empty", r#"{}"#, bad),
             doc(UuidList, "uuids", r#"["a","b"]"#, None),
@@ -929,53 +1181,128 @@ fn other_documents() {
             doc(UuidList, "uuids object", r#"{}"#, bad),
             doc(EventIndex, "index", r#"[{"id":"1","uuid":"u"},{}]"#, None),
             doc(EventIndex, "index of strings", r#"["x"]"#, bad),
-            doc(EventUuidTimestamps, "uuid timestamps", r#"[{"Event":{"uuid":"u","timestamp":"1"}}]"#, None),
-            doc(EventUuidTimestamps, "extra key", r#"[{"Event":{"uuid":"u","timestamp":"1","x":1}}]"#, bad),
-            doc(EventUuidTimestamps, "missing timestamp", r#"[{"Event":{"uuid":"u"}}]"#, bad),
+            doc(
+                EventUuidTimestamps,
+                "uuid timestamps",
+                r#"[{"Event":{"uuid":"u","timestamp":"1"}}]"#,
+                None,
+            ),
+            doc(
+                EventUuidTimestamps,
+                "extra key",
+                r#"[{"Event":{"uuid":"u","timestamp":"1","x":1}}]"#,
+                bad,
+            ),
+            doc(
+                EventUuidTimestamps,
+                "missing timestamp",
+                r#"[{"Event":{"uuid":"u"}}]"#,
+                bad,
+            ),
             doc(Sightings, "empty object", "{}", None),
             doc(Sightings, "empty list", "[]", None),
             doc(Sightings, "list", r#"[{"uuid":"s","type":"0"}]"#, None),
-            doc(Sightings, "response", r#"{"response":[{"Sighting":{"id":"1"}}]}"#, None),
+            doc(
+                Sightings,
+                "response",
+                r#"{"response":[{"Sighting":{"id":"1"}}]}"#,
+                None,
+            ),
             doc(Sightings, "list of numbers", "[1]", bad),
             doc(Sightings, "other key", r#"{"foo":[]}"#, bad),
-            doc(Sightings, "response of the wrong wrapper", r#"{"response":[{"Event":{}}]}"#, bad),
+            doc(
+                Sightings,
+                "response of the wrong wrapper",
+                r#"{"response":[{"Event":{}}]}"#,
+                bad,
+            ),
             doc(AnalystDataMinimal, "minimal empty", r#"{"Note":[]}"#, None),
-            doc(AnalystDataMinimal, "minimal map", r#"{"Note":{"u":"t"},"Opinion":[{"v":"t"}]}"#, None),
-            doc(AnalystDataMinimal, "minimal other key", r#"{"Event":{}}"#, bad),
-            doc(AnalystDataMinimal, "minimal number", r#"{"Note":{"u":1}}"#, bad),
-            doc(GalaxyClusterSearch, "search", r#"{"response":[{"GalaxyCluster":{"uuid":"x"}}]}"#, None),
-            doc(GalaxyClusterSearch, "search list", r#"[{"GalaxyCluster":{"uuid":"x"}}]"#, None),
+            doc(
+                AnalystDataMinimal,
+                "minimal map",
+                r#"{"Note":{"u":"t"},"Opinion":[{"v":"t"}]}"#,
+                None,
+            ),
+            doc(
+                AnalystDataMinimal,
+                "minimal other key",
+                r#"{"Event":{}}"#,
+                bad,
+            ),
+            doc(
+                AnalystDataMinimal,
+                "minimal number",
+                r#"{"Note":{"u":1}}"#,
+                bad,
+            ),
+            doc(
+                GalaxyClusterSearch,
+                "search",
+                r#"{"response":[{"GalaxyCluster":{"uuid":"x"}}]}"#,
+                None,
+            ),
+            doc(
+                GalaxyClusterSearch,
+                "search list",
+                r#"[{"GalaxyCluster":{"uuid":"x"}}]"#,
+                None,
+            ),
             doc(
                 GalaxyClusterSearch,
                 "search blocked",
                 r#"[{"GalaxyCluster":{"uuid":"x","distribution":"0"}}]"#,
-                Some((Rule::BlockedDistribution, "0", "[0].GalaxyCluster.distribution")),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "[0].GalaxyCluster.distribution",
+                )),
             ),
             doc(GalaxyClusterSearch, "search without response", r#"{}"#, bad),
             doc(
                 GalaxyCluster,
                 "relation distribution",
                 r#"{"GalaxyCluster":{"distribution":"1","GalaxyClusterRelation":[{"distribution":"0"}]}}"#,
-                Some((Rule::BlockedDistribution, "0", "GalaxyCluster.GalaxyClusterRelation[0].distribution")),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "GalaxyCluster.GalaxyClusterRelation[0].distribution",
+                )),
             ),
             doc(
                 GalaxyCluster,
                 "relation tag",
                 r#"{"GalaxyCluster":{"distribution":"1","GalaxyClusterRelation":[{"Tag":[{"name":"tlp:red"}]}]}}"#,
-                Some((Rule::BlockedTag, "tlp:red", "GalaxyCluster.GalaxyClusterRelation[0].Tag[0].name")),
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "GalaxyCluster.GalaxyClusterRelation[0].Tag[0].name",
+                )),
             ),
             doc(
                 GalaxyCluster,
                 "cluster sharing group",
                 r#"{"GalaxyCluster":{"distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb"}}}"#,
-                Some((Rule::BlockedSharingGroup, "", "GalaxyCluster.SharingGroup.uuid")),
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "",
+                    "GalaxyCluster.SharingGroup.uuid",
+                )),
             ),
-            doc(GalaxyCluster, "cluster without distribution", r#"{"GalaxyCluster":{}}"#, Some((Rule::Malformed, "missing", ""))),
+            doc(
+                GalaxyCluster,
+                "cluster without distribution",
+                r#"{"GalaxyCluster":{}}"#,
+                Some((Rule::Malformed, "missing", "")),
+            ),
             doc(
                 ShadowAttributeList,
                 "proposals",
                 r#"[{"ShadowAttribute":{"type":"ip-src","category":"Other"}},{"ShadowAttribute":{"type":"text","category":"Person"}}]"#,
-                Some((Rule::BlockedAttributeCategory, "Person", "[1].ShadowAttribute.category")),
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "Person",
+                    "[1].ShadowAttribute.category",
+                )),
             ),
             doc(AnyJson, "any", r#"{"a":[1,2,{"b":null}]}"#, None),
             doc(AnyJson, "any scalar", "1", None),
@@ -987,7 +1314,13 @@ fn other_documents() {
 #[test]
 fn values_are_cut_and_escaped() {
     let long = "x".repeat(1000);
-    let b = block_of(run(&event(&format!(r#""distribution":"{long}""#)), Document::Event, &base_policy(), &ctx())).unwrap();
+    let b = block_of(run(
+        &event(&format!(r#""distribution":"{long}""#)),
+        Document::Event,
+        &base_policy(),
+        &ctx(),
+    ))
+    .unwrap();
     assert_eq!(b.value.chars().count(), walk::VALUE_CHARS + 1);
     let b = block_of(run(
         &event(r#""distribution":"2","Tag":[{"name":"tlp:red"}],"Tag ":1"#),
@@ -1002,7 +1335,362 @@ fn values_are_cut_and_escaped() {
     assert_eq!(b.value, "tlp:red");
     let mut policy = base_policy();
     policy.blocked_tags.insert("a\nb".into());
-    let b = block_of(run(&event(r#""distribution":"2","Tag":[{"name":"a\nb"}]"#), Document::Event, &policy, &ctx())).unwrap();
+    let b = block_of(run(
+        &event(r#""distribution":"2","Tag":[{"name":"a\nb"}]"#),
+        Document::Event,
+        &policy,
+        &ctx(),
+    ))
+    .unwrap();
     assert!(!b.value.chars().any(char::is_control), "{b}");
     assert!(!b.to_string().contains('\n'));
+}
+
+// ===== property tests against the oracle =====
+
+mod generated {
+    use proptest::collection::vec;
+    use proptest::option;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A JSON value built as text, so key order is ours to choose.
+    #[derive(Debug, Clone)]
+    pub(super) enum J {
+        Obj(Vec<(&'static str, J)>),
+        Arr(Vec<J>),
+        Raw(String),
+    }
+
+    impl J {
+        /// Render, shuffling every object's keys with a small LCG.
+        pub(super) fn text(&self, seed: &mut u64) -> String {
+            match self {
+                J::Raw(s) => s.clone(),
+                J::Arr(items) => format!(
+                    "[{}]",
+                    items
+                        .iter()
+                        .map(|j| j.text(seed))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                J::Obj(fields) => {
+                    let mut order: Vec<usize> = (0..fields.len()).collect();
+                    for i in (1..order.len()).rev() {
+                        *seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        order.swap(i, (*seed >> 33) as usize % (i + 1));
+                    }
+                    let parts: Vec<String> = order
+                        .into_iter()
+                        .map(|i| format!("{:?}:{}", fields[i].0, fields[i].1.text(seed)))
+                        .collect();
+                    format!("{{{}}}", parts.join(","))
+                }
+            }
+        }
+    }
+
+    fn raw(options: &'static [&'static str]) -> impl Strategy<Value = J> {
+        proptest::sample::select(options).prop_map(|s| J::Raw(s.to_string()))
+    }
+
+    fn obj(fields: Vec<(&'static str, Option<J>)>) -> J {
+        J::Obj(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
+        )
+    }
+
+    const DISTRIBUTIONS: &[&str] = &[
+        "0", "\"0\"", "1", "\"1\"", "\"2\"", "3", "\"3\"", "4", "\"4\"", "\"5\"", "5", "\"00\"",
+        "\" 0\"", "0.0", "-1", "6", "null", "true", "\"abc\"",
+    ];
+    const ORG: &str = "8b9661a3-8544-4f8d-94be-cd7ebe87e922";
+
+    fn dist() -> impl Strategy<Value = Option<J>> {
+        option::weighted(0.9, raw(DISTRIBUTIONS))
+    }
+
+    fn tag() -> impl Strategy<Value = J> {
+        let names = &[
+            "\"tlp:red\"",
+            "\" TLP:RED \"",
+            "\"tlp:green\"",
+            "\"TLP:Clear\"",
+            "\"tlp:amber\"",
+            "\"tlp:rainbow\"",
+            "\"foo:bar\"",
+            "\"tlpx:green\"",
+            "5",
+        ];
+        option::weighted(0.95, raw(names))
+            .prop_map(|name| obj(vec![("id", Some(J::Raw("\"1\"".into()))), ("name", name)]))
+    }
+
+    fn tags() -> impl Strategy<Value = Option<J>> {
+        option::of(vec(tag(), 0..3).prop_map(J::Arr))
+    }
+
+    fn sharing_group() -> impl Strategy<Value = Option<J>> {
+        let uuid = option::weighted(
+            0.95,
+            raw(&[
+                "\"b9e656ba-b9c0-4506-83ed-7b54b43a57cb\"",
+                "\"B9E656BA-B9C0-4506-83ED-7B54B43A57CB\"",
+                "\"e5d5a2a7-d659-4022-8b59-6afa4b658fd5\"",
+            ]),
+        );
+        let org = raw(&[
+            "\"8b9661a3-8544-4f8d-94be-cd7ebe87e922\"",
+            "\"8B9661A3-8544-4F8D-94BE-CD7EBE87E922\"",
+            "\"87c33ffe-f83c-4eb1-be09-51f767f6fd5a\"",
+        ])
+        .prop_map(|u| obj(vec![("Organisation", Some(obj(vec![("uuid", Some(u))])))]));
+        let server =
+            raw(&["true", "false", "1", "\"0\""]).prop_map(|a| obj(vec![("all_orgs", Some(a))]));
+        option::weighted(
+            0.3,
+            (
+                uuid,
+                option::of(vec(org, 0..2)),
+                option::of(vec(server, 0..2)),
+            )
+                .prop_map(|(uuid, orgs, servers)| {
+                    obj(vec![
+                        ("uuid", uuid),
+                        ("name", Some(J::Raw("\"sg\"".into()))),
+                        ("SharingGroupOrg", orgs.map(J::Arr)),
+                        ("SharingGroupServer", servers.map(J::Arr)),
+                    ])
+                }),
+        )
+    }
+
+    fn attribute_fields(shadows: Option<J>, notes: Option<J>) -> impl Strategy<Value = J> {
+        let kind = option::weighted(
+            0.95,
+            raw(&[
+                "\"ip-src\"",
+                "\"passport-number\"",
+                "\"Email\"",
+                "\"text\"",
+                "5",
+            ]),
+        );
+        let category = option::weighted(
+            0.95,
+            raw(&[
+                "\"Network activity\"",
+                "\"Person\"",
+                "\"PERSON\"",
+                "\"Other\"",
+            ]),
+        );
+        (
+            kind,
+            category,
+            option::weighted(0.7, raw(DISTRIBUTIONS)),
+            tags(),
+            sharing_group(),
+        )
+            .prop_map(move |(kind, category, dist, tags, sg)| {
+                obj(vec![
+                    ("type", kind),
+                    ("category", category),
+                    ("distribution", dist),
+                    ("value", Some(J::Raw("\"8.8.8.8\"".into()))),
+                    ("Tag", tags),
+                    ("SharingGroup", sg),
+                    ("ShadowAttribute", shadows.clone()),
+                    ("Note", notes.clone()),
+                ])
+            })
+    }
+
+    fn note() -> impl Strategy<Value = J> {
+        dist().prop_map(|d| {
+            obj(vec![
+                ("distribution", d),
+                ("note", Some(J::Raw("\"n\"".into()))),
+            ])
+        })
+    }
+
+    fn attribute() -> impl Strategy<Value = J> {
+        (
+            option::of(vec(attribute_fields(None, None), 0..2)),
+            option::of(vec(note(), 0..2)),
+        )
+            .prop_flat_map(|(shadows, notes)| {
+                attribute_fields(shadows.map(J::Arr), notes.map(J::Arr))
+            })
+    }
+
+    fn object() -> impl Strategy<Value = J> {
+        let name = option::weighted(
+            0.95,
+            raw(&["\"file\"", "\"person\"", "\"Person\"", "\"domain-ip\""]),
+        );
+        (
+            name,
+            dist(),
+            sharing_group(),
+            vec(attribute(), 0..3),
+            option::of(vec(note(), 0..2)),
+        )
+            .prop_map(|(name, dist, sg, attrs, notes)| {
+                obj(vec![
+                    ("name", name),
+                    ("distribution", dist),
+                    ("SharingGroup", sg),
+                    ("Attribute", Some(J::Arr(attrs))),
+                    ("Opinion", notes.map(J::Arr)),
+                ])
+            })
+    }
+
+    fn small_event() -> impl Strategy<Value = J> {
+        (dist(), tags(), sharing_group())
+            .prop_map(|(d, t, sg)| obj(vec![("distribution", d), ("Tag", t), ("SharingGroup", sg)]))
+    }
+
+    fn relationship() -> impl Strategy<Value = J> {
+        let related = prop_oneof![
+            attribute().prop_map(|a| ("\"Attribute\"", obj(vec![("Attribute", Some(a))]))),
+            object().prop_map(|o| ("\"Object\"", obj(vec![("Object", Some(o))]))),
+            small_event().prop_map(|e| ("\"Event\"", obj(vec![("Event", Some(e))]))),
+            note().prop_map(|n| ("\"Note\"", n)),
+            Just(("\"Event\"", J::Arr(vec![]))),
+        ];
+        (dist(), related).prop_map(|(d, (kind, ro))| {
+            obj(vec![
+                ("distribution", d),
+                ("related_object_type", Some(J::Raw(kind.into()))),
+                ("related_object", Some(ro)),
+            ])
+        })
+    }
+
+    pub(super) fn event_doc() -> impl Strategy<Value = J> {
+        let lists = (
+            vec(attribute(), 0..4),
+            vec(object(), 0..3),
+            option::of(vec(
+                dist().prop_map(|d| obj(vec![("distribution", d)])),
+                0..2,
+            )),
+            option::of(vec(note(), 0..2)),
+            option::of(vec(relationship(), 0..2)),
+            option::of(vec(attribute(), 0..2)),
+            option::of(vec(
+                small_event().prop_map(|e| obj(vec![("Event", Some(e))])),
+                0..2,
+            )),
+        );
+        (dist(), tags(), sharing_group(), lists).prop_map(
+            |(d, t, sg, (attrs, objects, reports, notes, rels, shadows, related))| {
+                let event = obj(vec![
+                    ("distribution", d),
+                    ("info", Some(J::Raw("\"generated\"".into()))),
+                    (
+                        "Org",
+                        Some(obj(vec![("uuid", Some(J::Raw("\"o\"".into())))])),
+                    ),
+                    ("Tag", t),
+                    ("SharingGroup", sg),
+                    ("Attribute", Some(J::Arr(attrs))),
+                    ("Object", Some(J::Arr(objects))),
+                    ("EventReport", reports.map(J::Arr)),
+                    ("Note", notes.map(J::Arr)),
+                    ("Relationship", rels.map(J::Arr)),
+                    ("ShadowAttribute", shadows.map(J::Arr)),
+                    ("RelatedEvent", related.map(J::Arr)),
+                ]);
+                obj(vec![("Event", Some(event))])
+            },
+        )
+    }
+
+    pub(super) fn setting() -> impl Strategy<Value = (Policy, Context)> {
+        (any::<bool>(), any::<bool>()).prop_map(|(tlp, org)| {
+            let policy = if tlp { tlp_policy() } else { base_policy() };
+            let ctx = Context {
+                user_org_uuid: org.then(|| ORG.to_string()),
+            };
+            (policy, ctx)
+        })
+    }
+
+    pub(super) fn analyst_doc() -> impl Strategy<Value = J> {
+        prop_oneof![
+            note().prop_map(|n| obj(vec![("Note", Some(n))])),
+            relationship().prop_map(|r| obj(vec![("Relationship", Some(r))])),
+        ]
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn events_agree_with_oracle(doc in generated::event_doc(), seed in proptest::prelude::any::<u64>(), (policy, ctx) in generated::setting()) {
+        let mut seed = seed;
+        let text = doc.text(&mut seed);
+        let got = block_of(run(&text, Document::Event, &policy, &ctx));
+        let want = oracle::judge(&text, Document::Event, &policy, &ctx);
+        proptest::prop_assert_eq!(got, want, "{}", text);
+    }
+
+    #[test]
+    fn analyst_data_agrees_with_oracle(doc in generated::analyst_doc(), seed in proptest::prelude::any::<u64>(), (policy, ctx) in generated::setting()) {
+        let mut seed = seed;
+        let text = doc.text(&mut seed);
+        let got = block_of(run(&text, Document::AnalystDataItem, &policy, &ctx));
+        let want = oracle::judge(&text, Document::AnalystDataItem, &policy, &ctx);
+        proptest::prop_assert_eq!(got, want, "{}", text);
+    }
+
+    #[test]
+    fn key_order_does_not_change_the_verdict(doc in generated::event_doc(), a in proptest::prelude::any::<u64>(), b in proptest::prelude::any::<u64>(), (policy, ctx) in generated::setting()) {
+        let (mut a, mut b) = (a, b);
+        let first = block_of(run(&doc.text(&mut a), Document::Event, &policy, &ctx));
+        let second = block_of(run(&doc.text(&mut b), Document::Event, &policy, &ctx));
+        proptest::prop_assert_eq!(first, second);
+    }
+}
+
+/// The generated events reach every rule, and some pass: the properties
+/// above are not comparing blocks of one kind only.
+#[test]
+fn generated_events_cover_the_rules() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen: HashSet<Option<Rule>> = HashSet::new();
+    let strategy = (generated::event_doc(), generated::setting());
+    for i in 0..2000u64 {
+        let (doc, (policy, ctx)) = strategy.new_tree(&mut runner).unwrap().current();
+        let mut seed = i;
+        let b = block_of(run(&doc.text(&mut seed), Document::Event, &policy, &ctx));
+        seen.insert(b.map(|b| b.rule));
+    }
+    for want in [
+        None,
+        Some(Rule::BlockedTag),
+        Some(Rule::MissingTaxonomy),
+        Some(Rule::BlockedDistribution),
+        Some(Rule::BlockedSharingGroup),
+        Some(Rule::SharingGroupExcludesOrg),
+        Some(Rule::BlockedAttributeType),
+        Some(Rule::BlockedAttributeCategory),
+        Some(Rule::BlockedObjectType),
+        Some(Rule::Malformed),
+    ] {
+        assert!(seen.contains(&want), "never saw {want:?} in {seen:?}");
+    }
 }

@@ -47,7 +47,10 @@ impl<'p> Engine<'p> {
     pub(super) fn new(policy: &'p Policy, ctx: &Context, max_depth: usize) -> Engine<'p> {
         Engine {
             policy,
-            user_org: ctx.user_org_uuid.as_deref().map(|u| u.trim().to_lowercase()),
+            user_org: ctx
+                .user_org_uuid
+                .as_deref()
+                .map(|u| u.trim().to_lowercase()),
             max_depth,
             path: String::new(),
             rank: Vec::new(),
@@ -149,14 +152,25 @@ impl<'p> Engine<'p> {
             Some((member, all_orgs)) => {
                 if let Some(org) = self.user_org.clone() {
                     if !member && !all_orgs {
-                        self.hit(&[stage, 2], Rule::SharingGroupExcludesOrg, &org, "SharingGroup");
+                        self.hit(
+                            &[stage, 2],
+                            Rule::SharingGroupExcludesOrg,
+                            &org,
+                            "SharingGroup",
+                        );
                     }
                 }
             }
             None => {
-                let guarded = !self.policy.blocked_sharing_groups.is_empty() || self.user_org.is_some();
+                let guarded =
+                    !self.policy.blocked_sharing_groups.is_empty() || self.user_org.is_some();
                 if dist == Some(Some(4)) && guarded {
-                    self.hit(&[stage, 1], Rule::BlockedSharingGroup, "missing", "SharingGroup");
+                    self.hit(
+                        &[stage, 1],
+                        Rule::BlockedSharingGroup,
+                        "missing",
+                        "SharingGroup",
+                    );
                 }
             }
         }
@@ -167,7 +181,12 @@ impl<'p> Engine<'p> {
         let have = tags.unwrap_or(0);
         for (i, rt) in policy.required_taxonomies.iter().enumerate() {
             if have & (1u64 << i) == 0 {
-                self.hit(&[stage, i as u32], Rule::MissingTaxonomy, &rt.namespace, "Tag");
+                self.hit(
+                    &[stage, i as u32],
+                    Rule::MissingTaxonomy,
+                    &rt.namespace,
+                    "Tag",
+                );
             }
         }
     }
@@ -399,14 +418,28 @@ pub(super) enum Kind {
     Root(Document),
     Wrap(Wrap),
     Ent(Ent),
-    List { item: Item, group: u32, name: &'static str },
-    Dist { stage: u32 },
-    Field { field: Field, stage: u32 },
+    List {
+        item: Item,
+        group: u32,
+        name: &'static str,
+    },
+    Dist {
+        stage: u32,
+    },
+    Field {
+        field: Field,
+        stage: u32,
+    },
     RelType,
-    Related { stage: u32 },
+    Related {
+        stage: u32,
+    },
     OrgUuid,
     Truthy,
-    One { stage: u32, field: &'static str },
+    One {
+        stage: u32,
+        field: &'static str,
+    },
     MinimalValue,
 }
 
@@ -557,14 +590,26 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
     let policy = eng.policy;
     let norm = eng.scratch.as_str();
     let (blocked, rule, bits) = match field {
-        Field::Type => (policy.blocked_attribute_types.contains(norm), Rule::BlockedAttributeType, 0),
+        Field::Type => (
+            policy.blocked_attribute_types.contains(norm),
+            Rule::BlockedAttributeType,
+            0,
+        ),
         Field::Category => (
             policy.blocked_attribute_categories.contains(norm),
             Rule::BlockedAttributeCategory,
             0,
         ),
-        Field::ObjectName => (policy.blocked_object_types.contains(norm), Rule::BlockedObjectType, 0),
-        Field::SgUuid => (policy.blocked_sharing_groups.contains(norm), Rule::BlockedSharingGroup, 0),
+        Field::ObjectName => (
+            policy.blocked_object_types.contains(norm),
+            Rule::BlockedObjectType,
+            0,
+        ),
+        Field::SgUuid => (
+            policy.blocked_sharing_groups.contains(norm),
+            Rule::BlockedSharingGroup,
+            0,
+        ),
         Field::TagName => {
             let mut bits = 0u64;
             for (i, rt) in policy.required_taxonomies.iter().enumerate() {
@@ -699,7 +744,11 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 }
 
-fn skip_seq<'de, S: SeqAccess<'de>>(eng: &mut Engine<'_>, depth: usize, mut seq: S) -> Result<Out, S::Error> {
+fn skip_seq<'de, S: SeqAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    mut seq: S,
+) -> Result<Out, S::Error> {
     while seq
         .next_element_seed(Walk {
             eng: &mut *eng,
@@ -770,11 +819,15 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
         match self.eng.keys.insert(self.frame, k, s) {
             Ok(()) => {}
             Err(KeyError::Duplicate) => return Err(self.eng.stop(Rule::DuplicateKey, s, s)),
-            Err(KeyError::TooMany) => return Err(self.eng.stop(Rule::Malformed, "too many object keys", s)),
+            Err(KeyError::TooMany) => {
+                return Err(self.eng.stop(Rule::Malformed, "too many object keys", s))
+            }
         }
         if let Some(mask) = self.allowed {
             if k.is_none_or(|k| mask & k.bit() == 0) {
-                return Err(self.eng.stop(Rule::Malformed, &format!("unexpected key {s:?}"), s));
+                return Err(self
+                    .eng
+                    .stop(Rule::Malformed, &format!("unexpected key {s:?}"), s));
             }
         }
         Ok(k)
@@ -817,7 +870,12 @@ fn drive<'de, A: MapAccess<'de>, N: Node>(
     node.end(eng)
 }
 
-fn val<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, map: &mut A, kind: Kind) -> Result<Out, A::Error> {
+fn val<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    map: &mut A,
+    kind: Kind,
+) -> Result<Out, A::Error> {
     map.next_value_seed(Walk {
         eng,
         depth: depth + 1,
@@ -825,7 +883,11 @@ fn val<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, map: &mut A, 
     })
 }
 
-fn skip<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, map: &mut A) -> Result<(), A::Error> {
+fn skip<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    map: &mut A,
+) -> Result<(), A::Error> {
     val(eng, depth, map, Kind::Skip).map(|_| ())
 }
 
@@ -870,7 +932,12 @@ fn analyst_lists<'de, A: MapAccess<'de>>(
     Ok(true)
 }
 
-fn root_map<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, doc: Document, map: A) -> Result<Out, A::Error> {
+fn root_map<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    doc: Document,
+    map: A,
+) -> Result<Out, A::Error> {
     let frame = eng.keys.open();
     let any_analyst = K::Note.bit() | K::Opinion.bit() | K::Relationship.bit();
     match doc {
@@ -893,8 +960,18 @@ fn root_map<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, doc: Doc
             };
             drive(eng, depth, map, node, frame, None, Some(K::Response.bit()))
         }
-        Document::AnalystDataMinimal => drive(eng, depth, map, AnalystMinimal, frame, None, Some(any_analyst)),
-        Document::MinimalSearch => drive(eng, depth, map, MinimalSearch::default(), frame, None, None),
+        Document::AnalystDataMinimal => drive(
+            eng,
+            depth,
+            map,
+            AnalystMinimal,
+            frame,
+            None,
+            Some(any_analyst),
+        ),
+        Document::MinimalSearch => {
+            drive(eng, depth, map, MinimalSearch::default(), frame, None, None)
+        }
         Document::PostTest => drive(
             eng,
             depth,
@@ -914,7 +991,12 @@ fn root_map<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, doc: Doc
     }
 }
 
-fn wrapped<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, w: Wrap, mut map: A) -> Result<Out, A::Error> {
+fn wrapped<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    w: Wrap,
+    mut map: A,
+) -> Result<Out, A::Error> {
     let mut frame = eng.keys.open();
     let first = map.next_key_seed(KeySeed {
         eng: &mut *eng,
@@ -939,24 +1021,71 @@ fn wrapped<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, w: Wrap, 
     Ok(out)
 }
 
-fn entity<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, e: Ent, map: A) -> Result<Out, A::Error> {
+fn entity<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    e: Ent,
+    map: A,
+) -> Result<Out, A::Error> {
     let frame = eng.keys.open();
     match e {
-        Ent::Event { related } => drive(eng, depth, map, EventNode::new(related), frame, None, None),
+        Ent::Event { related } => {
+            drive(eng, depth, map, EventNode::new(related), frame, None, None)
+        }
         Ent::Attribute => drive(eng, depth, map, AttributeNode::default(), frame, None, None),
         Ent::Object => drive(eng, depth, map, ObjectNode::default(), frame, None, None),
         Ent::Report => drive(eng, depth, map, ReportNode::default(), frame, None, None),
         Ent::Analyst(kind) => drive(eng, depth, map, AnalystNode::new(kind), frame, None, None),
-        Ent::Cluster { minimal } => drive(eng, depth, map, ClusterNode::new(minimal), frame, None, None),
+        Ent::Cluster { minimal } => drive(
+            eng,
+            depth,
+            map,
+            ClusterNode::new(minimal),
+            frame,
+            None,
+            None,
+        ),
         Ent::Relation => drive(eng, depth, map, RelationNode::default(), frame, None, None),
         Ent::Tag => drive(eng, depth, map, TagNode::default(), frame, None, None),
         Ent::Sg { stage } => drive(eng, depth, map, SgNode::new(stage), frame, None, None),
-        Ent::SgOrg => drive(eng, depth, map, Pick(K::Organisation, Kind::Ent(Ent::Organisation), 0), frame, None, None),
-        Ent::SgServer => drive(eng, depth, map, Pick(K::AllOrgs, Kind::Truthy, 0), frame, None, None),
-        Ent::Organisation => drive(eng, depth, map, Pick(K::Uuid, Kind::OrgUuid, 0), frame, None, None),
+        Ent::SgOrg => drive(
+            eng,
+            depth,
+            map,
+            Pick(K::Organisation, Kind::Ent(Ent::Organisation), 0),
+            frame,
+            None,
+            None,
+        ),
+        Ent::SgServer => drive(
+            eng,
+            depth,
+            map,
+            Pick(K::AllOrgs, Kind::Truthy, 0),
+            frame,
+            None,
+            None,
+        ),
+        Ent::Organisation => drive(
+            eng,
+            depth,
+            map,
+            Pick(K::Uuid, Kind::OrgUuid, 0),
+            frame,
+            None,
+            None,
+        ),
         Ent::EventUuidTimestamp => {
             let allowed = K::Uuid.bit() | K::Timestamp.bit();
-            drive(eng, depth, map, UuidTimestamp::default(), frame, None, Some(allowed))
+            drive(
+                eng,
+                depth,
+                map,
+                UuidTimestamp::default(),
+                frame,
+                None,
+                Some(allowed),
+            )
         }
         Ent::StrMap => drive(eng, depth, map, StrMap, frame, None, None),
     }
@@ -966,7 +1095,12 @@ fn entity<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, e: Ent, ma
 /// `{"Attribute":…}`, …, or a bare analyst data object), so it is read
 /// under that one interpretation before `related_object_type` is known,
 /// and the relationship checks at its end that the two agree.
-fn related<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, stage: u32, mut map: A) -> Result<Out, A::Error> {
+fn related<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    stage: u32,
+    mut map: A,
+) -> Result<Out, A::Error> {
     let rank = eng.rank.len();
     eng.rank.push(stage);
     let mark = eng.push_path("related_object");
@@ -981,10 +1115,14 @@ fn related<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, stage: u3
         Some(Some(K::Event)) => Some((Interp::Event, Kind::Ent(Ent::Event { related: false }))),
         Some(Some(K::Attribute)) => Some((Interp::Attribute, Kind::Ent(Ent::Attribute))),
         Some(Some(K::Object)) => Some((Interp::Object, Kind::Ent(Ent::Object))),
-        Some(Some(K::GalaxyCluster)) => Some((Interp::GalaxyCluster, Kind::Ent(Ent::Cluster { minimal: false }))),
-        Some(Some(k @ (K::Note | K::Opinion | K::Relationship))) => {
-            Some((Interp::Wrapped(akind_of(k)), Kind::Ent(Ent::Analyst(akind_of(k)))))
-        }
+        Some(Some(K::GalaxyCluster)) => Some((
+            Interp::GalaxyCluster,
+            Kind::Ent(Ent::Cluster { minimal: false }),
+        )),
+        Some(Some(k @ (K::Note | K::Opinion | K::Relationship))) => Some((
+            Interp::Wrapped(akind_of(k)),
+            Kind::Ent(Ent::Analyst(akind_of(k))),
+        )),
         Some(_) => {
             let node = AnalystNode::new(AKind::Bare);
             drive(eng, depth, map, node, frame, first, None)?;
@@ -1022,7 +1160,13 @@ fn related<'de, A: MapAccess<'de>>(eng: &mut Engine<'_>, depth: usize, stage: u3
 struct Skipper;
 
 impl Node for Skipper {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, _: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         skip(eng, depth, map)
     }
 
@@ -1035,7 +1179,13 @@ impl Node for Skipper {
 struct Pick(K, Kind, u64);
 
 impl Node for Pick {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         if k == Some(self.0) {
             self.2 |= val(eng, depth, map, self.1)?.bits();
             Ok(())
@@ -1072,15 +1222,25 @@ impl EventNode {
 // relationships 7, then attributes 8, objects 9, and what it never looked
 // at: event-level proposals 10, related events 11.
 impl Node for EventNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
-        let Some(k) = k else { return skip(eng, depth, map) };
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
         match k {
             K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 0, "Tag"))?.bits()),
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
             K::EventReport => {
                 val(eng, depth, map, items(Ent::Report, 3, "EventReport"))?;
             }
-            K::SharingGroup => self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 4 }))?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 4 }))?)
+            }
             K::Attribute => {
                 val(eng, depth, map, items(Ent::Attribute, 8, "Attribute"))?;
             }
@@ -1088,7 +1248,12 @@ impl Node for EventNode {
                 val(eng, depth, map, items(Ent::Object, 9, "Object"))?;
             }
             K::ShadowAttribute => {
-                val(eng, depth, map, items(Ent::Attribute, 10, "ShadowAttribute"))?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    items(Ent::Attribute, 10, "ShadowAttribute"),
+                )?;
             }
             K::RelatedEvent => {
                 let kind = Kind::List {
@@ -1132,20 +1297,46 @@ struct AttributeNode {
 // taxonomies 4, sharing group 5, proposals 6, notes 7, opinions 8,
 // relationships 9.
 impl Node for AttributeNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
-        let Some(k) = k else { return skip(eng, depth, map) };
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
         match k {
             K::Category => {
                 self.category = true;
-                val(eng, depth, map, Kind::Field { field: Field::Category, stage: 0 })?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::Category,
+                        stage: 0,
+                    },
+                )?;
             }
             K::Type => {
                 self.kind = true;
-                val(eng, depth, map, Kind::Field { field: Field::Type, stage: 1 })?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::Type,
+                        stage: 1,
+                    },
+                )?;
             }
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
             K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?.bits()),
-            K::SharingGroup => self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 5 }))?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 5 }))?)
+            }
             K::ShadowAttribute => {
                 val(eng, depth, map, items(Ent::Attribute, 6, "ShadowAttribute"))?;
             }
@@ -1183,14 +1374,32 @@ struct ObjectNode {
 // Object stages: distribution 0, sharing group 1, name 2, tags 3,
 // attributes 4, notes 5, opinions 6, relationships 7.
 impl Node for ObjectNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
-        let Some(k) = k else { return skip(eng, depth, map) };
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
         match k {
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
-            K::SharingGroup => self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
             K::Name => {
                 self.name = true;
-                val(eng, depth, map, Kind::Field { field: Field::ObjectName, stage: 2 })?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::ObjectName,
+                        stage: 2,
+                    },
+                )?;
             }
             K::Tag => {
                 val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?;
@@ -1228,11 +1437,21 @@ struct ReportNode {
 // Event report stages: distribution 0, sharing group 1, notes 2,
 // opinions 3, relationships 4.
 impl Node for ReportNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
-        let Some(k) = k else { return skip(eng, depth, map) };
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
         match k {
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
-            K::SharingGroup => self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
             _ => {
                 if !analyst_lists(eng, depth, k, 2, map)? {
                     skip(eng, depth, map)?;
@@ -1278,11 +1497,21 @@ impl AnalystNode {
 // Analyst data stages: distribution 0, sharing group 1, related object 2,
 // then its own notes 3, opinions 4, relationships 5.
 impl Node for AnalystNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
-        let Some(k) = k else { return skip(eng, depth, map) };
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
         match k {
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
-            K::SharingGroup => self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
             K::RelatedObjectType if self.relational() => {
                 if let Out::RelType(t) = val(eng, depth, map, Kind::RelType)? {
                     self.rel_type = Some(t);
@@ -1319,7 +1548,8 @@ impl Node for AnalystNode {
             }
             (Some(t), i) => {
                 if !matches_declared(t, i) {
-                    let value = format!("related_object is not of related_object_type ({i:?} vs {t:?})");
+                    let value =
+                        format!("related_object is not of related_object_type ({i:?} vs {t:?})");
                     return Err(eng.stop(Rule::Malformed, &value, "related_object"));
                 }
             }
@@ -1346,12 +1576,27 @@ impl ClusterNode {
 
 // Galaxy cluster stages: distribution 0, sharing group 1, relations 2.
 impl Node for ClusterNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         match k {
-            Some(K::Distribution) => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
-            Some(K::SharingGroup) => self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?),
+            Some(K::Distribution) => {
+                self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?)
+            }
+            Some(K::SharingGroup) => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
             Some(K::GalaxyClusterRelation) => {
-                val(eng, depth, map, items(Ent::Relation, 2, "GalaxyClusterRelation"))?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    items(Ent::Relation, 2, "GalaxyClusterRelation"),
+                )?;
             }
             _ => skip(eng, depth, map)?,
         }
@@ -1375,13 +1620,23 @@ struct RelationNode {
 
 // Cluster relation stages: distribution 0, tags 1, sharing group 2.
 impl Node for RelationNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         match k {
-            Some(K::Distribution) => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
+            Some(K::Distribution) => {
+                self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?)
+            }
             Some(K::Tag) => {
                 val(eng, depth, map, items(Ent::Tag, 1, "Tag"))?;
             }
-            Some(K::SharingGroup) => self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 2 }))?),
+            Some(K::SharingGroup) => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 2 }))?)
+            }
             _ => skip(eng, depth, map)?,
         }
         Ok(())
@@ -1400,10 +1655,25 @@ struct TagNode {
 }
 
 impl Node for TagNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         if k == Some(K::Name) {
             self.name = true;
-            self.bits = val(eng, depth, map, Kind::Field { field: Field::TagName, stage: 0 })?.bits();
+            self.bits = val(
+                eng,
+                depth,
+                map,
+                Kind::Field {
+                    field: Field::TagName,
+                    stage: 0,
+                },
+            )?
+            .bits();
             Ok(())
         } else {
             skip(eng, depth, map)
@@ -1437,11 +1707,25 @@ impl SgNode {
 }
 
 impl Node for SgNode {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         match k {
             Some(K::Uuid) => {
                 self.uuid = true;
-                val(eng, depth, map, Kind::Field { field: Field::SgUuid, stage: self.stage })?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::SgUuid,
+                        stage: self.stage,
+                    },
+                )?;
             }
             Some(K::SharingGroupOrg) => {
                 let kind = items(Ent::SgOrg, 0, "SharingGroup.SharingGroupOrg");
@@ -1458,7 +1742,12 @@ impl Node for SgNode {
 
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
         if !self.uuid {
-            eng.hit(&[self.stage], Rule::Malformed, "missing", "SharingGroup.uuid");
+            eng.hit(
+                &[self.stage],
+                Rule::Malformed,
+                "missing",
+                "SharingGroup.uuid",
+            );
         }
         Ok(Out::Sg(self.member, self.all_orgs))
     }
@@ -1472,7 +1761,13 @@ struct Response {
 }
 
 impl Node for Response {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, _: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         self.seen = true;
         let kind = Kind::List {
             item: self.item,
@@ -1494,7 +1789,13 @@ impl Node for Response {
 struct AnalystMinimal;
 
 impl Node for AnalystMinimal {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         let mark = eng.push_path(k.map_or("", K::text));
         val(eng, depth, map, Kind::MinimalValue)?;
         eng.path.truncate(mark);
@@ -1510,7 +1811,13 @@ impl Node for AnalystMinimal {
 struct StrMap;
 
 impl Node for StrMap {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, _: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         val(eng, depth, map, Kind::Str).map(|_| ())
     }
 
@@ -1526,15 +1833,37 @@ struct MinimalSearch {
 }
 
 impl Node for MinimalSearch {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         match k {
             Some(K::Minimal) => {
                 self.minimal = true;
-                val(eng, depth, map, Kind::One { stage: 0, field: "minimal" })?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::One {
+                        stage: 0,
+                        field: "minimal",
+                    },
+                )?;
             }
             Some(K::Published) => {
                 self.published = true;
-                val(eng, depth, map, Kind::One { stage: 1, field: "published" })?;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::One {
+                        stage: 1,
+                        field: "published",
+                    },
+                )?;
             }
             _ => skip(eng, depth, map)?,
         }
@@ -1557,7 +1886,13 @@ struct PostTest {
 }
 
 impl Node for PostTest {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, _: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         self.seen = true;
         let mark = eng.push_path("testString");
         val(eng, depth, map, Kind::Str)?;
@@ -1580,7 +1915,13 @@ struct UuidTimestamp {
 }
 
 impl Node for UuidTimestamp {
-    fn key<'de, A: MapAccess<'de>>(&mut self, eng: &mut Engine<'_>, depth: usize, k: Option<K>, map: &mut A) -> Result<(), A::Error> {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
         match k {
             Some(K::Uuid) => self.uuid = true,
             _ => self.timestamp = true,
