@@ -164,8 +164,7 @@ fn entity_of(at: &str) -> &str {
     ];
     at.split('.')
         .map(|seg| seg.split('[').next().unwrap_or(seg))
-        .filter(|seg| ENTITIES.contains(seg))
-        .next_back()
+        .rfind(|seg| ENTITIES.contains(seg))
         .unwrap_or("")
 }
 
