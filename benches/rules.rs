@@ -123,10 +123,17 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     let mut summary = Vec::new();
-    for (label, size) in [("1MB", 1usize << 20), ("20MB", 20 << 20), ("100MB", 100 << 20)] {
+    for (label, size) in [
+        ("1MB", 1usize << 20),
+        ("20MB", 20 << 20),
+        ("100MB", 100 << 20),
+    ] {
         let body = event(size);
         assert!(
-            matches!(evaluate(&body[..], Document::Event, &policy, &ctx), Verdict::Allow(_)),
+            matches!(
+                evaluate(&body[..], Document::Event, &policy, &ctx),
+                Verdict::Allow(_)
+            ),
             "the bench event must pass, to be read to its end"
         );
         let mut group = c.benchmark_group(format!("rules/{label}"));
