@@ -44,6 +44,9 @@ pub enum Origin {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// The largest error answer passed on where a document was expected.
+const MAX_ERROR_ANSWER: u64 = 64 * 1024;
+
 /// Read size; large reads matter for big events.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -97,6 +100,7 @@ pub async fn serve<S: Io>(
         buf: BytesMut::with_capacity(16 * 1024),
     };
     let mut upstream: Option<Upstream> = None;
+    let mut learned_org: Option<(SocketAddr, String)> = None;
     let mut origin = origin;
     loop {
         let config = shared.config.borrow().clone();
@@ -143,6 +147,7 @@ pub async fn serve<S: Io>(
             &origin,
             &head,
             &mut outcome,
+            &mut learned_org,
         )
         .await;
         if let Err(reject) = result {
@@ -304,6 +309,7 @@ async fn exchange<S: Io>(
     origin: &Origin,
     head: &RequestHead,
     outcome: &mut Outcome,
+    learned_org: &mut Option<(SocketAddr, String)>,
 ) -> Result<(), Reject> {
     let request_body = http::request_body(head)
         .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
@@ -366,7 +372,7 @@ async fn exchange<S: Io>(
     // The request body: which document it must be, whose rules apply.
     let request_doc = match &exchange {
         Some(x) => {
-            if x.request.is_none() && request_body != BodyKind::Empty {
+            if x.request.is_none() && !is_empty(request_body) {
                 return Err(Reject::forbidden(format!("{} carries no body", x.name)));
             }
             x.request
@@ -404,7 +410,12 @@ async fn exchange<S: Io>(
             doc,
             coding: request_coding,
             caps: decode_caps(config),
-            context: Context::default(),
+            context: Context {
+                user_org_uuid: learned_org
+                    .as_ref()
+                    .filter(|(addr, _)| *addr == upstream_addr && x.direction == Direction::Push)
+                    .map(|(_, org)| org.clone()),
+            },
         }),
         _ => None,
     };
@@ -515,10 +526,30 @@ async fn exchange<S: Io>(
         }
     }
     let success = (200..300).contains(&response.status);
+    let user_org = match unique_response_header(&response, "x-userorguuid") {
+        Ok(v) => v.map(|s| s.trim().to_ascii_lowercase()),
+        Err(r) => {
+            *upstream = None;
+            return Err(r);
+        }
+    };
+    if let Some(org) = &user_org {
+        // The org of the remote sync user: on a push it is the org that
+        // receives the data, so later pushes of this session are checked
+        // against it too (protocol doc §7).
+        *learned_org = Some((upstream_addr, org.clone()));
+    }
     let response_doc: Option<Document> = match &exchange {
         Some(x) if success => x.response,
         _ => None,
     };
+    // An error answer where a document was expected carries no document:
+    // MISP's REST errors are small JSON objects. A large one is refused
+    // rather than passed uninspected.
+    let mut body_limits = limits.clone();
+    if !success && exchange.as_ref().is_some_and(|x| x.response.is_some()) {
+        body_limits.max_body_bytes = body_limits.max_body_bytes.min(MAX_ERROR_ANSWER);
+    }
     let job = match (response_doc, &exchange) {
         (Some(doc), Some(x)) => Some(Job {
             config: config.clone(),
@@ -527,8 +558,7 @@ async fn exchange<S: Io>(
             coding: response_coding,
             caps: decode_caps(config),
             context: Context {
-                user_org_uuid: header_str(&response, "x-userorguuid")
-                    .map(|s| s.trim().to_ascii_lowercase()),
+                user_org_uuid: user_org,
             },
         }),
         _ => None,
@@ -540,7 +570,7 @@ async fn exchange<S: Io>(
         job,
         &mut hold,
         config,
-        limits,
+        &body_limits,
         Side::Upstream,
     )
     .await
@@ -665,11 +695,29 @@ fn declared_length(head: &ResponseHead) -> Option<u64> {
         .and_then(|t| t.trim().parse().ok())
 }
 
-fn header_str<'a>(head: &'a ResponseHead, name: &str) -> Option<&'a str> {
-    head.headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .and_then(|h| std::str::from_utf8(&h.value).ok())
+/// A response header that may appear at most once (two values would be
+/// two different answers to the same question).
+fn unique_response_header(head: &ResponseHead, name: &str) -> Result<Option<String>, Reject> {
+    let mut values = head.headers.iter().filter(|h| h.is(name));
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Reject::fatal(
+            502,
+            Side::Upstream,
+            format!("more than one {name} header"),
+        ));
+    }
+    match first {
+        None => Ok(None),
+        Some(h) => match h.text() {
+            Some(t) => Ok(Some(t.to_string())),
+            None => Err(Reject::fatal(
+                502,
+                Side::Upstream,
+                format!("{name} header is not text"),
+            )),
+        },
+    }
 }
 
 /// The codings the client accepts that the guard can also decode, in the
@@ -917,26 +965,52 @@ async fn read_more<S: AsyncRead + Unpin>(
 ) -> Result<bool, Reject> {
     peer.buf.reserve(READ_CHUNK);
     let n = match tokio::time::timeout(rate.idle, peer.io.read_buf(&mut peer.buf)).await {
-        Err(_) => return Err(Reject::fatal(408, side, "body stalled")),
-        Ok(Err(e)) => return Err(Reject::fatal(400, side, format!("reading body: {e}"))),
+        Err(_) => {
+            return Err(Reject::fatal(
+                side_status(side, 408, 504),
+                side,
+                "body stalled",
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err(Reject::fatal(
+                side_status(side, 400, 502),
+                side,
+                format!("reading body: {e}"),
+            ))
+        }
         Ok(Ok(n)) => n,
     };
     if n == 0 {
         if eof_ok {
             return Ok(false);
         }
-        return Err(Reject::fatal(400, side, "connection closed inside a body"));
+        return Err(Reject::fatal(
+            side_status(side, 400, 502),
+            side,
+            "connection closed inside a body",
+        ));
     }
     rate.bytes += n as u64;
     let elapsed = rate.started.elapsed();
     if elapsed > RATE_GRACE && rate.bytes < rate.min_rate.saturating_mul(elapsed.as_secs()) {
         return Err(Reject::fatal(
-            408,
+            side_status(side, 408, 504),
             side,
             "body arrives slower than the minimum rate",
         ));
     }
     Ok(true)
+}
+
+/// The status for a failure of the client's message, or of the upstream's
+/// (which the client must see as a gateway error).
+fn side_status(side: Side, client: u16, upstream: u16) -> u16 {
+    if side == Side::Upstream {
+        upstream
+    } else {
+        client
+    }
 }
 
 /// The one log line of an exchange.
