@@ -667,9 +667,8 @@ impl Checker {
                 }
             }
         }
-        if g.proxy_listen.is_empty() && g.transparent_listen.is_empty() {
-            self.error(path, "no listener: proxy and transparent are both empty");
-        }
+        // No listener at all is allowed here: `run` may add them with
+        // flags, and it refuses to start without any.
     }
 
     fn limits(&mut self, v: &Value, path: &str) -> Limits {

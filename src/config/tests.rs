@@ -1031,12 +1031,6 @@ fn validation_errors_name_their_path() {
         ),
         (
             "/guard",
-            json!({"listen": {"transparent": []}}),
-            "guard.listen",
-            "no listener",
-        ),
-        (
-            "/guard",
             json!({"limits": {"max_headers": 0}}),
             "guard.limits.max_headers",
             "0 is outside 1..",

@@ -148,6 +148,7 @@ pub async fn serve<S: Io>(
             &head,
             &mut outcome,
             &mut learned_org,
+            &shutdown,
         )
         .await;
         if let Err(reject) = result {
@@ -310,6 +311,7 @@ async fn exchange<S: Io>(
     head: &RequestHead,
     outcome: &mut Outcome,
     learned_org: &mut Option<(SocketAddr, String)>,
+    shutdown: &CancellationToken,
 ) -> Result<(), Reject> {
     let request_body = http::request_body(head)
         .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
@@ -592,6 +594,10 @@ async fn exchange<S: Io>(
         Verdict::Block(block) => return Err(Reject::blocked(block, Side::Upstream)),
     };
 
+    // On shutdown the exchange in flight finishes and says it is the last.
+    if shutdown.is_cancelled() {
+        outcome.keep_alive = false;
+    }
     let close = !outcome.keep_alive;
     let mut out = Vec::with_capacity(1024);
     let length = match response_body {
