@@ -1,14 +1,105 @@
 //! Step 5 of the path: the rule engine.
 //!
 //! [`evaluate`] reads one decoded body as a stream and returns a
-//! [`Verdict`]. It never builds a tree of the document: memory is bounded by
-//! nesting depth, not by size.
+//! [`Verdict`]. It never builds a tree of the document: serde visitors
+//! (`walk`) look at each rule field as it goes by and skip the rest, so
+//! memory is bounded by nesting depth (and the keys of the open objects),
+//! not by size. It refuses what it cannot read one way only: bad JSON, bad
+//! UTF-8, duplicate keys, nesting deeper than [`DEFAULT_MAX_DEPTH`],
+//! trailing bytes, and any shape other than the one the endpoint carries.
 //!
-//! (Interface fixed by the skeleton; the evaluator is being written.)
+//! # Which violation is reported
+//!
+//! A document may break several rules. The verdict names the one the older
+//! guard (MISP/misp-guard, Python) would have raised first: per event, the
+//! event's tags, required taxonomies, distribution, event reports, sharing
+//! group, analyst data, then each attribute (category, type, distribution,
+//! tags, required taxonomies, sharing group, proposals, analyst data), then
+//! each object (distribution, sharing group, name, its attributes, analyst
+//! data). The walk keeps one candidate and replaces it by any hit that
+//! ranks earlier, so key order inside the document does not matter. What
+//! cannot be read at all (see below) is reported at once instead.
+//!
+//! # Parser differences, and the defence for each
+//!
+//! MISP (PHP `json_decode`), the older guard (Python `json`) and this
+//! engine (serde_json) do not read every byte string the same way. A body
+//! that two of them could read differently is refused:
+//!
+//! * **Duplicate keys.** PHP and Python both keep the *last* value of a
+//!   repeated key, and a guard that kept the first would check a value MISP
+//!   never uses. Every object, inspected or skipped, is checked: a repeated
+//!   key is [`Rule::DuplicateKey`]. Keys are compared after unescaping, so
+//!   `"distri\u0062ution"` is `distribution` (and a duplicate of it).
+//! * **Key spelling.** PHP matches array keys exactly, so `"Attribute "` or
+//!   `"attribute"` is not `Attribute` for MISP either; exact match is right.
+//!   A key that is not expected is skipped, except where the shape is fixed
+//!   (the `{"Event":…}` wrapper and the like), where it is refused.
+//! * **Distribution spellings.** MISP stores 0..5 and sends them as strings
+//!   (`"0"`) or numbers (`0`). PHP compares loosely (`"00" == 0`, `" 0"`,
+//!   `0.0`, `1e0`), Python's older guard compared `str(value)`. Only the JSON
+//!   integers 0..5 and the one-digit strings `"0"`..`"5"` are accepted; any
+//!   other value (`"00"`, `" 0"`, `0.0`, `1e0`, `-1`, `6`, `null`, `true`,
+//!   `"abc"`) is [`Rule::Malformed`]. A missing distribution is malformed on
+//!   events, objects, event reports, analyst data and galaxy clusters (the
+//!   older guard raised `KeyError` there); attributes, proposals and
+//!   cluster relations may omit it.
+//! * **Distribution 4 without a sharing group.** Distribution 4 with no
+//!   `SharingGroup` object on the same entity cannot be checked against
+//!   `blocked_sharing_groups_uuids` or `X-UserOrgUUID`; when either is in
+//!   force it is [`Rule::BlockedSharingGroup`] (value `missing`). This holds
+//!   for every entity with a distribution, event reports, related events and
+//!   analyst data included, although MISP seldom embeds their group.
+//! * **Case and blanks.** Tags, attribute types and categories, object
+//!   names and sharing group uuids are compared lower-cased and trimmed
+//!   (the older guard was case-sensitive on some), so `" TLP:RED "` is
+//!   `tlp:red`. Required taxonomies are matched the same way.
+//! * **Types.** A rule field of the wrong JSON type (a number as `type`, a
+//!   tag without a string `name`) is [`Rule::Malformed`], where the older
+//!   guard silently compared unequal. Attributes need `type` and
+//!   `category`, objects `name`.
+//! * **Encoding.** The body must be UTF-8 (serde_json checks every string,
+//!   skipped ones too, because skipped values are read as strings, not
+//!   ignored); `\ud800` and other lone surrogate escapes are refused. A
+//!   byte order mark is refused (PHP's decoder refuses it too).
+//! * **Trailing bytes** after the document are refused, as is an empty
+//!   body. Python would refuse them as well; PHP returns `null`.
+//! * **Numbers** such as `1e400` are read as floats; none are rule fields
+//!   except distribution (see above) and `minimal`/`published`, which must
+//!   be `1` or `"1"` (Python accepted `true` and `1.0`).
+//! * **`RelatedEvent`** entries (`{"Event":{…}}` summaries of other events)
+//!   are checked like events (distribution, sharing group, tags) but not
+//!   for required taxonomies, which summaries never carry.
+//! * **Relationships.** `related_object` is read under the interpretation
+//!   its shape gives (`{"Event":…}`, `{"Attribute":…}`, `{"Object":…}`,
+//!   `{"GalaxyCluster":…}`, `{"Note"|…:…}` or a bare analyst data object),
+//!   before or after `related_object_type`; if the two disagree the body is
+//!   malformed. `null`, `[]` and `{}` carry nothing to check.
+//! * **Depth.** Nesting deeper than the limit (64 by default, serde_json's
+//!   own limit is 128, PHP's 512) is refused before the stack is at risk.
+//! * **Key count.** Duplicate detection remembers the keys of every open
+//!   object (8 bytes each); more than 2^20 at once is refused.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read;
+use std::io::{BufReader, Read};
+
+use serde::de::DeserializeSeed;
+
+mod keys;
+mod walk;
+
+#[cfg(test)]
+mod oracle;
+#[cfg(test)]
+mod tests;
+
+/// Nesting limit applied by [`evaluate`]: MISP documents nest about ten
+/// levels deep (a relationship's related event a few more).
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// Read buffer: serde_json pulls bytes one at a time from the reader.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// The block rules of one instance, normalised for comparison (lower-case,
 /// trimmed). Built by `config` from the older guard's per-instance rules.
@@ -187,10 +278,45 @@ impl fmt::Display for Block {
 /// malformed. An I/O error from `body` (a decode cap, a bad gzip stream) is
 /// a [`Rule::Malformed`] block naming the error.
 pub fn evaluate(body: impl Read, doc: Document, policy: &Policy, ctx: &Context) -> Verdict {
-    let _ = (body, doc, policy, ctx);
-    Verdict::Block(Block {
-        rule: Rule::Malformed,
-        value: "evaluator not built yet".into(),
-        at: "$".into(),
-    })
+    evaluate_with_limits(body, doc, policy, ctx, DEFAULT_MAX_DEPTH)
+}
+
+/// [`evaluate`] with a nesting limit other than [`DEFAULT_MAX_DEPTH`]
+/// (arrays and objects; the top-level value is depth 1).
+pub fn evaluate_with_limits(
+    body: impl Read,
+    doc: Document,
+    policy: &Policy,
+    ctx: &Context,
+    max_depth: usize,
+) -> Verdict {
+    if policy.required_taxonomies.len() > 64 {
+        // Satisfied taxonomies are tracked as bits of a u64.
+        return Verdict::Block(Block {
+            rule: Rule::Malformed,
+            value: "policy has more than 64 required taxonomies".into(),
+            at: "$".into(),
+        });
+    }
+    let mut eng = walk::Engine::new(policy, ctx, max_depth);
+    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(READ_BUFFER, body));
+    let read = walk::Walk {
+        eng: &mut eng,
+        depth: 1,
+        kind: walk::Kind::Root(doc),
+    }
+    .deserialize(&mut de)
+    .and_then(|_| de.end());
+    if let Err(e) = read {
+        let block = eng.take_fatal().unwrap_or_else(|| Block {
+            rule: Rule::Malformed,
+            value: walk::clip(&e.to_string()),
+            at: eng.here(),
+        });
+        return Verdict::Block(block);
+    }
+    match eng.take_best() {
+        Some(block) => Verdict::Block(block),
+        None => Verdict::Allow(Pass { _private: () }),
+    }
 }

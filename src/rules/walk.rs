@@ -1,0 +1,1938 @@
+//! The streaming walk: serde visitors that read a MISP document once,
+//! check each rule field as it goes by and skip everything else.
+//!
+//! Each entity (event, attribute, object, …) is a small [`Node`] that sees
+//! its keys one by one and decides at its end what only the end can tell
+//! (a missing field, a missing taxonomy, distribution 4 without a sharing
+//! group). Nothing of the document is kept but one candidate [`Block`], the
+//! path to the current entity, and the keys of the open objects.
+//!
+//! Two kinds of findings:
+//! * a *fatal* one (bad JSON, bad UTF-8, too deep, duplicate key, a list
+//!   where an object must be, an unexpected key where the shape is fixed)
+//!   stops the walk at once and is the verdict;
+//! * a *rule hit* (a blocked value, or a rule field with a value of the
+//!   wrong type) is ranked by where the older guard would have met it, and
+//!   the walk goes on; the lowest rank is the verdict. The rank is a path
+//!   of small numbers: the entity's place (`Attribute` list = 8, item 3)
+//!   then the check's stage in the older guard's order.
+
+use std::cmp::Ordering;
+use std::fmt::{self, Write as _};
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::keys::{classify, Frame, KeyError, KeySet, K};
+use super::{Block, Context, Document, Policy, Rule};
+
+/// Longest offending value kept in a [`Block`], in characters.
+pub(super) const VALUE_CHARS: usize = 200;
+
+const DIGITS: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
+
+/// The state of one evaluation.
+pub(super) struct Engine<'p> {
+    policy: &'p Policy,
+    user_org: Option<String>,
+    max_depth: usize,
+    path: String,
+    rank: Vec<u32>,
+    best: Option<(Vec<u32>, Block)>,
+    fatal: Option<Block>,
+    keys: KeySet,
+    scratch: String,
+}
+
+impl<'p> Engine<'p> {
+    pub(super) fn new(policy: &'p Policy, ctx: &Context, max_depth: usize) -> Engine<'p> {
+        Engine {
+            policy,
+            user_org: ctx
+                .user_org_uuid
+                .as_deref()
+                .map(|u| u.trim().to_lowercase()),
+            max_depth,
+            path: String::new(),
+            rank: Vec::new(),
+            best: None,
+            fatal: None,
+            keys: KeySet::new(),
+            scratch: String::new(),
+        }
+    }
+
+    /// The fatal finding, if the walk was stopped by one.
+    pub(super) fn take_fatal(&mut self) -> Option<Block> {
+        self.fatal.take()
+    }
+
+    /// The best-ranked rule hit, if any.
+    pub(super) fn take_best(&mut self) -> Option<Block> {
+        self.best.take().map(|(_, b)| b)
+    }
+
+    /// Where the walk is, for errors reported by the JSON reader.
+    pub(super) fn here(&self) -> String {
+        if self.path.is_empty() {
+            "$".to_string()
+        } else {
+            self.path.clone()
+        }
+    }
+
+    fn at(&self, field: &str) -> String {
+        let mut at = self.path.clone();
+        if !field.is_empty() {
+            if !at.is_empty() && !field.starts_with('[') {
+                at.push('.');
+            }
+            at.push_str(field);
+        }
+        if at.is_empty() {
+            at.push('$');
+        }
+        at
+    }
+
+    /// Record a rule hit at the current rank plus `suffix`.
+    fn hit(&mut self, suffix: &[u32], rule: Rule, value: &str, field: &str) {
+        let better = match &self.best {
+            None => true,
+            Some((key, _)) => self.rank.iter().chain(suffix).cmp(key.iter()) == Ordering::Less,
+        };
+        if better {
+            let key = self.rank.iter().chain(suffix).copied().collect();
+            let block = Block {
+                rule,
+                value: clip(value),
+                at: self.at(field),
+            };
+            self.best = Some((key, block));
+        }
+    }
+
+    /// Record a fatal finding and make the error that unwinds the parse.
+    fn stop<E: de::Error>(&mut self, rule: Rule, value: &str, field: &str) -> E {
+        if self.fatal.is_none() {
+            self.fatal = Some(Block {
+                rule,
+                value: clip(value),
+                at: self.at(field),
+            });
+        }
+        E::custom("stopped by a rule")
+    }
+
+    fn push_path(&mut self, seg: &str) -> usize {
+        let mark = self.path.len();
+        if !self.path.is_empty() && !seg.starts_with('[') {
+            self.path.push('.');
+        }
+        self.path.push_str(seg);
+        mark
+    }
+
+    fn push_index(&mut self, name: &str, i: u32) -> usize {
+        let mark = self.push_path(name);
+        // Writing to a String cannot fail.
+        let _ = write!(self.path, "[{i}]");
+        mark
+    }
+
+    /// Lower-case and trim `s` into the scratch buffer.
+    fn norm(&mut self, s: &str) {
+        self.scratch.clear();
+        for c in s.trim().chars() {
+            self.scratch.extend(c.to_lowercase());
+        }
+    }
+
+    fn sg_end(&mut self, stage: u32, dist: Option<Option<u8>>, sg: Option<(bool, bool)>) {
+        match sg {
+            Some((member, all_orgs)) => {
+                if let Some(org) = self.user_org.clone() {
+                    if !member && !all_orgs {
+                        self.hit(
+                            &[stage, 2],
+                            Rule::SharingGroupExcludesOrg,
+                            &org,
+                            "SharingGroup",
+                        );
+                    }
+                }
+            }
+            None => {
+                let guarded =
+                    !self.policy.blocked_sharing_groups.is_empty() || self.user_org.is_some();
+                if dist == Some(Some(4)) && guarded {
+                    self.hit(
+                        &[stage, 1],
+                        Rule::BlockedSharingGroup,
+                        "missing",
+                        "SharingGroup",
+                    );
+                }
+            }
+        }
+    }
+
+    fn required_taxonomies(&mut self, stage: u32, tags: Option<u64>) {
+        let policy = self.policy;
+        let have = tags.unwrap_or(0);
+        for (i, rt) in policy.required_taxonomies.iter().enumerate() {
+            if have & (1u64 << i) == 0 {
+                self.hit(
+                    &[stage, i as u32],
+                    Rule::MissingTaxonomy,
+                    &rt.namespace,
+                    "Tag",
+                );
+            }
+        }
+    }
+}
+
+/// Cut `s` to [`VALUE_CHARS`] characters, escaping control characters so a
+/// value cannot forge log lines.
+pub(super) fn clip(s: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == VALUE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A JSON scalar as serde hands it over.
+enum Scalar<'s> {
+    Null,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Str(&'s str),
+}
+
+impl Scalar<'_> {
+    fn render(&self) -> String {
+        match self {
+            Scalar::Null => "null".to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::U64(n) => n.to_string(),
+            Scalar::I64(n) => n.to_string(),
+            Scalar::F64(f) => format!("{f:?}"),
+            Scalar::Str(s) => format!("{s:?}"),
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::U64(_) | Scalar::I64(_) | Scalar::F64(_) => "a number",
+            Scalar::Str(_) => "a string",
+        }
+    }
+}
+
+/// What a walked value tells its parent.
+pub(super) enum Out {
+    Unit,
+    Dist(Option<u8>),
+    Bits(u64),
+    Sg(bool, bool),
+    RelType(RelType),
+    Related(Interp),
+}
+
+impl Out {
+    fn bits(&self) -> u64 {
+        match self {
+            Out::Bits(b) => *b,
+            _ => 0,
+        }
+    }
+}
+
+/// The declared `related_object_type` of a relationship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RelType {
+    Event,
+    Attribute,
+    Object,
+    GalaxyCluster,
+    Analyst(AKind),
+    Other,
+}
+
+/// What a `related_object` turned out to be, from its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Interp {
+    Empty,
+    Event,
+    Attribute,
+    Object,
+    GalaxyCluster,
+    Wrapped(AKind),
+    Bare,
+}
+
+/// The three kinds of analyst data, and a bare one whose kind only its
+/// relationship's `related_object_type` tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AKind {
+    Note,
+    Opinion,
+    Relationship,
+    Bare,
+}
+
+/// Rule fields holding a string.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Field {
+    Type,
+    Category,
+    ObjectName,
+    TagName,
+    SgUuid,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Type => "type",
+            Field::Category => "category",
+            Field::ObjectName | Field::TagName => "name",
+            Field::SgUuid => "SharingGroup.uuid",
+        }
+    }
+}
+
+/// Entities: objects read key by key.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Ent {
+    Event { related: bool },
+    Attribute,
+    Object,
+    Report,
+    Analyst(AKind),
+    Cluster { minimal: bool },
+    Relation,
+    Tag,
+    Sg { stage: u32 },
+    SgOrg,
+    SgServer,
+    Organisation,
+    EventUuidTimestamp,
+    StrMap,
+}
+
+/// Objects with exactly one key naming what they hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Wrap {
+    Event,
+    RelatedEvent,
+    Cluster { minimal: bool },
+    Shadow,
+    AnyAnalyst,
+    Sighting,
+    EventUuidTimestamp,
+}
+
+impl Wrap {
+    fn allowed(self) -> u64 {
+        match self {
+            Wrap::Event | Wrap::RelatedEvent | Wrap::EventUuidTimestamp => K::Event.bit(),
+            Wrap::Cluster { .. } => K::GalaxyCluster.bit(),
+            Wrap::Shadow => K::ShadowAttribute.bit(),
+            Wrap::AnyAnalyst => K::Note.bit() | K::Opinion.bit() | K::Relationship.bit(),
+            Wrap::Sighting => K::Sighting.bit(),
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Wrap::Event | Wrap::RelatedEvent | Wrap::EventUuidTimestamp => "Event",
+            Wrap::Cluster { .. } => "GalaxyCluster",
+            Wrap::Shadow => "ShadowAttribute",
+            Wrap::AnyAnalyst => "Note, Opinion or Relationship",
+            Wrap::Sighting => "Sighting",
+        }
+    }
+
+    fn inner(self, k: K) -> Kind {
+        match self {
+            Wrap::Event => Kind::Ent(Ent::Event { related: false }),
+            Wrap::RelatedEvent => Kind::Ent(Ent::Event { related: true }),
+            Wrap::Cluster { minimal } => Kind::Ent(Ent::Cluster { minimal }),
+            Wrap::Shadow => Kind::Ent(Ent::Attribute),
+            Wrap::AnyAnalyst => Kind::Ent(Ent::Analyst(akind_of(k))),
+            Wrap::Sighting => Kind::SkipMap,
+            Wrap::EventUuidTimestamp => Kind::Ent(Ent::EventUuidTimestamp),
+        }
+    }
+}
+
+fn akind_of(k: K) -> AKind {
+    match k {
+        K::Note => AKind::Note,
+        K::Opinion => AKind::Opinion,
+        _ => AKind::Relationship,
+    }
+}
+
+/// Items of a list.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Item {
+    Ent(Ent),
+    Wrap(Wrap),
+    SkipMap,
+    Str,
+}
+
+impl Item {
+    fn kind(self) -> Kind {
+        match self {
+            Item::Ent(e) => Kind::Ent(e),
+            Item::Wrap(w) => Kind::Wrap(w),
+            Item::SkipMap => Kind::SkipMap,
+            Item::Str => Kind::Str,
+        }
+    }
+}
+
+/// What the value about to be read must be.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Skip,
+    SkipMap,
+    Str,
+    Scalar,
+    Root(Document),
+    Wrap(Wrap),
+    Ent(Ent),
+    List {
+        item: Item,
+        group: u32,
+        name: &'static str,
+    },
+    Dist {
+        stage: u32,
+    },
+    Field {
+        field: Field,
+        stage: u32,
+    },
+    RelType,
+    Related {
+        stage: u32,
+    },
+    OrgUuid,
+    Truthy,
+    One {
+        stage: u32,
+        field: &'static str,
+    },
+    MinimalValue,
+}
+
+impl Kind {
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Skip => "a value",
+            Kind::SkipMap | Kind::Wrap(_) | Kind::Ent(_) => "an object",
+            Kind::List { .. } => "an array",
+            Kind::Str => "a string",
+            Kind::Scalar => "a string or a number",
+            Kind::Root(doc) => match doc {
+                Document::GalaxyClusterList
+                | Document::ShadowAttributeList
+                | Document::AnalystDataList
+                | Document::EventIndex
+                | Document::EventUuidTimestamps
+                | Document::UuidList => "an array",
+                Document::GalaxyClusterSearch | Document::Sightings => "an object or an array",
+                Document::AnyJson => "a value",
+                _ => "an object",
+            },
+            Kind::Dist { .. } => "a distribution level",
+            Kind::Field { .. } | Kind::RelType | Kind::OrgUuid => "a string",
+            Kind::Related { .. } => "an object, an empty array or null",
+            Kind::Truthy | Kind::One { .. } => "a scalar",
+            Kind::MinimalValue => "an object or an array",
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            Kind::List { name, .. } => name,
+            Kind::Dist { .. } => "distribution",
+            Kind::Field { field, .. } => field.name(),
+            Kind::RelType => "related_object_type",
+            Kind::One { field, .. } => field,
+            _ => "",
+        }
+    }
+}
+
+/// One value of the document, read by the visitor for `kind`.
+pub(super) struct Walk<'a, 'p> {
+    pub(super) eng: &'a mut Engine<'p>,
+    pub(super) depth: usize,
+    pub(super) kind: Kind,
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
+    type Value = Out;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Out, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Walk<'_, '_> {
+    fn shape<E: de::Error>(self, found: &str) -> E {
+        let value = format!("{found} where {} was expected", self.kind.expected());
+        let field = self.kind.field();
+        self.eng.stop(Rule::Malformed, &value, field)
+    }
+
+    fn enter<E: de::Error>(&mut self) -> Result<(), E> {
+        if self.depth > self.eng.max_depth {
+            let value = format!("nesting deeper than {}", self.eng.max_depth);
+            return Err(self.eng.stop(Rule::Malformed, &value, ""));
+        }
+        Ok(())
+    }
+
+    fn scalar<E: de::Error>(self, s: Scalar<'_>) -> Result<Out, E> {
+        let eng = self.eng;
+        match self.kind {
+            Kind::Skip | Kind::Root(Document::AnyJson) => Ok(Out::Unit),
+            Kind::Str => match s {
+                Scalar::Str(_) => Ok(Out::Unit),
+                _ => Err(Walk { eng, ..self }.shape(s.what())),
+            },
+            Kind::Scalar => match s {
+                Scalar::Str(_) | Scalar::U64(_) | Scalar::I64(_) => Ok(Out::Unit),
+                _ => Err(Walk { eng, ..self }.shape(s.what())),
+            },
+            Kind::Dist { stage } => Ok(distribution(eng, stage, &s)),
+            Kind::Field { field, stage } => Ok(rule_field(eng, field, stage, &s)),
+            Kind::RelType => match s {
+                Scalar::Str(t) => Ok(Out::RelType(rel_type(t))),
+                _ => Err(Walk { eng, ..self }.shape(s.what())),
+            },
+            Kind::Related { .. } => match s {
+                Scalar::Null => Ok(Out::Related(Interp::Empty)),
+                _ => Err(Walk { eng, ..self }.shape(s.what())),
+            },
+            Kind::OrgUuid => {
+                let member = match (&s, eng.user_org.is_some()) {
+                    (Scalar::Str(t), true) => {
+                        eng.norm(t);
+                        eng.user_org.as_deref() == Some(eng.scratch.as_str())
+                    }
+                    _ => false,
+                };
+                Ok(Out::Bits(u64::from(member)))
+            }
+            Kind::Truthy => {
+                let yes = matches!(s, Scalar::Bool(true) | Scalar::U64(1) | Scalar::Str("1"));
+                Ok(Out::Bits(u64::from(yes)))
+            }
+            Kind::One { stage, field } => {
+                if !matches!(s, Scalar::U64(1) | Scalar::Str("1")) {
+                    eng.hit(&[stage], Rule::NotMinimalSearch, &s.render(), field);
+                }
+                Ok(Out::Unit)
+            }
+            _ => Err(Walk { eng, ..self }.shape(s.what())),
+        }
+    }
+}
+
+fn distribution(eng: &mut Engine<'_>, stage: u32, s: &Scalar<'_>) -> Out {
+    let level = match s {
+        Scalar::U64(n) if *n <= 5 => Some(*n as u8),
+        Scalar::Str(t) => match t.as_bytes() {
+            [d @ b'0'..=b'5'] => Some(d - b'0'),
+            _ => None,
+        },
+        _ => None,
+    };
+    match level {
+        Some(d) => {
+            let blocked = eng.policy.blocked_distributions.get(usize::from(d)) == Some(&true);
+            if blocked {
+                let digit = DIGITS.get(usize::from(d)).copied().unwrap_or("?");
+                eng.hit(&[stage], Rule::BlockedDistribution, digit, "distribution");
+            }
+        }
+        None => eng.hit(&[stage], Rule::Malformed, &s.render(), "distribution"),
+    }
+    Out::Dist(level)
+}
+
+fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) -> Out {
+    let Scalar::Str(text) = s else {
+        eng.hit(&[stage], Rule::Malformed, &s.render(), field.name());
+        return Out::Unit;
+    };
+    eng.norm(text);
+    let policy = eng.policy;
+    let norm = eng.scratch.as_str();
+    let (blocked, rule, bits) = match field {
+        Field::Type => (
+            policy.blocked_attribute_types.contains(norm),
+            Rule::BlockedAttributeType,
+            0,
+        ),
+        Field::Category => (
+            policy.blocked_attribute_categories.contains(norm),
+            Rule::BlockedAttributeCategory,
+            0,
+        ),
+        Field::ObjectName => (
+            policy.blocked_object_types.contains(norm),
+            Rule::BlockedObjectType,
+            0,
+        ),
+        Field::SgUuid => (
+            policy.blocked_sharing_groups.contains(norm),
+            Rule::BlockedSharingGroup,
+            0,
+        ),
+        Field::TagName => {
+            let mut bits = 0u64;
+            for (i, rt) in policy.required_taxonomies.iter().enumerate() {
+                let in_ns = norm
+                    .strip_prefix(rt.namespace.as_str())
+                    .is_some_and(|rest| rest.starts_with(':'));
+                if in_ns && (rt.allowed.is_empty() || rt.allowed.iter().any(|a| a == norm)) {
+                    bits |= 1u64 << i;
+                }
+            }
+            (policy.blocked_tags.contains(norm), Rule::BlockedTag, bits)
+        }
+    };
+    if blocked {
+        eng.hit(&[stage], rule, text, field.name());
+    }
+    Out::Bits(bits)
+}
+
+fn rel_type(t: &str) -> RelType {
+    match t {
+        "Event" => RelType::Event,
+        "Attribute" => RelType::Attribute,
+        "Object" => RelType::Object,
+        "GalaxyCluster" => RelType::GalaxyCluster,
+        "Note" => RelType::Analyst(AKind::Note),
+        "Opinion" => RelType::Analyst(AKind::Opinion),
+        "Relationship" => RelType::Analyst(AKind::Relationship),
+        _ => RelType::Other,
+    }
+}
+
+fn matches_declared(t: RelType, i: Interp) -> bool {
+    match (t, i) {
+        (_, Interp::Empty) => true,
+        (RelType::Event, Interp::Event)
+        | (RelType::Attribute, Interp::Attribute)
+        | (RelType::Object, Interp::Object)
+        | (RelType::GalaxyCluster, Interp::GalaxyCluster) => true,
+        (RelType::Analyst(_), Interp::Bare) => true,
+        (RelType::Analyst(a), Interp::Wrapped(b)) => a == b,
+        _ => false,
+    }
+}
+
+macro_rules! scalar_visits {
+    () => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Out, E> {
+            self.scalar(Scalar::Bool(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Out, E> {
+            self.scalar(Scalar::I64(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Out, E> {
+            self.scalar(Scalar::U64(v))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Out, E> {
+            self.scalar(Scalar::F64(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Out, E> {
+            self.scalar(Scalar::Str(v))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Out, E> {
+            self.scalar(Scalar::Null)
+        }
+    };
+}
+
+impl<'de> Visitor<'de> for Walk<'_, '_> {
+    type Value = Out;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.expected())
+    }
+
+    scalar_visits!();
+
+    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<Out, A::Error> {
+        self.enter()?;
+        let Walk { eng, depth, kind } = self;
+        match kind {
+            Kind::Skip | Kind::SkipMap | Kind::Root(Document::AnyJson) => {
+                let frame = eng.keys.open();
+                drive(eng, depth, map, Skipper, frame, None, None)
+            }
+            Kind::Root(doc) => root_map(eng, depth, doc, map),
+            Kind::Wrap(w) => wrapped(eng, depth, w, map),
+            Kind::Ent(e) => entity(eng, depth, e, map),
+            Kind::Related { stage } => related(eng, depth, stage, map),
+            Kind::MinimalValue => entity(eng, depth, Ent::StrMap, map),
+            _ => Err(Walk { eng, depth, kind }.shape("an object")),
+        }
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(mut self, seq: S) -> Result<Out, S::Error> {
+        self.enter()?;
+        let Walk { eng, depth, kind } = self;
+        let (item, group, name) = match kind {
+            Kind::Skip | Kind::Root(Document::AnyJson) => {
+                return skip_seq(eng, depth, seq);
+            }
+            Kind::List { item, group, name } => (item, group, name),
+            Kind::Root(doc) => {
+                let item = match doc {
+                    Document::GalaxyClusterList => Item::Wrap(Wrap::Cluster { minimal: false }),
+                    Document::GalaxyClusterSearch => Item::Wrap(Wrap::Cluster { minimal: true }),
+                    Document::ShadowAttributeList => Item::Wrap(Wrap::Shadow),
+                    Document::Sightings | Document::EventIndex => Item::SkipMap,
+                    Document::AnalystDataList => Item::Wrap(Wrap::AnyAnalyst),
+                    Document::EventUuidTimestamps => Item::Wrap(Wrap::EventUuidTimestamp),
+                    Document::UuidList => Item::Str,
+                    _ => return Err(Walk { eng, depth, kind }.shape("an array")),
+                };
+                (item, 0, "")
+            }
+            Kind::Related { .. } => {
+                let mut seq = seq;
+                let next = seq.next_element_seed(Walk {
+                    eng: &mut *eng,
+                    depth: depth + 1,
+                    kind: Kind::Skip,
+                })?;
+                if next.is_some() {
+                    return Err(Walk { eng, depth, kind }.shape("a non-empty array"));
+                }
+                return Ok(Out::Related(Interp::Empty));
+            }
+            Kind::MinimalValue => (Item::Ent(Ent::StrMap), 0, ""),
+            _ => return Err(Walk { eng, depth, kind }.shape("an array")),
+        };
+        list(eng, depth, seq, item, group, name)
+    }
+}
+
+fn skip_seq<'de, S: SeqAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    mut seq: S,
+) -> Result<Out, S::Error> {
+    while seq
+        .next_element_seed(Walk {
+            eng: &mut *eng,
+            depth: depth + 1,
+            kind: Kind::Skip,
+        })?
+        .is_some()
+    {}
+    Ok(Out::Unit)
+}
+
+fn list<'de, S: SeqAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    mut seq: S,
+    item: Item,
+    group: u32,
+    name: &'static str,
+) -> Result<Out, S::Error> {
+    let mut bits = 0u64;
+    let mut i = 0u32;
+    loop {
+        let mark = eng.push_index(name, i);
+        let rank = eng.rank.len();
+        eng.rank.push(group);
+        eng.rank.push(i);
+        let got = seq.next_element_seed(Walk {
+            eng: &mut *eng,
+            depth: depth + 1,
+            kind: item.kind(),
+        })?;
+        eng.rank.truncate(rank);
+        eng.path.truncate(mark);
+        match got {
+            Some(out) => bits |= out.bits(),
+            None => break,
+        }
+        i = i.saturating_add(1);
+    }
+    Ok(Out::Bits(bits))
+}
+
+/// The seed for one key: classifies it, refuses a duplicate, and in an
+/// object of fixed shape refuses any key not in `allowed`.
+struct KeySeed<'a, 'p> {
+    eng: &'a mut Engine<'p>,
+    frame: &'a mut Frame,
+    allowed: Option<u64>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
+    type Value = Option<K>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<K>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_, '_> {
+    type Value = Option<K>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<K>, E> {
+        let k = classify(s);
+        match self.eng.keys.insert(self.frame, k, s) {
+            Ok(()) => {}
+            Err(KeyError::Duplicate) => return Err(self.eng.stop(Rule::DuplicateKey, s, s)),
+            Err(KeyError::TooMany) => {
+                return Err(self.eng.stop(Rule::Malformed, "too many object keys", s))
+            }
+        }
+        if let Some(mask) = self.allowed {
+            if k.is_none_or(|k| mask & k.bit() == 0) {
+                return Err(self
+                    .eng
+                    .stop(Rule::Malformed, &format!("unexpected key {s:?}"), s));
+            }
+        }
+        Ok(k)
+    }
+}
+
+/// An object read key by key.
+trait Node {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error>;
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E>;
+}
+
+fn drive<'de, A: MapAccess<'de>, N: Node>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    mut map: A,
+    mut node: N,
+    mut frame: Frame,
+    first: Option<Option<K>>,
+    allowed: Option<u64>,
+) -> Result<Out, A::Error> {
+    if let Some(k) = first {
+        node.key(eng, depth, k, &mut map)?;
+    }
+    while let Some(k) = map.next_key_seed(KeySeed {
+        eng: &mut *eng,
+        frame: &mut frame,
+        allowed,
+    })? {
+        node.key(eng, depth, k, &mut map)?;
+    }
+    eng.keys.close(frame);
+    node.end(eng)
+}
+
+fn val<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    map: &mut A,
+    kind: Kind,
+) -> Result<Out, A::Error> {
+    map.next_value_seed(Walk {
+        eng,
+        depth: depth + 1,
+        kind,
+    })
+}
+
+fn skip<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    val(eng, depth, map, Kind::Skip).map(|_| ())
+}
+
+fn items(item: Ent, group: u32, name: &'static str) -> Kind {
+    Kind::List {
+        item: Item::Ent(item),
+        group,
+        name,
+    }
+}
+
+fn dist_of(out: Out) -> Option<Option<u8>> {
+    match out {
+        Out::Dist(d) => Some(d),
+        _ => Some(None),
+    }
+}
+
+fn sg_of(out: Out) -> Option<(bool, bool)> {
+    match out {
+        Out::Sg(m, a) => Some((m, a)),
+        _ => Some((false, false)),
+    }
+}
+
+/// Analyst data lists (`Note`, `Opinion`, `Relationship`) hanging off an
+/// entity, at stages `first`, `first + 1`, `first + 2`.
+fn analyst_lists<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    k: K,
+    first: u32,
+    map: &mut A,
+) -> Result<bool, A::Error> {
+    let (kind, stage, name) = match k {
+        K::Note => (AKind::Note, first, "Note"),
+        K::Opinion => (AKind::Opinion, first + 1, "Opinion"),
+        K::Relationship => (AKind::Relationship, first + 2, "Relationship"),
+        _ => return Ok(false),
+    };
+    val(eng, depth, map, items(Ent::Analyst(kind), stage, name))?;
+    Ok(true)
+}
+
+fn root_map<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    doc: Document,
+    map: A,
+) -> Result<Out, A::Error> {
+    let frame = eng.keys.open();
+    let any_analyst = K::Note.bit() | K::Opinion.bit() | K::Relationship.bit();
+    match doc {
+        Document::Event => wrapped(eng, depth, Wrap::Event, map),
+        Document::GalaxyCluster => wrapped(eng, depth, Wrap::Cluster { minimal: false }, map),
+        Document::AnalystDataItem => wrapped(eng, depth, Wrap::AnyAnalyst, map),
+        Document::GalaxyClusterSearch => {
+            let node = Response {
+                item: Item::Wrap(Wrap::Cluster { minimal: true }),
+                required: true,
+                seen: false,
+            };
+            drive(eng, depth, map, node, frame, None, Some(K::Response.bit()))
+        }
+        Document::Sightings => {
+            let node = Response {
+                item: Item::Wrap(Wrap::Sighting),
+                required: false,
+                seen: false,
+            };
+            drive(eng, depth, map, node, frame, None, Some(K::Response.bit()))
+        }
+        Document::AnalystDataMinimal => drive(
+            eng,
+            depth,
+            map,
+            AnalystMinimal,
+            frame,
+            None,
+            Some(any_analyst),
+        ),
+        Document::MinimalSearch => {
+            drive(eng, depth, map, MinimalSearch::default(), frame, None, None)
+        }
+        Document::PostTest => drive(
+            eng,
+            depth,
+            map,
+            PostTest { seen: false },
+            frame,
+            None,
+            Some(K::TestString.bit()),
+        ),
+        Document::AnyJson => drive(eng, depth, map, Skipper, frame, None, None),
+        _ => Err(Walk {
+            eng,
+            depth,
+            kind: Kind::Root(doc),
+        }
+        .shape("an object")),
+    }
+}
+
+fn wrapped<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    w: Wrap,
+    mut map: A,
+) -> Result<Out, A::Error> {
+    let mut frame = eng.keys.open();
+    let first = map.next_key_seed(KeySeed {
+        eng: &mut *eng,
+        frame: &mut frame,
+        allowed: Some(w.allowed()),
+    })?;
+    let Some(Some(k)) = first else {
+        return Err(eng.stop(Rule::Malformed, &format!("missing {}", w.expected()), ""));
+    };
+    let mark = eng.push_path(k.text());
+    let out = val(eng, depth, &mut map, w.inner(k))?;
+    eng.path.truncate(mark);
+    let more = map.next_key_seed(KeySeed {
+        eng: &mut *eng,
+        frame: &mut frame,
+        allowed: Some(0),
+    })?;
+    if more.is_some() {
+        return Err(eng.stop(Rule::Malformed, "unexpected key", ""));
+    }
+    eng.keys.close(frame);
+    Ok(out)
+}
+
+fn entity<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    e: Ent,
+    map: A,
+) -> Result<Out, A::Error> {
+    let frame = eng.keys.open();
+    match e {
+        Ent::Event { related } => {
+            drive(eng, depth, map, EventNode::new(related), frame, None, None)
+        }
+        Ent::Attribute => drive(eng, depth, map, AttributeNode::default(), frame, None, None),
+        Ent::Object => drive(eng, depth, map, ObjectNode::default(), frame, None, None),
+        Ent::Report => drive(eng, depth, map, ReportNode::default(), frame, None, None),
+        Ent::Analyst(kind) => drive(eng, depth, map, AnalystNode::new(kind), frame, None, None),
+        Ent::Cluster { minimal } => drive(
+            eng,
+            depth,
+            map,
+            ClusterNode::new(minimal),
+            frame,
+            None,
+            None,
+        ),
+        Ent::Relation => drive(eng, depth, map, RelationNode::default(), frame, None, None),
+        Ent::Tag => drive(eng, depth, map, TagNode::default(), frame, None, None),
+        Ent::Sg { stage } => drive(eng, depth, map, SgNode::new(stage), frame, None, None),
+        Ent::SgOrg => drive(
+            eng,
+            depth,
+            map,
+            Pick(K::Organisation, Kind::Ent(Ent::Organisation), 0),
+            frame,
+            None,
+            None,
+        ),
+        Ent::SgServer => drive(
+            eng,
+            depth,
+            map,
+            Pick(K::AllOrgs, Kind::Truthy, 0),
+            frame,
+            None,
+            None,
+        ),
+        Ent::Organisation => drive(
+            eng,
+            depth,
+            map,
+            Pick(K::Uuid, Kind::OrgUuid, 0),
+            frame,
+            None,
+            None,
+        ),
+        Ent::EventUuidTimestamp => {
+            let allowed = K::Uuid.bit() | K::Timestamp.bit();
+            drive(
+                eng,
+                depth,
+                map,
+                UuidTimestamp::default(),
+                frame,
+                None,
+                Some(allowed),
+            )
+        }
+        Ent::StrMap => drive(eng, depth, map, StrMap, frame, None, None),
+    }
+}
+
+/// A `related_object`: its first key tells its shape (`{"Event":…}`,
+/// `{"Attribute":…}`, …, or a bare analyst data object), so it is read
+/// under that one interpretation before `related_object_type` is known,
+/// and the relationship checks at its end that the two agree.
+fn related<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    stage: u32,
+    mut map: A,
+) -> Result<Out, A::Error> {
+    let rank = eng.rank.len();
+    eng.rank.push(stage);
+    let mark = eng.push_path("related_object");
+    let mut frame = eng.keys.open();
+    let first = map.next_key_seed(KeySeed {
+        eng: &mut *eng,
+        frame: &mut frame,
+        allowed: None,
+    })?;
+    let wrapped_kind = match first {
+        None => None,
+        Some(Some(K::Event)) => Some((Interp::Event, Kind::Ent(Ent::Event { related: false }))),
+        Some(Some(K::Attribute)) => Some((Interp::Attribute, Kind::Ent(Ent::Attribute))),
+        Some(Some(K::Object)) => Some((Interp::Object, Kind::Ent(Ent::Object))),
+        Some(Some(K::GalaxyCluster)) => Some((
+            Interp::GalaxyCluster,
+            Kind::Ent(Ent::Cluster { minimal: false }),
+        )),
+        Some(Some(k @ (K::Note | K::Opinion | K::Relationship))) => Some((
+            Interp::Wrapped(akind_of(k)),
+            Kind::Ent(Ent::Analyst(akind_of(k))),
+        )),
+        Some(_) => {
+            let node = AnalystNode::new(AKind::Bare);
+            drive(eng, depth, map, node, frame, first, None)?;
+            eng.path.truncate(mark);
+            eng.rank.truncate(rank);
+            return Ok(Out::Related(Interp::Bare));
+        }
+    };
+    let interp = match wrapped_kind {
+        None => Interp::Empty,
+        Some((interp, kind)) => {
+            if let Some(Some(k)) = first {
+                let inner = eng.push_path(k.text());
+                val(eng, depth, &mut map, kind)?;
+                eng.path.truncate(inner);
+            }
+            let more = map.next_key_seed(KeySeed {
+                eng: &mut *eng,
+                frame: &mut frame,
+                allowed: Some(0),
+            })?;
+            if more.is_some() {
+                return Err(eng.stop(Rule::Malformed, "unexpected key", ""));
+            }
+            interp
+        }
+    };
+    eng.keys.close(frame);
+    eng.path.truncate(mark);
+    eng.rank.truncate(rank);
+    Ok(Out::Related(interp))
+}
+
+/// Any object: every key checked for duplicates, every value skipped.
+struct Skipper;
+
+impl Node for Skipper {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        skip(eng, depth, map)
+    }
+
+    fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
+        Ok(Out::Unit)
+    }
+}
+
+/// An object of which one key matters: its value's bits are the answer.
+struct Pick(K, Kind, u64);
+
+impl Node for Pick {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        if k == Some(self.0) {
+            self.2 |= val(eng, depth, map, self.1)?.bits();
+            Ok(())
+        } else {
+            skip(eng, depth, map)
+        }
+    }
+
+    fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
+        Ok(Out::Bits(self.2))
+    }
+}
+
+struct EventNode {
+    related: bool,
+    dist: Option<Option<u8>>,
+    tags: Option<u64>,
+    sg: Option<(bool, bool)>,
+}
+
+impl EventNode {
+    fn new(related: bool) -> EventNode {
+        EventNode {
+            related,
+            dist: None,
+            tags: None,
+            sg: None,
+        }
+    }
+}
+
+// Event stages, in the older guard's order: tags 0, required taxonomies 1,
+// distribution 2, event reports 3, sharing group 4, notes 5, opinions 6,
+// relationships 7, then attributes 8, objects 9, and what it never looked
+// at: event-level proposals 10, related events 11.
+impl Node for EventNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
+        match k {
+            K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 0, "Tag"))?.bits()),
+            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
+            K::EventReport => {
+                val(eng, depth, map, items(Ent::Report, 3, "EventReport"))?;
+            }
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 4 }))?)
+            }
+            K::Attribute => {
+                val(eng, depth, map, items(Ent::Attribute, 8, "Attribute"))?;
+            }
+            K::Object => {
+                val(eng, depth, map, items(Ent::Object, 9, "Object"))?;
+            }
+            K::ShadowAttribute => {
+                val(
+                    eng,
+                    depth,
+                    map,
+                    items(Ent::Attribute, 10, "ShadowAttribute"),
+                )?;
+            }
+            K::RelatedEvent => {
+                let kind = Kind::List {
+                    item: Item::Wrap(Wrap::RelatedEvent),
+                    group: 11,
+                    name: "RelatedEvent",
+                };
+                val(eng, depth, map, kind)?;
+            }
+            _ => {
+                if !analyst_lists(eng, depth, k, 5, map)? {
+                    skip(eng, depth, map)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.related {
+            eng.required_taxonomies(1, self.tags);
+        }
+        if self.dist.is_none() {
+            eng.hit(&[2], Rule::Malformed, "missing", "distribution");
+        }
+        eng.sg_end(4, self.dist, self.sg);
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+struct AttributeNode {
+    category: bool,
+    kind: bool,
+    dist: Option<Option<u8>>,
+    tags: Option<u64>,
+    sg: Option<(bool, bool)>,
+}
+
+// Attribute stages: category 0, type 1, distribution 2, tags 3, required
+// taxonomies 4, sharing group 5, proposals 6, notes 7, opinions 8,
+// relationships 9.
+impl Node for AttributeNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
+        match k {
+            K::Category => {
+                self.category = true;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::Category,
+                        stage: 0,
+                    },
+                )?;
+            }
+            K::Type => {
+                self.kind = true;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::Type,
+                        stage: 1,
+                    },
+                )?;
+            }
+            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
+            K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?.bits()),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 5 }))?)
+            }
+            K::ShadowAttribute => {
+                val(eng, depth, map, items(Ent::Attribute, 6, "ShadowAttribute"))?;
+            }
+            _ => {
+                if !analyst_lists(eng, depth, k, 7, map)? {
+                    skip(eng, depth, map)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.category {
+            eng.hit(&[0], Rule::Malformed, "missing", "category");
+        }
+        if !self.kind {
+            eng.hit(&[1], Rule::Malformed, "missing", "type");
+        }
+        if !eng.policy.required_taxonomies.is_empty() {
+            eng.required_taxonomies(4, self.tags);
+        }
+        eng.sg_end(5, self.dist, self.sg);
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+struct ObjectNode {
+    name: bool,
+    dist: Option<Option<u8>>,
+    sg: Option<(bool, bool)>,
+}
+
+// Object stages: distribution 0, sharing group 1, name 2, tags 3,
+// attributes 4, notes 5, opinions 6, relationships 7.
+impl Node for ObjectNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
+        match k {
+            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
+            K::Name => {
+                self.name = true;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::ObjectName,
+                        stage: 2,
+                    },
+                )?;
+            }
+            K::Tag => {
+                val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?;
+            }
+            K::Attribute => {
+                val(eng, depth, map, items(Ent::Attribute, 4, "Attribute"))?;
+            }
+            _ => {
+                if !analyst_lists(eng, depth, k, 5, map)? {
+                    skip(eng, depth, map)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if self.dist.is_none() {
+            eng.hit(&[0], Rule::Malformed, "missing", "distribution");
+        }
+        eng.sg_end(1, self.dist, self.sg);
+        if !self.name {
+            eng.hit(&[2], Rule::Malformed, "missing", "name");
+        }
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+struct ReportNode {
+    dist: Option<Option<u8>>,
+    sg: Option<(bool, bool)>,
+}
+
+// Event report stages: distribution 0, sharing group 1, notes 2,
+// opinions 3, relationships 4.
+impl Node for ReportNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
+        match k {
+            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
+            _ => {
+                if !analyst_lists(eng, depth, k, 2, map)? {
+                    skip(eng, depth, map)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if self.dist.is_none() {
+            eng.hit(&[0], Rule::Malformed, "missing", "distribution");
+        }
+        eng.sg_end(1, self.dist, self.sg);
+        Ok(Out::Unit)
+    }
+}
+
+struct AnalystNode {
+    kind: AKind,
+    dist: Option<Option<u8>>,
+    sg: Option<(bool, bool)>,
+    rel_type: Option<RelType>,
+    related: Option<Interp>,
+}
+
+impl AnalystNode {
+    fn new(kind: AKind) -> AnalystNode {
+        AnalystNode {
+            kind,
+            dist: None,
+            sg: None,
+            rel_type: None,
+            related: None,
+        }
+    }
+
+    fn relational(&self) -> bool {
+        matches!(self.kind, AKind::Relationship | AKind::Bare)
+    }
+}
+
+// Analyst data stages: distribution 0, sharing group 1, related object 2,
+// then its own notes 3, opinions 4, relationships 5.
+impl Node for AnalystNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(k) = k else {
+            return skip(eng, depth, map);
+        };
+        match k {
+            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
+            K::SharingGroup => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
+            K::RelatedObjectType if self.relational() => {
+                if let Out::RelType(t) = val(eng, depth, map, Kind::RelType)? {
+                    self.rel_type = Some(t);
+                }
+            }
+            K::RelatedObject if self.relational() => {
+                if let Out::Related(i) = val(eng, depth, map, Kind::Related { stage: 2 })? {
+                    self.related = Some(i);
+                }
+            }
+            _ => {
+                if !analyst_lists(eng, depth, k, 3, map)? {
+                    skip(eng, depth, map)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if self.dist.is_none() {
+            eng.hit(&[0], Rule::Malformed, "missing", "distribution");
+        }
+        eng.sg_end(1, self.dist, self.sg);
+        let related = self.related.unwrap_or(Interp::Empty);
+        match (self.rel_type, related) {
+            (None, Interp::Empty) => {
+                if self.kind == AKind::Relationship {
+                    eng.hit(&[2], Rule::Malformed, "missing", "related_object_type");
+                }
+            }
+            (None, _) => {
+                return Err(eng.stop(Rule::Malformed, "missing", "related_object_type"));
+            }
+            (Some(t), i) => {
+                if !matches_declared(t, i) {
+                    let value =
+                        format!("related_object is not of related_object_type ({i:?} vs {t:?})");
+                    return Err(eng.stop(Rule::Malformed, &value, "related_object"));
+                }
+            }
+        }
+        Ok(Out::Unit)
+    }
+}
+
+struct ClusterNode {
+    minimal: bool,
+    dist: Option<Option<u8>>,
+    sg: Option<(bool, bool)>,
+}
+
+impl ClusterNode {
+    fn new(minimal: bool) -> ClusterNode {
+        ClusterNode {
+            minimal,
+            dist: None,
+            sg: None,
+        }
+    }
+}
+
+// Galaxy cluster stages: distribution 0, sharing group 1, relations 2.
+impl Node for ClusterNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match k {
+            Some(K::Distribution) => {
+                self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?)
+            }
+            Some(K::SharingGroup) => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
+            Some(K::GalaxyClusterRelation) => {
+                val(
+                    eng,
+                    depth,
+                    map,
+                    items(Ent::Relation, 2, "GalaxyClusterRelation"),
+                )?;
+            }
+            _ => skip(eng, depth, map)?,
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if self.dist.is_none() && !self.minimal {
+            eng.hit(&[0], Rule::Malformed, "missing", "distribution");
+        }
+        eng.sg_end(1, self.dist, self.sg);
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+struct RelationNode {
+    dist: Option<Option<u8>>,
+    sg: Option<(bool, bool)>,
+}
+
+// Cluster relation stages: distribution 0, tags 1, sharing group 2.
+impl Node for RelationNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match k {
+            Some(K::Distribution) => {
+                self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?)
+            }
+            Some(K::Tag) => {
+                val(eng, depth, map, items(Ent::Tag, 1, "Tag"))?;
+            }
+            Some(K::SharingGroup) => {
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 2 }))?)
+            }
+            _ => skip(eng, depth, map)?,
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        eng.sg_end(2, self.dist, self.sg);
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+struct TagNode {
+    name: bool,
+    bits: u64,
+}
+
+impl Node for TagNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        if k == Some(K::Name) {
+            self.name = true;
+            self.bits = val(
+                eng,
+                depth,
+                map,
+                Kind::Field {
+                    field: Field::TagName,
+                    stage: 0,
+                },
+            )?
+            .bits();
+            Ok(())
+        } else {
+            skip(eng, depth, map)
+        }
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.name {
+            eng.hit(&[0], Rule::Malformed, "missing", "name");
+        }
+        Ok(Out::Bits(self.bits))
+    }
+}
+
+struct SgNode {
+    stage: u32,
+    uuid: bool,
+    member: bool,
+    all_orgs: bool,
+}
+
+impl SgNode {
+    fn new(stage: u32) -> SgNode {
+        SgNode {
+            stage,
+            uuid: false,
+            member: false,
+            all_orgs: false,
+        }
+    }
+}
+
+impl Node for SgNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match k {
+            Some(K::Uuid) => {
+                self.uuid = true;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::Field {
+                        field: Field::SgUuid,
+                        stage: self.stage,
+                    },
+                )?;
+            }
+            Some(K::SharingGroupOrg) => {
+                let kind = items(Ent::SgOrg, 0, "SharingGroup.SharingGroupOrg");
+                self.member |= val(eng, depth, map, kind)?.bits() != 0;
+            }
+            Some(K::SharingGroupServer) => {
+                let kind = items(Ent::SgServer, 0, "SharingGroup.SharingGroupServer");
+                self.all_orgs |= val(eng, depth, map, kind)?.bits() != 0;
+            }
+            _ => skip(eng, depth, map)?,
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.uuid {
+            eng.hit(
+                &[self.stage],
+                Rule::Malformed,
+                "missing",
+                "SharingGroup.uuid",
+            );
+        }
+        Ok(Out::Sg(self.member, self.all_orgs))
+    }
+}
+
+/// `{"response":[…]}`.
+struct Response {
+    item: Item,
+    required: bool,
+    seen: bool,
+}
+
+impl Node for Response {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        self.seen = true;
+        let kind = Kind::List {
+            item: self.item,
+            group: 0,
+            name: "response",
+        };
+        val(eng, depth, map, kind).map(|_| ())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if self.required && !self.seen {
+            return Err(eng.stop(Rule::Malformed, "missing response", ""));
+        }
+        Ok(Out::Unit)
+    }
+}
+
+/// `{"Note":{uuid:modified}|[{uuid:modified}]|[],…}`.
+struct AnalystMinimal;
+
+impl Node for AnalystMinimal {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let mark = eng.push_path(k.map_or("", K::text));
+        val(eng, depth, map, Kind::MinimalValue)?;
+        eng.path.truncate(mark);
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
+        Ok(Out::Unit)
+    }
+}
+
+/// An object whose values are all strings (uuid → modified).
+struct StrMap;
+
+impl Node for StrMap {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        val(eng, depth, map, Kind::Str).map(|_| ())
+    }
+
+    fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+struct MinimalSearch {
+    minimal: bool,
+    published: bool,
+}
+
+impl Node for MinimalSearch {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match k {
+            Some(K::Minimal) => {
+                self.minimal = true;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::One {
+                        stage: 0,
+                        field: "minimal",
+                    },
+                )?;
+            }
+            Some(K::Published) => {
+                self.published = true;
+                val(
+                    eng,
+                    depth,
+                    map,
+                    Kind::One {
+                        stage: 1,
+                        field: "published",
+                    },
+                )?;
+            }
+            _ => skip(eng, depth, map)?,
+        }
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.minimal {
+            eng.hit(&[0], Rule::NotMinimalSearch, "missing", "minimal");
+        }
+        if !self.published {
+            eng.hit(&[1], Rule::NotMinimalSearch, "missing", "published");
+        }
+        Ok(Out::Unit)
+    }
+}
+
+struct PostTest {
+    seen: bool,
+}
+
+impl Node for PostTest {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        self.seen = true;
+        let mark = eng.push_path("testString");
+        val(eng, depth, map, Kind::Str)?;
+        eng.path.truncate(mark);
+        Ok(())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.seen {
+            return Err(eng.stop(Rule::Malformed, "missing testString", ""));
+        }
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+struct UuidTimestamp {
+    uuid: bool,
+    timestamp: bool,
+}
+
+impl Node for UuidTimestamp {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match k {
+            Some(K::Uuid) => self.uuid = true,
+            _ => self.timestamp = true,
+        }
+        val(eng, depth, map, Kind::Scalar).map(|_| ())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.uuid || !self.timestamp {
+            return Err(eng.stop(Rule::Malformed, "missing uuid or timestamp", ""));
+        }
+        Ok(Out::Unit)
+    }
+}
