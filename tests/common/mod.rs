@@ -456,3 +456,300 @@ pub fn scenarios() -> Vec<Scenario> {
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// Shared by relay_http.rs and transparent.rs: a running rig (namespace, peer,
+// guard), scenario requests and the conformance assertions.
+
+/// The explicit-proxy listener used by the rigs.
+pub const RIG_PROXY: &str = "127.0.0.1:18080";
+
+/// A namespace with the fake peer listening on every instance address and a
+/// guard running. Fields drop in order: guard, peer, then the namespace.
+pub struct Rig {
+    pub guard: Proc,
+    pub peer: Peer,
+    pub ns: Netns,
+    pub config: serde_json::Value,
+    /// Where clients connect (the proxy listener, or the probe address).
+    pub listen: SocketAddr,
+}
+
+impl Rig {
+    /// The conformance config plus `guard`, the guard on the proxy listener.
+    pub fn proxy(tag: &str, guard: serde_json::Value) -> Rig {
+        let listen: SocketAddr = RIG_PROXY.parse().unwrap();
+        Rig::start(tag, guard, &["--proxy-listen", RIG_PROXY], listen, |_| {})
+    }
+
+    /// Create the namespace, run `setup` in it (e.g. nftables), start the
+    /// peer and the guard (`args`), wait until `probe` accepts.
+    pub fn start(
+        tag: &str,
+        guard: serde_json::Value,
+        args: &[&str],
+        probe: SocketAddr,
+        setup: impl FnOnce(&Netns),
+    ) -> Rig {
+        let ns = Netns::new(tag);
+        let mut config = conformance_config(guard);
+        if config["guard"]["spill_dir"].is_null() {
+            config["guard"]["spill_dir"] =
+                serde_json::Value::String(ns.dir.path().display().to_string());
+        }
+        setup(&ns);
+        let peer = Peer::start(&ns, &instance_addrs(&config), None);
+        let guard = start_guard(&ns, &config, args, probe);
+        Rig {
+            guard,
+            peer,
+            ns,
+            config,
+            listen: probe,
+        }
+    }
+
+    /// How many requests the peer has recorded so far.
+    pub fn count(&self) -> usize {
+        self.peer.received().len()
+    }
+
+    /// The requests the peer recorded after the first `before`.
+    pub fn since(&self, before: usize) -> Vec<serde_json::Value> {
+        self.peer
+            .received()
+            .get(before..)
+            .unwrap_or_default()
+            .to_vec()
+    }
+
+    /// Connect from `source` to `to` inside the namespace, write `bytes`
+    /// (a write error is ignored: the guard may close early), read one
+    /// response.
+    pub fn send_to(
+        &self,
+        source: &str,
+        to: SocketAddr,
+        bytes: &[u8],
+        head_only: bool,
+    ) -> Option<Response> {
+        let source: std::net::IpAddr = source.parse().unwrap();
+        self.ns.run(|| {
+            let mut c = connect(source, to);
+            let _ = c.write_all(bytes);
+            read_response(&mut c, head_only)
+        })
+    }
+
+    /// [`Rig::send_to`] the rig's listener.
+    pub fn send(&self, source: &str, bytes: &[u8], head_only: bool) -> Option<Response> {
+        self.send_to(source, self.listen, bytes, head_only)
+    }
+
+    /// The last `n` lines of the guard's log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        log_tail(&self.guard.log(), n)
+    }
+}
+
+/// Every instance address of `config` (already mapped).
+pub fn instance_addrs(config: &serde_json::Value) -> Vec<SocketAddr> {
+    config["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|i| {
+            format!("{}:{}", i["ip"].as_str().unwrap(), i["port"])
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The (mapped) address of the instance called `host` in `config`.
+pub fn instance_addr(config: &serde_json::Value, host: &str) -> Option<SocketAddr> {
+    config["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|i| i["host"] == host)
+        .map(|i| {
+            format!("{}:{}", i["ip"].as_str().unwrap(), i["port"])
+                .parse()
+                .unwrap()
+        })
+}
+
+/// The last `n` lines of `s`.
+pub fn log_tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Standard base64 (what the peer records bodies in).
+pub fn decode_b64(s: &str) -> Vec<u8> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let Some(v) = T.iter().position(|&t| t == c) else {
+            continue;
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The body a recorded request carried.
+pub fn recorded_body(entry: &serde_json::Value) -> Vec<u8> {
+    decode_b64(entry["body_b64"].as_str().unwrap_or(""))
+}
+
+/// The values of header `name` in a recorded request.
+pub fn recorded_header(entry: &serde_json::Value, name: &str) -> Vec<String> {
+    entry["headers"]
+        .as_array()
+        .map(|hs| {
+            hs.iter()
+                .filter(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                .filter_map(|h| h[1].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Set the peer's answer for scenario `s` (pull fixture, response headers).
+pub fn script_for(s: &Scenario) -> serde_json::Value {
+    let mut script = serde_json::json!({});
+    if s.is_pull() {
+        if let Some(f) = &s.fixture {
+            script["body_file"] = serde_json::Value::String(f.display().to_string());
+        }
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = s
+        .response_headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    script["headers"] = serde_json::Value::Object(headers);
+    script
+}
+
+/// The raw request of scenario `s`: absolute-form (proxy) or origin-form
+/// (transparent), with the same headers a MISP sends.
+pub fn scenario_request(s: &Scenario, absolute: bool) -> Vec<u8> {
+    let body = s.body();
+    let target = if absolute {
+        format!("http://{}:{}{}", s.host, s.port, s.url)
+    } else {
+        s.url.clone()
+    };
+    let mut request = format!(
+        "{} {target} HTTP/1.1\r\nHost: {}:{}\r\nAccept: application/json\r\nContent-Type: application/json\r\nUser-Agent: MISP 2.5.1\r\n",
+        s.method, s.host, s.port
+    );
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// What is wrong with the outcome of scenario `s`: the response `r` and the
+/// requests `new` the peer received for it. Empty when all is right. The
+/// same checks as conformance_proxy.rs: the status, a 403 in MISP's
+/// save-fail shape naming the rule and value, blocked content never
+/// reaching the other side, allowed content arriving byte for byte.
+pub fn scenario_problems(s: &Scenario, r: &Response, new: &[serde_json::Value]) -> Vec<String> {
+    let fixture = s.fixture.as_ref().map(|f| fs::read(f).unwrap());
+    let mut problems = Vec::new();
+    if r.status != s.expected_status {
+        problems.push(format!(
+            "status {} (expected {})",
+            r.status, s.expected_status
+        ));
+    }
+    if s.expected_status == 403 {
+        problems.extend(forbidden_json_problems(r));
+        let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let errors = answer["errors"].as_str().unwrap_or("").to_string();
+        if let Some((rule, value)) = s.expected_block() {
+            // The compartment refusal names no value.
+            let wanted = if rule == "cannot reach compartment" {
+                rule
+            } else {
+                format!("{rule}: {value} at ")
+            };
+            if !errors.contains(&wanted) {
+                problems.push(format!("reason {errors:?} does not name {wanted:?}"));
+            }
+        }
+        if let Some(f) = &fixture {
+            if !s.is_pull() && new.iter().any(|e| e["body_len"].as_u64().unwrap_or(0) > 0) {
+                problems.push("a blocked push body reached the upstream".into());
+            }
+            if s.is_pull() && contains_part_of(&r.body, f) {
+                problems.push("the blocked pull answer reached the client".into());
+            }
+        }
+        if !s.is_pull() && !new.is_empty() && s.fixture.is_some() {
+            problems.push(format!(
+                "upstream received {} request(s) for a blocked push",
+                new.len()
+            ));
+        }
+    } else if new.len() != 1 {
+        problems.push(format!(
+            "upstream received {} requests (expected 1)",
+            new.len()
+        ));
+    } else {
+        if !s.is_pull() && recorded_body(&new[0]) != s.body() {
+            problems.push("upstream did not receive the exact body".into());
+        }
+        if s.is_pull() {
+            if let Some(f) = &fixture {
+                if &r.body != f {
+                    problems.push("client did not receive the exact answer".into());
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Problems of a guard-written 403: JSON in MISP's save-fail shape.
+pub fn forbidden_json_problems(r: &Response) -> Vec<String> {
+    let mut problems = Vec::new();
+    if r.status != 403 {
+        return problems;
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    if answer["saved"] != serde_json::Value::Bool(false) || !answer["errors"].is_string() {
+        problems.push(format!(
+            "403 is not MISP's save-fail JSON: {:?}",
+            String::from_utf8_lossy(&r.body)
+        ));
+    }
+    problems
+}
+
+/// Whether `body` holds any 64-byte window (or the whole, if shorter) of
+/// `secret`: a blocked answer must not leak even in part.
+pub fn contains_part_of(body: &[u8], secret: &[u8]) -> bool {
+    let w = secret.len().min(64);
+    if w <= 2 || body.len() < w {
+        return false;
+    }
+    body.windows(w)
+        .any(|piece| secret.windows(w).any(|s| s == piece))
+}

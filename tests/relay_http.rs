@@ -1,0 +1,1255 @@
+//! HTTP-level attacks and relay behaviour through the real explicit-proxy
+//! listener, against the real fake peer, with raw bytes over TCP inside a
+//! network namespace the test creates.
+//!
+//! The client is `instance_2_2` (127.20.0.2) talking to `instance_2_1`
+//! (`instance1-comp2.com:443`, 127.20.0.1) unless a test says otherwise.
+//! Every refusal is checked twice: the status the client got, and that the
+//! peer received nothing (the peer records every request it reads).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+/// instance_2_2: the pushing client.
+const SRC: &str = "127.20.0.2";
+/// instance_2_1, as the client names it.
+const DST: &str = "instance1-comp2.com:443";
+/// instance_1_2: the pulling client of pull.json.
+const PULL_SRC: &str = "127.10.0.2";
+/// instance_1_1, as the pulling client names it.
+const PULL_DST: &str = "instance1-comp1.com:443";
+/// The pinned event-view URL of pull.json.
+const VIEW: &str = "/events/view/385283a1-b5e0-4e10-a532-dce11c365a56/deleted[]:0/deleted[]:1/excludeGalaxy:1/includeEventCorrelations:0/includeFeedCorrelations:0/includeWarninglistHits:0/excludeLocalTags:1";
+const PUSH: &str = "/events/add/metadata:1";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{SHARED}/fixtures/{name}")).unwrap()
+}
+
+fn allowed_event() -> Vec<u8> {
+    fixture("test_event_non-blocked.json")
+}
+
+fn blocked_event() -> Vec<u8> {
+    fixture("test_event_blocked_tags.json")
+}
+
+/// An absolute-form head to `dst` with MISP's usual fields, `extra` lines
+/// (each ending in CRLF) before the empty line.
+fn head_to(method: &str, dst: &str, path: &str, extra: &str) -> String {
+    format!(
+        "{method} http://{dst}{path} HTTP/1.1\r\nHost: {dst}\r\nAccept: application/json\r\nContent-Type: application/json\r\nUser-Agent: MISP 2.5.1\r\n{extra}\r\n"
+    )
+}
+
+fn head(method: &str, path: &str, extra: &str) -> String {
+    head_to(method, DST, path, extra)
+}
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// A push with `Content-Length` framing.
+fn post(path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    cat(&[
+        head(
+            "POST",
+            path,
+            &format!("{extra}Content-Length: {}\r\n", body.len()),
+        )
+        .as_bytes(),
+        body,
+    ])
+}
+
+/// `body` as chunks of 500 bytes and the last chunk.
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(500) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Give a wrongly forwarded request time to be recorded before checking
+/// that the peer got nothing.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(150));
+}
+
+/// Send `bytes` on a new connection; the status must be one of `statuses`
+/// and the peer must have received nothing. Problems go to `failures`.
+fn expect_refused(
+    rig: &Rig,
+    name: &str,
+    bytes: &[u8],
+    statuses: &[u16],
+    failures: &mut Vec<String>,
+) {
+    let before = rig.count();
+    let r = rig.send(SRC, bytes, false);
+    settle();
+    let new = rig.since(before);
+    let mut problems = Vec::new();
+    match &r {
+        None => problems.push("no response".to_string()),
+        Some(r) => {
+            if !statuses.contains(&r.status) {
+                problems.push(format!(
+                    "status {} (expected one of {statuses:?})",
+                    r.status
+                ));
+            }
+            problems.extend(forbidden_json_problems(r));
+        }
+    }
+    if !new.is_empty() {
+        let paths: Vec<_> = new.iter().map(|e| e["path"].to_string()).collect();
+        problems.push(format!(
+            "peer received {} request(s): {}",
+            new.len(),
+            paths.join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        failures.push(format!("{name}: {}", problems.join("; ")));
+    }
+}
+
+fn finish(rig: &Rig, failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}\n--- guard log (tail) ---\n{}",
+        failures.len(),
+        failures.join("\n"),
+        rig.log_tail(40)
+    );
+}
+
+/// Whether the connection is closed: the next read gives end of stream or
+/// an error, never more bytes.
+fn closed(c: &mut TcpStream) -> bool {
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 1];
+    matches!(c.read(&mut b), Ok(0) | Err(_))
+}
+
+#[test]
+fn refused_framings_reach_nothing() {
+    if !can_run("refused_framings_reach_nothing") {
+        return;
+    }
+    let rig = Rig::proxy("framing", serde_json::json!({}));
+    let ev = allowed_event();
+    let len = ev.len();
+    let te = |extra: &str, body: &[u8]| cat(&[head("POST", PUSH, extra).as_bytes(), body]);
+    let te_chunked = |body: &[u8]| te("Transfer-Encoding: chunked\r\n", body);
+    let many_headers: String = (0..150).map(|i| format!("X-Filler-{i}: v\r\n")).collect();
+    let big_header = format!("X-Pad: {}\r\n", "a".repeat(70 * 1024));
+    let long_ext = format!("5;{}\r\nabcde\r\n0\r\n\r\n", "e".repeat(300));
+
+    let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
+        ("CL then TE", te(&format!("Content-Length: {len}\r\nTransfer-Encoding: chunked\r\n"), &chunked(&ev)), &[400]),
+        ("TE then CL", te(&format!("Transfer-Encoding: chunked\r\nContent-Length: {len}\r\n"), &chunked(&ev)), &[400]),
+        ("two equal CLs", te(&format!("Content-Length: {len}\r\nContent-Length: {len}\r\n"), &ev), &[400]),
+        ("two different CLs", te(&format!("Content-Length: {len}\r\nContent-Length: {}\r\n", len + 1), &ev), &[400]),
+        ("CL list 5, 5", te("Content-Length: 5, 5\r\n", b"abcde"), &[400]),
+        ("CL +5", te("Content-Length: +5\r\n", b"abcde"), &[400]),
+        ("CL -5", te("Content-Length: -5\r\n", b"abcde"), &[400]),
+        ("CL 0x5", te("Content-Length: 0x5\r\n", b"abcde"), &[400]),
+        ("TE chunked, identity", te("Transfer-Encoding: chunked, identity\r\n", &chunked(&ev)), &[400]),
+        ("TE identity, chunked", te("Transfer-Encoding: identity, chunked\r\n", &chunked(&ev)), &[400]),
+        ("TE twice", te("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", &chunked(&ev)), &[400]),
+        // RFC 9112 §6.1: an unknown transfer coding is answered 501.
+        ("TE gzip", te("Transfer-Encoding: gzip\r\n", &ev), &[501]),
+        ("TE with space before colon", te("Transfer-Encoding : chunked\r\n", &chunked(&ev)), &[400]),
+        ("obs-fold", te(&format!("Content-Length: {len}\r\nX-Folded: a\r\n  b\r\n"), &ev), &[400]),
+        ("obs-fold of TE", te("Transfer-Encoding:\r\n chunked\r\n", &chunked(&ev)), &[400]),
+        (
+            "bare LF line endings",
+            cat(&[
+                format!("POST http://{DST}{PUSH} HTTP/1.1\nHost: {DST}\nContent-Length: {len}\n\n").as_bytes(),
+                &ev,
+            ]),
+            &[400],
+        ),
+        (
+            "bare LF in one line",
+            cat(&[head("POST", PUSH, &format!("X-A: 1\nContent-Length: {len}\r\n")).as_bytes(), &ev]),
+            &[400],
+        ),
+        ("bare CR", cat(&[head("POST", PUSH, &format!("X-A: 1\rContent-Length: {len}\r\n")).as_bytes(), &ev]), &[400]),
+        ("chunk size 0x5", te_chunked(b"0x5\r\nabcde\r\n0\r\n\r\n"), &[400]),
+        ("chunk size -5", te_chunked(b"-5\r\nabcde\r\n0\r\n\r\n"), &[400]),
+        ("chunk size zz", te_chunked(b"zz\r\nabcde\r\n0\r\n\r\n"), &[400]),
+        ("chunk size overflow", te_chunked(b"fffffffffffffffff\r\nabcde\r\n0\r\n\r\n"), &[400, 413]),
+        ("chunk data longer than size", te_chunked(b"3\r\nabcde\r\n0\r\n\r\n"), &[400]),
+        ("chunk extension over the limit", te_chunked(long_ext.as_bytes()), &[400]),
+        ("head over 64 KiB", te(&format!("{big_header}Content-Length: {len}\r\n"), &ev), &[431]),
+        ("150 header fields", te(&format!("{many_headers}Content-Length: {len}\r\n"), &ev), &[431]),
+        (
+            "invalid method",
+            cat(&[
+                format!("P(ST http://{DST}{PUSH} HTTP/1.1\r\nHost: {DST}\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+                &ev,
+            ]),
+            &[400],
+        ),
+        (
+            "target with a space",
+            cat(&[
+                format!("POST http://{DST}/events/add /metadata:1 HTTP/1.1\r\nHost: {DST}\r\nContent-Length: {len}\r\n\r\n")
+                    .as_bytes(),
+                &ev,
+            ]),
+            // httparse reads the text after the space as the version.
+            &[400, 505],
+        ),
+        (
+            "HTTP/1.0",
+            cat(&[
+                format!("POST http://{DST}{PUSH} HTTP/1.0\r\nHost: {DST}\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+                &ev,
+            ]),
+            &[505],
+        ),
+        (
+            "HTTP/2.0 in an HTTP/1 line",
+            format!("GET http://{DST}/servers/getVersion HTTP/2.0\r\nHost: {DST}\r\n\r\n").into_bytes(),
+            &[400, 505],
+        ),
+        ("NUL in a header", te(&format!("X-A: a\0b\r\nContent-Length: {len}\r\n"), &ev), &[400]),
+        ("NUL in a header name", te(&format!("X-\0A: ab\r\nContent-Length: {len}\r\n"), &ev), &[400]),
+        ("two Host fields", te(&format!("Host: {DST}\r\nContent-Length: {len}\r\n"), &ev), &[400]),
+        ("Expect other than 100-continue", te(&format!("Expect: 200-ok\r\nContent-Length: {len}\r\n"), &ev), &[417]),
+        (
+            "leading empty line",
+            cat(&[b"\r\n", head("POST", PUSH, &format!("Content-Length: {len}\r\n")).as_bytes(), &ev]),
+            &[400],
+        ),
+    ];
+    assert!(cases.len() >= 30);
+    let mut failures = Vec::new();
+    for (name, bytes, statuses) in &cases {
+        expect_refused(&rig, name, bytes, statuses, &mut failures);
+    }
+    // Each of these refusals is fatal: the guard says so and closes.
+    let r = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), rig.listen);
+        c.write_all(&te(
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            b"0\r\n\r\n",
+        ))
+        .unwrap();
+        let r = read_response(&mut c, false);
+        (r, closed(&mut c))
+    });
+    match r {
+        (Some(r), true) if r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) => {}
+        (r, closed) => failures.push(format!(
+            "CL+TE: answer without Connection: close or connection left open (closed={closed}): {:?}",
+            r.map(|r| r.head)
+        )),
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn smuggled_second_request_never_reaches_the_peer() {
+    if !can_run("smuggled_second_request_never_reaches_the_peer") {
+        return;
+    }
+    let rig = Rig::proxy("smuggle", serde_json::json!({}));
+    let ev = allowed_event();
+    let forbidden = format!("GET http://{DST}/users HTTP/1.1\r\nHost: {DST}\r\n\r\n");
+    let mut failures = Vec::new();
+    let never_users = |failures: &mut Vec<String>, case: &str, before: usize| {
+        settle();
+        for e in rig.since(before) {
+            if e["path"].as_str().is_some_and(|p| p.contains("/users")) {
+                failures.push(format!(
+                    "{case}: the smuggled /users request reached the peer"
+                ));
+            }
+            let body = recorded_body(&e);
+            if !body.is_empty() && body != ev {
+                failures.push(format!(
+                    "{case}: the peer received a body other than the event"
+                ));
+            }
+        }
+    };
+
+    // 1. TE+CL whose chunked body ends and is followed by a second request:
+    // refused as a whole, the connection closed, nothing forwarded.
+    let before = rig.count();
+    let bytes = cat(&[
+        head(
+            "POST",
+            PUSH,
+            &format!(
+                "Transfer-Encoding: chunked\r\nContent-Length: {}\r\n",
+                ev.len()
+            ),
+        )
+        .as_bytes(),
+        &chunked(&ev),
+        forbidden.as_bytes(),
+    ]);
+    let (first, second) = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), rig.listen);
+        let _ = c.write_all(&bytes);
+        let first = read_response(&mut c, false);
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        (first, read_response(&mut c, false))
+    });
+    if first.as_ref().map(|r| r.status) != Some(400) {
+        failures.push(format!(
+            "TE+CL smuggle: first answer {:?} (expected 400)",
+            first.map(|r| r.head)
+        ));
+    }
+    if let Some(s) = second {
+        failures.push(format!("TE+CL smuggle: a second answer came: {}", s.head));
+    }
+    settle();
+    if rig.count() != before {
+        failures.push("TE+CL smuggle: the peer received a request".into());
+    }
+
+    // 2. A well-framed chunked push with a forbidden request right after its
+    // last chunk, in the same write: two exchanges, each judged on its own.
+    // The second is refused whatever the first's verdict was.
+    let before = rig.count();
+    let bytes = cat(&[
+        head("POST", PUSH, "Transfer-Encoding: chunked\r\n").as_bytes(),
+        &chunked(&ev),
+        forbidden.as_bytes(),
+    ]);
+    let (first, second) = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), rig.listen);
+        let _ = c.write_all(&bytes);
+        let first = read_response(&mut c, false);
+        (first, read_response(&mut c, false))
+    });
+    if first.is_none() {
+        failures.push("chunked then /users: no first answer".into());
+    }
+    match second {
+        Some(r) if r.status == 403 => failures.extend(forbidden_json_problems(&r)),
+        Some(r) => failures.push(format!(
+            "chunked then /users: second answer {} (expected 403)",
+            r.status
+        )),
+        // Closing after a refused push is also safe: /users was not served.
+        None if first.as_ref().is_some_and(|r| r.status != 200) => {}
+        None => failures.push("chunked then /users: no answer to the second request".into()),
+    }
+    never_users(&mut failures, "chunked then /users", before);
+
+    // 3. Content-Length shorter than what follows: the rest is the next
+    // request, judged on its own.
+    let before = rig.count();
+    let bytes = cat(&[post(PUSH, "", &ev).as_slice(), forbidden.as_bytes()]);
+    let (_, second) = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), rig.listen);
+        let _ = c.write_all(&bytes);
+        let first = read_response(&mut c, false);
+        (first, read_response(&mut c, false))
+    });
+    if let Some(r) = &second {
+        if r.status != 403 {
+            failures.push(format!(
+                "CL then /users: second answer {} (expected 403)",
+                r.status
+            ));
+        }
+    }
+    never_users(&mut failures, "CL then /users", before);
+
+    // 4. A chunk whose data runs past its size, carrying a request.
+    let before = rig.count();
+    let mut body = b"5\r\nabcde".to_vec();
+    body.extend_from_slice(forbidden.as_bytes());
+    body.extend_from_slice(b"\r\n0\r\n\r\n");
+    expect_refused(
+        &rig,
+        "chunk data carrying a request",
+        &cat(&[
+            head("POST", PUSH, "Transfer-Encoding: chunked\r\n").as_bytes(),
+            &body,
+        ]),
+        &[400],
+        &mut failures,
+    );
+    never_users(&mut failures, "chunk data carrying a request", before);
+    finish(&rig, failures);
+}
+
+#[test]
+fn keep_alive_and_pipelining() {
+    if !can_run("keep_alive_and_pipelining") {
+        return;
+    }
+    let rig = Rig::proxy("keepalive", serde_json::json!({}));
+    let version = head("GET", "/servers/getVersion", "");
+    let users = head("GET", "/users", "");
+    let mut failures = Vec::new();
+
+    // Two requests, one after the other, on one connection.
+    let before = rig.count();
+    let (a, b) = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), rig.listen);
+        let a = roundtrip(&mut c, version.as_bytes(), false);
+        let b = roundtrip(&mut c, version.as_bytes(), false);
+        (a, b)
+    });
+    let new = rig.since(before);
+    for (n, r) in [("first", &a), ("second", &b)] {
+        if r.as_ref().map(|r| r.status) != Some(200) {
+            failures.push(format!(
+                "keep-alive: {n} answer {:?}",
+                r.as_ref().map(|r| &r.head)
+            ));
+        }
+    }
+    if new.len() != 2 || new.iter().any(|e| e["path"] != "/servers/getVersion") {
+        failures.push(format!(
+            "keep-alive: peer received {} request(s) (expected 2 getVersion)",
+            new.len()
+        ));
+    }
+
+    // Pipelined in one write: allowed, then forbidden, then allowed again.
+    let before = rig.count();
+    let bytes = [version.as_bytes(), users.as_bytes(), version.as_bytes()].concat();
+    let answers = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), rig.listen);
+        c.write_all(&bytes).unwrap();
+        (0..3)
+            .map(|_| read_response(&mut c, false).map(|r| r.status))
+            .collect::<Vec<_>>()
+    });
+    settle();
+    let new = rig.since(before);
+    if answers != [Some(200), Some(403), Some(200)] {
+        failures.push(format!(
+            "pipelining: answers {answers:?} (expected 200, 403, 200)"
+        ));
+    }
+    if new.len() != 2 || new.iter().any(|e| e["path"] != "/servers/getVersion") {
+        let paths: Vec<_> = new.iter().map(|e| e["path"].to_string()).collect();
+        failures.push(format!(
+            "pipelining: peer received {paths:?} (expected getVersion twice)"
+        ));
+    }
+    finish(&rig, failures);
+}
+
+/// The allowed half of `Expect: 100-continue` needs an allowed body.
+#[test]
+fn expect_continue_allowed_push() {
+    if !can_run("expect_continue_allowed_push") {
+        return;
+    }
+    let rig = Rig::proxy("expect", serde_json::json!({}));
+    let ev = allowed_event();
+    let h = head(
+        "POST",
+        PUSH,
+        &format!("Expect: 100-continue\r\nContent-Length: {}\r\n", ev.len()),
+    );
+    let before = rig.count();
+    let (interim, during, last) = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), rig.listen);
+        c.write_all(h.as_bytes()).unwrap();
+        let interim = read_response(&mut c, true);
+        // Nothing goes upstream before the body has been judged.
+        let during = rig.count() - before;
+        c.write_all(&ev).unwrap();
+        (interim, during, read_response(&mut c, false))
+    });
+    let new = rig.since(before);
+    let mut failures = Vec::new();
+    if interim.as_ref().map(|r| r.status) != Some(100) {
+        failures.push(format!(
+            "interim answer {:?} (expected 100 Continue)",
+            interim.map(|r| r.head)
+        ));
+    }
+    if during != 0 {
+        failures.push("the peer got a request before the body was sent".into());
+    }
+    if last.as_ref().map(|r| r.status) != Some(200) {
+        failures.push(format!(
+            "final answer {:?} (expected 200)",
+            last.map(|r| r.head)
+        ));
+    }
+    if new.len() != 1 {
+        failures.push(format!("peer received {} requests (expected 1)", new.len()));
+    } else {
+        if recorded_body(&new[0]) != ev {
+            failures.push("peer did not receive the exact body".into());
+        }
+        if !recorded_header(&new[0], "expect").is_empty() {
+            failures.push("Expect was forwarded".into());
+        }
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn expect_continue_to_forbidden_endpoint_gets_403_without_100() {
+    if !can_run("expect_continue_to_forbidden_endpoint_gets_403_without_100") {
+        return;
+    }
+    let rig = Rig::proxy("expect403", serde_json::json!({}));
+    let ev = allowed_event();
+    let mut failures = Vec::new();
+    for path in ["/admin/users/add", "/users", "/events/delete/1"] {
+        let h = head(
+            "POST",
+            path,
+            &format!("Expect: 100-continue\r\nContent-Length: {}\r\n", ev.len()),
+        );
+        let before = rig.count();
+        let first = rig.ns.run(|| {
+            let mut c = connect(SRC.parse().unwrap(), rig.listen);
+            c.write_all(h.as_bytes()).unwrap();
+            read_response(&mut c, false)
+        });
+        settle();
+        match first {
+            Some(r) if r.status == 403 => failures.extend(forbidden_json_problems(&r)),
+            Some(r) => failures.push(format!(
+                "{path}: first answer {} (expected 403, no 100)",
+                r.status
+            )),
+            None => failures.push(format!("{path}: no answer")),
+        }
+        if rig.count() != before {
+            failures.push(format!("{path}: the peer received a request"));
+        }
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn bodies_on_get_and_method_overrides_refused() {
+    if !can_run("bodies_on_get_and_method_overrides_refused") {
+        return;
+    }
+    let rig = Rig::proxy("getbody", serde_json::json!({}));
+    let ev = allowed_event();
+    let mut failures = Vec::new();
+    let get_cl = cat(&[
+        head(
+            "GET",
+            "/servers/getVersion",
+            &format!("Content-Length: {}\r\n", ev.len()),
+        )
+        .as_bytes(),
+        &ev,
+    ]);
+    let get_te = cat(&[
+        head(
+            "GET",
+            "/servers/getVersion",
+            "Transfer-Encoding: chunked\r\n",
+        )
+        .as_bytes(),
+        &chunked(&ev),
+    ]);
+    let view_cl = cat(&[
+        head_to(
+            "GET",
+            PULL_DST,
+            VIEW,
+            &format!("Content-Length: {}\r\n", ev.len()),
+        )
+        .as_bytes(),
+        &ev,
+    ]);
+    expect_refused(
+        &rig,
+        "GET with Content-Length body",
+        &get_cl,
+        &[400, 403],
+        &mut failures,
+    );
+    expect_refused(
+        &rig,
+        "GET with chunked body",
+        &get_te,
+        &[400, 403],
+        &mut failures,
+    );
+    // To the pull source's own instance (from instance_2_2 → instance_1_1
+    // is compartment 2 → 1: reachable).
+    expect_refused(
+        &rig,
+        "GET events/view with a body",
+        &view_cl,
+        &[400, 403],
+        &mut failures,
+    );
+    for name in [
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+        "x_http_method_override",
+    ] {
+        let bytes = head("GET", "/servers/getVersion", &format!("{name}: DELETE\r\n"));
+        expect_refused(
+            &rig,
+            &format!("{name}: DELETE"),
+            bytes.as_bytes(),
+            &[403],
+            &mut failures,
+        );
+        let bytes = post(PUSH, &format!("{name}: DELETE\r\n"), &ev);
+        expect_refused(
+            &rig,
+            &format!("push with {name}"),
+            &bytes,
+            &[403],
+            &mut failures,
+        );
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn path_tricks_refused() {
+    if !can_run("path_tricks_refused") {
+        return;
+    }
+    let rig = Rig::proxy("paths", serde_json::json!({}));
+    let ev = allowed_event();
+    let mut failures = Vec::new();
+    let paths = [
+        "/events/ADD",
+        "/events/ADD/metadata:1",
+        "/Events/add/metadata:1",
+        "/events/add/../add",
+        "/events/add/../add/metadata:1",
+        "/events/./add/metadata:1",
+        "/events/%61dd",
+        "/events/%61dd/metadata:1",
+        "/events/add;x",
+        "/events/add;x/metadata:1",
+        "/events/add?x=1",
+        "/events/add/metadata:1?x=1",
+        "/events/add.xml",
+        "/events/add/metadata:1.xml",
+        "//events/add/metadata:1",
+        "/events//add/metadata:1",
+        "/events/add/metadata:1/",
+        "/users/../events/add/metadata:1",
+        "/events/add/metadata%3A1",
+    ];
+    for path in paths {
+        expect_refused(
+            &rig,
+            &format!("POST {path}"),
+            &post(path, "", &ev),
+            &[400, 403],
+            &mut failures,
+        );
+    }
+    // The first six of the brief must be refused by the sync table (403),
+    // not by accident elsewhere.
+    for path in [
+        "/events/ADD",
+        "/events/add/../add",
+        "/events/%61dd",
+        "/events/add;x",
+        "/events/add?x=1",
+        "/events/add.xml",
+    ] {
+        let r = rig.send(SRC, &post(path, "", &ev), false);
+        if r.as_ref().map(|r| r.status) != Some(403) {
+            failures.push(format!(
+                "POST {path}: {:?} (expected 403)",
+                r.map(|r| r.status)
+            ));
+        }
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn host_header_naming_another_instance_refused() {
+    if !can_run("host_header_naming_another_instance_refused") {
+        return;
+    }
+    let rig = Rig::proxy("host", serde_json::json!({}));
+    let ev = allowed_event();
+    let mut failures = Vec::new();
+    for host in [
+        "instance2-comp2.com:443",
+        "instance1-comp1.com:443",
+        "127.20.0.1:443",
+        "instance1-comp2.com:8443",
+    ] {
+        let get = format!("GET http://{DST}/servers/getVersion HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        expect_refused(
+            &rig,
+            &format!("GET with Host {host}"),
+            get.as_bytes(),
+            &[400, 403],
+            &mut failures,
+        );
+        let push = cat(&[
+            format!(
+                "POST http://{DST}{PUSH} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+                ev.len()
+            )
+            .as_bytes(),
+            &ev,
+        ]);
+        expect_refused(
+            &rig,
+            &format!("push with Host {host}"),
+            &push,
+            &[400, 403],
+            &mut failures,
+        );
+    }
+    // Control: the same request with the matching Host passes.
+    let get = format!("GET http://{DST}/servers/getVersion HTTP/1.1\r\nHost: {DST}\r\n\r\n");
+    let r = rig.send(SRC, get.as_bytes(), false);
+    if r.as_ref().map(|r| r.status) != Some(200) {
+        failures.push(format!(
+            "control with the right Host: {:?}",
+            r.map(|r| r.head)
+        ));
+    }
+    finish(&rig, failures);
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        w.write_all(data).unwrap();
+    }
+    out
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn refused_content_codings_and_blocked_encoded_pushes() {
+    if !can_run("refused_content_codings_and_blocked_encoded_pushes") {
+        return;
+    }
+    let rig = Rig::proxy("codings", serde_json::json!({}));
+    let ev = allowed_event();
+    let blocked = blocked_event();
+    let mut failures = Vec::new();
+    // MISP sends identity, gzip or br; anything else is refused before the
+    // body is read.
+    expect_refused(
+        &rig,
+        "deflate",
+        &post(PUSH, "Content-Encoding: deflate\r\n", &zlib(&ev)),
+        &[415],
+        &mut failures,
+    );
+    expect_refused(
+        &rig,
+        "zstd",
+        &post(PUSH, "Content-Encoding: zstd\r\n", &ev),
+        &[415],
+        &mut failures,
+    );
+    expect_refused(
+        &rig,
+        "gzip, br",
+        &post(PUSH, "Content-Encoding: gzip, br\r\n", &brotli(&gzip(&ev))),
+        &[415],
+        &mut failures,
+    );
+    expect_refused(
+        &rig,
+        "gzip twice",
+        &post(
+            PUSH,
+            "Content-Encoding: gzip\r\nContent-Encoding: gzip\r\n",
+            &gzip(&gzip(&ev)),
+        ),
+        &[415],
+        &mut failures,
+    );
+    expect_refused(
+        &rig,
+        "compress",
+        &post(PUSH, "Content-Encoding: compress\r\n", &ev),
+        &[415],
+        &mut failures,
+    );
+    // A blocked event stays blocked when compressed.
+    expect_refused(
+        &rig,
+        "gzip blocked event",
+        &post(PUSH, "Content-Encoding: gzip\r\n", &gzip(&blocked)),
+        &[403],
+        &mut failures,
+    );
+    expect_refused(
+        &rig,
+        "br blocked event",
+        &post(PUSH, "Content-Encoding: br\r\n", &brotli(&blocked)),
+        &[403],
+        &mut failures,
+    );
+    // A body that is not what its coding says is refused, never passed raw.
+    expect_refused(
+        &rig,
+        "gzip label on plain JSON",
+        &post(PUSH, "Content-Encoding: gzip\r\n", &ev),
+        &[400, 403, 415],
+        &mut failures,
+    );
+    let mut truncated = gzip(&ev);
+    truncated.truncate(truncated.len() - 8);
+    expect_refused(
+        &rig,
+        "truncated gzip",
+        &post(PUSH, "Content-Encoding: gzip\r\n", &truncated),
+        &[400, 403],
+        &mut failures,
+    );
+    finish(&rig, failures);
+}
+
+/// Needs the rule engine: allowed compressed pushes pass byte for byte, and
+/// a blocked compressed push names its rule.
+#[test]
+fn encoded_pushes_judged_on_the_decoded_body() {
+    if !can_run("encoded_pushes_judged_on_the_decoded_body") {
+        return;
+    }
+    let rig = Rig::proxy("encoded", serde_json::json!({}));
+    let ev = allowed_event();
+    let blocked = blocked_event();
+    let mut failures = Vec::new();
+    for (coding, body) in [("gzip", gzip(&ev)), ("br", brotli(&ev))] {
+        let before = rig.count();
+        let r = rig.send(
+            SRC,
+            &post(PUSH, &format!("Content-Encoding: {coding}\r\n"), &body),
+            false,
+        );
+        let new = rig.since(before);
+        if r.as_ref().map(|r| r.status) != Some(200) {
+            failures.push(format!(
+                "{coding} allowed event: {:?}",
+                r.map(|r| (r.status, String::from_utf8_lossy(&r.body).to_string()))
+            ));
+        }
+        if new.len() != 1 {
+            failures.push(format!(
+                "{coding} allowed event: peer got {} requests",
+                new.len()
+            ));
+            continue;
+        }
+        if recorded_body(&new[0]) != body {
+            failures.push(format!(
+                "{coding}: peer did not receive the exact compressed bytes"
+            ));
+        }
+        if recorded_header(&new[0], "content-encoding") != [coding] {
+            failures.push(format!(
+                "{coding}: Content-Encoding not kept: {:?}",
+                recorded_header(&new[0], "content-encoding")
+            ));
+        }
+    }
+    for (coding, body) in [("gzip", gzip(&blocked)), ("br", brotli(&blocked))] {
+        let r = rig.send(
+            SRC,
+            &post(PUSH, &format!("Content-Encoding: {coding}\r\n"), &body),
+            false,
+        );
+        let errors = r
+            .as_ref()
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .and_then(|v| v["errors"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if !errors.contains("blocked tag: tlp:red at ") {
+            failures.push(format!(
+                "{coding} blocked event: reason {errors:?} does not name blocked tag: tlp:red"
+            ));
+        }
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn gzip_bomb_refused_and_guard_survives() {
+    if !can_run("gzip_bomb_refused_and_guard_survives") {
+        return;
+    }
+    let rig = Rig::proxy("bomb", serde_json::json!({}));
+    // 300 MB of zeros inside JSON, compressed as a stream: ~300 KB on the
+    // wire, far over the 200x ratio cap.
+    let bomb = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(br#"{"Event":{"info":""#).unwrap();
+        let zeros = vec![b'0'; 1 << 20];
+        for _ in 0..300 {
+            e.write_all(&zeros).unwrap();
+        }
+        e.write_all(br#""}}"#).unwrap();
+        e.finish().unwrap()
+    };
+    assert!(bomb.len() < 2 << 20, "bomb is {} bytes", bomb.len());
+    let mut failures = Vec::new();
+    let before = rig.count();
+    let r = rig.send(SRC, &post(PUSH, "Content-Encoding: gzip\r\n", &bomb), false);
+    settle();
+    match &r {
+        Some(r) if r.status == 413 => {}
+        Some(r) => failures.push(format!(
+            "bomb: status {} (expected 413): {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )),
+        None => failures.push("bomb: no answer".into()),
+    }
+    if rig.count() != before {
+        failures.push("bomb: the peer received a request".into());
+    }
+    // Still alive and serving.
+    let r = rig.send(
+        SRC,
+        head("GET", "/servers/getVersion", "").as_bytes(),
+        false,
+    );
+    if r.as_ref().map(|r| r.status) != Some(200) {
+        failures.push(format!("after the bomb: {:?}", r.map(|r| r.head)));
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn blocked_pull_answer_never_reaches_the_client() {
+    if !can_run("blocked_pull_answer_never_reaches_the_client") {
+        return;
+    }
+    let rig = Rig::proxy("pullblock", serde_json::json!({}));
+    let mut failures = Vec::new();
+    for chunked_answer in [false, true] {
+        let f = format!("{SHARED}/fixtures/test_event_blocked_tags.json");
+        rig.peer
+            .answer(serde_json::json!({ "body_file": f, "chunked": chunked_answer }));
+        let before = rig.count();
+        let r = rig.send(
+            PULL_SRC,
+            head_to("GET", PULL_DST, VIEW, "").as_bytes(),
+            false,
+        );
+        let new = rig.since(before);
+        let case = if chunked_answer {
+            "chunked answer"
+        } else {
+            "answer"
+        };
+        match &r {
+            Some(r) => {
+                if r.status != 403 {
+                    failures.push(format!("{case}: status {} (expected 403)", r.status));
+                }
+                failures.extend(forbidden_json_problems(r));
+                if contains_part_of(&r.body, &blocked_event()) {
+                    failures.push(format!("{case}: the blocked answer reached the client"));
+                }
+            }
+            None => failures.push(format!("{case}: no answer")),
+        }
+        if new.len() != 1 {
+            failures.push(format!(
+                "{case}: peer received {} requests (expected the one pull)",
+                new.len()
+            ));
+        }
+    }
+    finish(&rig, failures);
+}
+
+/// Checks of a relayed answer: the exact bytes, re-framed with a length.
+fn expect_exact_answer(case: &str, r: Option<Response>, want: &[u8], failures: &mut Vec<String>) {
+    let Some(r) = r else {
+        failures.push(format!("{case}: no answer"));
+        return;
+    };
+    if r.status != 200 {
+        failures.push(format!(
+            "{case}: status {} (expected 200): {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
+        return;
+    }
+    if r.header("transfer-encoding").is_some() {
+        failures.push(format!("{case}: answer is still chunked"));
+    }
+    if r.header("content-length") != Some(want.len().to_string()) {
+        failures.push(format!(
+            "{case}: Content-Length {:?} (expected {})",
+            r.header("content-length"),
+            want.len()
+        ));
+    }
+    if r.body != want {
+        failures.push(format!("{case}: body differs from what the peer sent"));
+    }
+}
+
+#[test]
+fn chunked_upstream_answer_reframed_uninspected() {
+    if !can_run("chunked_upstream_answer_reframed_uninspected") {
+        return;
+    }
+    let rig = Rig::proxy("chunkedup", serde_json::json!({}));
+    let f = format!("{SHARED}/fixtures/test_event_non-blocked.json");
+    rig.peer
+        .answer(serde_json::json!({ "body_file": f, "chunked": true }));
+    let r = rig.send(
+        SRC,
+        head("GET", "/servers/getVersion", "").as_bytes(),
+        false,
+    );
+    let mut failures = Vec::new();
+    expect_exact_answer("getVersion chunked", r, &allowed_event(), &mut failures);
+    finish(&rig, failures);
+}
+
+/// Needs the rule engine: an inspected chunked answer that is allowed.
+#[test]
+fn chunked_upstream_answer_reframed_inspected() {
+    if !can_run("chunked_upstream_answer_reframed_inspected") {
+        return;
+    }
+    let rig = Rig::proxy("chunkedpull", serde_json::json!({}));
+    let f = format!("{SHARED}/fixtures/test_event_non-blocked.json");
+    rig.peer
+        .answer(serde_json::json!({ "body_file": f, "chunked": true }));
+    let r = rig.send(
+        PULL_SRC,
+        head_to("GET", PULL_DST, VIEW, "").as_bytes(),
+        false,
+    );
+    let mut failures = Vec::new();
+    expect_exact_answer("events/view chunked", r, &allowed_event(), &mut failures);
+    finish(&rig, failures);
+}
+
+/// An allowed event of about 20 MB: attributes of type ip-dst, category
+/// Network activity, distribution 5 (inherit).
+fn large_event() -> Vec<u8> {
+    let mut ev: serde_json::Value = serde_json::from_slice(&allowed_event()).unwrap();
+    let attrs: Vec<serde_json::Value> = (0..45_000u32)
+        .map(|i| {
+            serde_json::json!({
+                "id": (i + 10).to_string(),
+                "type": "ip-dst",
+                "category": "Network activity",
+                "to_ids": true,
+                "uuid": format!("{i:08x}-1b2c-4d3e-8f40-{:012x}", u64::from(i) * 7919),
+                "event_id": "1",
+                "distribution": "5",
+                "timestamp": "1661956302",
+                "comment": "generated by relay_http.rs for the spill test, padding padding padding",
+                "sharing_group_id": "0",
+                "deleted": false,
+                "disable_correlation": false,
+                "object_id": "0",
+                "object_relation": null,
+                "first_seen": null,
+                "last_seen": null,
+                "value": format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                "Galaxy": [],
+                "ShadowAttribute": []
+            })
+        })
+        .collect();
+    ev["Event"]["attribute_count"] = serde_json::Value::String(attrs.len().to_string());
+    ev["Event"]["Attribute"] = serde_json::Value::Array(attrs);
+    serde_json::to_vec(&ev).unwrap()
+}
+
+/// Needs the rule engine: a body far past the in-memory threshold spills
+/// and still arrives byte for byte.
+#[test]
+fn large_push_spills_and_arrives_exact() {
+    if !can_run("large_push_spills_and_arrives_exact") {
+        return;
+    }
+    let rig = Rig::proxy(
+        "spill",
+        serde_json::json!({ "limits": { "hold_memory_bytes": 65536 } }),
+    );
+    let ev = large_event();
+    assert!(ev.len() > 19 << 20, "large event is {} bytes", ev.len());
+    let before = rig.count();
+    let r = rig.send(SRC, &post(PUSH, "", &ev), false);
+    let new = rig.since(before);
+    let mut failures = Vec::new();
+    if r.as_ref().map(|r| r.status) != Some(200) {
+        failures.push(format!(
+            "status {:?} (expected 200)",
+            r.map(|r| (r.status, String::from_utf8_lossy(&r.body).to_string()))
+        ));
+    }
+    if new.len() != 1 {
+        failures.push(format!("peer received {} requests (expected 1)", new.len()));
+    } else if recorded_body(&new[0]) != ev {
+        failures.push(format!(
+            "peer received {} bytes, not the exact {} sent",
+            new[0]["body_len"],
+            ev.len()
+        ));
+    }
+    // The same event chunked: re-framed with its length, same bytes.
+    let before = rig.count();
+    let r = rig.send(
+        SRC,
+        &cat(&[
+            head("POST", PUSH, "Transfer-Encoding: chunked\r\n").as_bytes(),
+            &chunked(&ev),
+        ]),
+        false,
+    );
+    let new = rig.since(before);
+    if r.as_ref().map(|r| r.status) != Some(200) {
+        failures.push(format!(
+            "chunked: status {:?} (expected 200)",
+            r.map(|r| r.status)
+        ));
+    }
+    if new.len() != 1 || recorded_body(&new[0]) != ev {
+        failures.push("chunked: peer did not receive exactly the event once".into());
+    } else if recorded_header(&new[0], "content-length") != [ev.len().to_string()] {
+        failures.push(format!(
+            "chunked: forwarded Content-Length {:?}",
+            recorded_header(&new[0], "content-length")
+        ));
+    }
+    finish(&rig, failures);
+}
+
+#[test]
+fn answer_encoding_must_be_one_the_client_offered() {
+    if !can_run("answer_encoding_must_be_one_the_client_offered") {
+        return;
+    }
+    let rig = Rig::proxy("answerenc", serde_json::json!({}));
+    let payload = br#"{"version":"2.5.1","perm_sync":true,"perm_sighting":true,"perm_galaxy_editor":true,"request_encoding":["gzip","br"]}"#;
+    let gz = gzip(payload);
+    let gz_file = rig.ns.path("answer.gz");
+    std::fs::write(&gz_file, &gz).unwrap();
+    rig.peer.answer(serde_json::json!({
+        "body_file": gz_file.display().to_string(),
+        "headers": { "Content-Encoding": "gzip" },
+    }));
+    let mut failures = Vec::new();
+
+    // No Accept-Encoding: the guard asks for identity; an upstream that
+    // answers gzip anyway is refused.
+    let before = rig.count();
+    let r = rig.send(
+        SRC,
+        head("GET", "/servers/getVersion", "").as_bytes(),
+        false,
+    );
+    let new = rig.since(before);
+    match &r {
+        Some(r) if r.status == 502 => {
+            if contains_part_of(&r.body, &gz) {
+                failures.push("no offer: the encoded answer reached the client".into());
+            }
+        }
+        other => failures.push(format!(
+            "no offer: {:?} (expected 502)",
+            other.as_ref().map(|r| r.status)
+        )),
+    }
+    if new.len() == 1 && recorded_header(&new[0], "accept-encoding") != ["identity"] {
+        failures.push(format!(
+            "no offer: upstream was asked for {:?}",
+            recorded_header(&new[0], "accept-encoding")
+        ));
+    }
+
+    // Offered br only: gzip is still not acceptable.
+    let r = rig.send(
+        SRC,
+        head("GET", "/servers/getVersion", "Accept-Encoding: br\r\n").as_bytes(),
+        false,
+    );
+    if r.as_ref().map(|r| r.status) != Some(502) {
+        failures.push(format!(
+            "br offered, gzip answered: {:?} (expected 502)",
+            r.map(|r| r.status)
+        ));
+    }
+
+    // Offered gzip (and an unknown coding): passes with the encoding kept.
+    let before = rig.count();
+    let r = rig.send(
+        SRC,
+        head(
+            "GET",
+            "/servers/getVersion",
+            "Accept-Encoding: gzip, compress\r\n",
+        )
+        .as_bytes(),
+        false,
+    );
+    let new = rig.since(before);
+    match &r {
+        Some(r) if r.status == 200 => {
+            if r.body != gz {
+                failures.push("gzip offered: answer bytes differ".into());
+            }
+            if r.header("content-encoding").as_deref() != Some("gzip") {
+                failures.push("gzip offered: Content-Encoding not kept".into());
+            }
+        }
+        other => failures.push(format!(
+            "gzip offered: {:?} (expected 200)",
+            other.as_ref().map(|r| r.status)
+        )),
+    }
+    if new.len() == 1 && recorded_header(&new[0], "accept-encoding") != ["gzip"] {
+        failures.push(format!(
+            "gzip offered: upstream was asked for {:?}",
+            recorded_header(&new[0], "accept-encoding")
+        ));
+    }
+    finish(&rig, failures);
+}
