@@ -23,7 +23,16 @@ const CHANNEL_CHUNKS: usize = 8;
 /// One body being inspected.
 pub struct Inspection {
     tx: Option<mpsc::Sender<Bytes>>,
-    task: JoinHandle<Verdict>,
+    task: JoinHandle<Judged>,
+}
+
+/// What the engine thread found: a verdict, or a decoding limit that was
+/// hit (the body is refused for its size, not for what it says).
+pub enum Judged {
+    /// The rule engine's verdict.
+    Verdict(Verdict),
+    /// A decode cap was hit: the HTTP status and why.
+    Limit(u16, String),
 }
 
 /// What the engine needs to judge one body.
@@ -51,9 +60,16 @@ impl Inspection {
                 rx,
                 current: Bytes::new(),
             };
-            let body = http::decoder(job.coding, raw, job.caps);
+            let mut body = LimitWatch {
+                inner: http::decoder(job.coding, raw, job.caps),
+                hit: None,
+            };
             let policy = &job.config.instance(job.instance).policy;
-            rules::evaluate(body, job.doc, policy, &job.context)
+            let verdict = rules::evaluate(&mut body, job.doc, policy, &job.context);
+            match body.hit {
+                Some((status, reason)) => Judged::Limit(status, reason),
+                None => Judged::Verdict(verdict),
+            }
         });
         Inspection { tx: Some(tx), task }
     }
@@ -69,15 +85,15 @@ impl Inspection {
     }
 
     /// Signal the end of the body and wait for the verdict.
-    pub async fn finish(mut self) -> Verdict {
+    pub async fn finish(mut self) -> Judged {
         self.tx = None;
         match self.task.await {
-            Ok(verdict) => verdict,
-            Err(e) => Verdict::Block(Block {
+            Ok(judged) => judged,
+            Err(e) => Judged::Verdict(Verdict::Block(Block {
                 rule: Rule::Malformed,
                 value: format!("inspection failed: {e}"),
                 at: "$".into(),
-            }),
+            })),
         }
     }
 }
@@ -100,5 +116,24 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.current[..n]);
         self.current.advance(n);
         Ok(n)
+    }
+}
+
+/// Remembers a decode cap error passing through, so the relay can answer
+/// it as a size refusal (413) rather than as a malformed document.
+struct LimitWatch<R> {
+    inner: R,
+    hit: Option<(u16, String)>,
+}
+
+impl<R: Read> Read for LimitWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if let Some(err @ (http::Error::DecodedTooLarge(_) | http::Error::RatioTooHigh(_))) =
+                http::Error::from_io(e)
+            {
+                self.hit = Some((err.status(), err.to_string()));
+            }
+        })
     }
 }

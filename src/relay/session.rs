@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::answer::{Reject, Side};
 use super::hold::Hold;
-use super::inspect::{Inspection, Job};
+use super::inspect::{Inspection, Job, Judged};
 use super::route::{escape, route, Destination, Route, Target};
 use super::upstream;
 use crate::config::Config;
@@ -926,10 +926,15 @@ async fn take_body<S: AsyncRead + Unpin>(
             }
         },
     }
-    Ok(match inspection {
-        Some(i) => i.finish().await,
-        None => Verdict::Allow(Pass::uninspected()),
-    })
+    match inspection {
+        Some(i) => match i.finish().await {
+            Judged::Verdict(v) => Ok(v),
+            Judged::Limit(status, reason) => {
+                Err(Reject::fatal(side_status(side, status, 502), side, reason))
+            }
+        },
+        None => Ok(Verdict::Allow(Pass::uninspected())),
+    }
 }
 
 async fn feed(inspection: &mut Option<Inspection>, piece: Bytes) {
