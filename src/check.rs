@@ -66,7 +66,9 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
     };
     let dst = match route.destination {
         Destination::Allowlisted { host, .. } => {
-            return Ok(Outcome::Allow(vec![format!("allowlisted: {host} (not inspected)")]))
+            return Ok(Outcome::Allow(vec![format!(
+                "allowlisted: {host} (not inspected)"
+            )]))
         }
         Destination::Instance(id) => id,
     };
@@ -107,7 +109,9 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
                 Ok(c) => c,
                 Err(e) => return Ok(Outcome::Block(e)),
             };
-            if let Verdict::Block(b) = judge_body(body, coding, caps.clone(), doc, policy, &Context::default()) {
+            if let Verdict::Block(b) =
+                judge_body(body, coding, caps.clone(), doc, policy, &Context::default())
+            {
                 return Ok(Outcome::Block(b.to_string()));
             }
         }
@@ -174,7 +178,9 @@ fn split_url(url: &str) -> Result<(&'static str, String, u16, String), Error> {
     } else if let Some(r) = url.strip_prefix("https://") {
         ("https", r, 443)
     } else {
-        return Err(Error::Url(format!("{url:?} does not start with http:// or https://")));
+        return Err(Error::Url(format!(
+            "{url:?} does not start with http:// or https://"
+        )));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),

@@ -20,7 +20,11 @@ use misp_guard::telemetry;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "misp-guard", version, about = "Transparent guard for MISP server synchronisation")]
+#[command(
+    name = "misp-guard",
+    version,
+    about = "Transparent guard for MISP server synchronisation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,9 +108,12 @@ fn main() -> ExitCode {
         } => {
             let result = (|| -> Result<check::Outcome, String> {
                 let (config, _warnings) = Config::load(&config).map_err(|e| e.to_string())?;
-                let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+                let read =
+                    |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
                 let headers = |v: &[String]| -> Result<Vec<(String, String)>, String> {
-                    v.iter().map(|h| check::header_arg(h).map_err(|e| e.to_string())).collect()
+                    v.iter()
+                        .map(|h| check::header_arg(h).map_err(|e| e.to_string()))
+                        .collect()
                 };
                 let x = check::Exchange {
                     source: Some(source),
@@ -174,7 +181,10 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
     for w in &warnings {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("misp-guard: cannot start the runtime: {e}");
@@ -200,7 +210,9 @@ async fn serve(
     proxy.extend(config.guard.proxy_listen.iter().copied());
     transparent.extend(config.guard.transparent_listen.iter().copied());
     if proxy.is_empty() && transparent.is_empty() {
-        return Err("no listener: set guard.listen or pass --proxy-listen/--transparent-listen".into());
+        return Err(
+            "no listener: set guard.listen or pass --proxy-listen/--transparent-listen".into(),
+        );
     }
     check_mark_capability(config.guard.upstream_mark)?;
 

@@ -50,7 +50,9 @@ fn every_scenario_gives_the_old_guards_verdict_offline() {
                     && first.starts_with("blocked: ")
                     && match s.expected_block() {
                         None => true,
-                        Some((rule, _)) if rule == "cannot reach compartment" => first.contains(&rule),
+                        Some((rule, _)) if rule == "cannot reach compartment" => {
+                            first.contains(&rule)
+                        }
                         Some((rule, value)) => first.contains(&format!("{rule}: {value} at ")),
                     }
             }
@@ -66,5 +68,10 @@ fn every_scenario_gives_the_old_guards_verdict_offline() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of 122 scenarios differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of 122 scenarios differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -382,8 +382,11 @@ fn target_form(method: &str, target: &str) -> Result<Form, Error> {
 }
 
 /// RFC 3986 §3.3/§3.4 path and query bytes: unreserved, sub-delims, `:`,
-/// `@`, `/`, `?` and well-formed percent-encoding. No fragment, no space,
-/// no controls, no non-ASCII.
+/// `@`, `/`, `?` and well-formed percent-encoding; plus `[` and `]`, which
+/// RFC 3986 reserves for IP literals but MISP sends unencoded in named
+/// array parameters (`deleted[]:0`, `uuid[]:…`; protocol doc §5), as
+/// libcurl passes them through. No fragment, no space, no controls, no
+/// non-ASCII.
 fn check_path(path: &str) -> Result<(), Error> {
     let bytes = path.as_bytes();
     let mut i = 0;
@@ -396,7 +399,7 @@ fn check_path(path: &str) -> Result<(), Error> {
                 }
                 i += 3;
             }
-            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b) => i += 1,
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?[]".contains(&b) => i += 1,
             _ => return Err(Error::BadTarget),
         }
     }

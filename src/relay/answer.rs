@@ -144,7 +144,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["saved"], false);
         assert_eq!(v["url"], "/users\"x");
-        assert!(v["errors"].as_str().unwrap().contains("endpoint not allowed"));
+        assert!(v["errors"]
+            .as_str()
+            .unwrap()
+            .contains("endpoint not allowed"));
     }
 
     #[test]

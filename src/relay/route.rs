@@ -82,7 +82,9 @@ pub fn route(
     let source = config.source(peer);
     if config.allowlisted(&url, &url_host) {
         let source = source.ok_or_else(|| {
-            Reject::forbidden(format!("source address {peer} is not a configured instance"))
+            Reject::forbidden(format!(
+                "source address {peer} is not a configured instance"
+            ))
         })?;
         return Ok(Route {
             source,
@@ -94,7 +96,9 @@ pub fn route(
     }
 
     let source = source.ok_or_else(|| {
-        Reject::forbidden(format!("source address {peer} is not a configured instance"))
+        Reject::forbidden(format!(
+            "source address {peer} is not a configured instance"
+        ))
     })?;
     let destination = match target {
         Target::Address(addr) => config.destination_by_addr(*addr),
@@ -148,7 +152,8 @@ pub fn parse_authority(s: &str, default_port: u16) -> Option<(String, u16)> {
             None => (s, None),
         }
     };
-    if host.is_empty() || host.contains(['/', '@', '?', '#', '\\', '%', ':']) && !s.starts_with('[') {
+    if host.is_empty() || host.contains(['/', '@', '?', '#', '\\', '%', ':']) && !s.starts_with('[')
+    {
         return None;
     }
     let port = match port {
@@ -204,8 +209,19 @@ mod tests {
             assert_eq!(parse_authority(s, 443), Some((h.to_string(), *p)), "{s}");
         }
         for s in [
-            "", "a b", "host:", "host:0", "host:65536", "host:+1", "host:1:2", "[::1", "[zz]:1",
-            "user@host", "host/x", "ho\tst", "[::1]x",
+            "",
+            "a b",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:+1",
+            "host:1:2",
+            "[::1",
+            "[zz]:1",
+            "user@host",
+            "host/x",
+            "ho\tst",
+            "[::1]x",
         ] {
             assert_eq!(parse_authority(s, 443), None, "{s:?}");
         }

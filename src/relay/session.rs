@@ -15,7 +15,9 @@ use super::inspect::{Inspection, Job};
 use super::route::{escape, route, Destination, Route, Target};
 use super::upstream;
 use crate::config::Config;
-use crate::http::{self, BodyKind, Chunk, ChunkedDecoder, Coding, DecodeCaps, RequestHead, ResponseHead};
+use crate::http::{
+    self, BodyKind, Chunk, ChunkedDecoder, Coding, DecodeCaps, RequestHead, ResponseHead,
+};
 use crate::rules::{Context, Document, Pass, Verdict};
 use crate::sync::{self, Direction};
 
@@ -116,8 +118,17 @@ pub async fn serve<S: Io>(
                     continue;
                 }
                 Err(reject) => {
-                    let _ = client.io.write_all(&reject.to_response(&head.target, true)).await;
-                    log_exchange(peer, "CONNECT", &head.target, &outcome_of(reject), started.elapsed());
+                    let _ = client
+                        .io
+                        .write_all(&reject.to_response(&head.target, true))
+                        .await;
+                    log_exchange(
+                        peer,
+                        "CONNECT",
+                        &head.target,
+                        &outcome_of(reject),
+                        started.elapsed(),
+                    );
                     return;
                 }
             }
@@ -138,12 +149,21 @@ pub async fn serve<S: Io>(
             // Close when the request body was not read (its bytes would be
             // taken for the next request) or the state is unclear.
             let close = reject.close || !outcome.keep_alive;
-            let _ = client.io.write_all(&reject.to_response(&head.target, close)).await;
+            let _ = client
+                .io
+                .write_all(&reject.to_response(&head.target, close))
+                .await;
             outcome.status = reject.status;
             outcome.keep_alive = !close;
             outcome.reject = Some(reject);
         }
-        log_exchange(peer, &head.method, &head.target, &outcome, started.elapsed());
+        log_exchange(
+            peer,
+            &head.method,
+            &head.target,
+            &outcome,
+            started.elapsed(),
+        );
         if !outcome.keep_alive || shutdown.is_cancelled() {
             let _ = client.io.shutdown().await;
             return;
@@ -208,7 +228,13 @@ async fn next_request<S: Io>(
         };
         match n {
             Ok(0) if client.buf.is_empty() => return Ok(None),
-            Ok(0) => return Err(Reject::fatal(400, Side::Client, "connection closed inside a request head")),
+            Ok(0) => {
+                return Err(Reject::fatal(
+                    400,
+                    Side::Client,
+                    "connection closed inside a request head",
+                ))
+            }
             Ok(_) => {}
             Err(_) => return Ok(None),
         }
@@ -225,11 +251,21 @@ async fn connect_tunnel<S: Io>(
     head: &RequestHead,
 ) -> Result<Target, Reject> {
     if *origin != Origin::Proxy {
-        return Err(Reject::fatal(400, Side::Client, "CONNECT is only for proxy listeners"));
+        return Err(Reject::fatal(
+            400,
+            Side::Client,
+            "CONNECT is only for proxy listeners",
+        ));
     }
     let (host, port) = super::route::parse_authority(&head.target, 443)
         .filter(|_| head.target.contains(':'))
-        .ok_or_else(|| Reject::fatal(400, Side::Client, format!("bad CONNECT target {}", escape(&head.target))))?;
+        .ok_or_else(|| {
+            Reject::fatal(
+                400,
+                Side::Client,
+                format!("bad CONNECT target {}", escape(&head.target)),
+            )
+        })?;
     let target = Target::Name { host, port };
     route(config, peer.ip(), &target, "https", "/", None)
         .map_err(|r| Reject { close: true, ..r })?;
@@ -241,10 +277,18 @@ async fn connect_tunnel<S: Io>(
     // TLS inside the tunnel is intercepted by the TLS layer; a plain
     // tunnel carries HTTP that is judged like any other request.
     if client.buf.is_empty() {
-        let _ = tokio::time::timeout(config.guard.timeouts.head, client.io.read_buf(&mut client.buf)).await;
+        let _ = tokio::time::timeout(
+            config.guard.timeouts.head,
+            client.io.read_buf(&mut client.buf),
+        )
+        .await;
     }
     if client.buf.first() == Some(&0x16) {
-        return Err(Reject::fatal(501, Side::Guard, "TLS inside CONNECT is not available on this listener"));
+        return Err(Reject::fatal(
+            501,
+            Side::Guard,
+            "TLS inside CONNECT is not available on this listener",
+        ));
     }
     Ok(target)
 }
@@ -261,7 +305,8 @@ async fn exchange<S: Io>(
     head: &RequestHead,
     outcome: &mut Outcome,
 ) -> Result<(), Reject> {
-    let request_body = http::request_body(head).map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
+    let request_body = http::request_body(head)
+        .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
     // Until the body is consumed, a refusal must close the connection.
     outcome.keep_alive = is_empty(request_body) && !http::connection_close(head);
 
@@ -272,11 +317,25 @@ async fn exchange<S: Io>(
         Origin::Proxy => absolute_form(&head.target)?,
     };
     if !path.starts_with('/') {
-        return Err(Reject::fatal(400, Side::Client, "request target must be origin-form here"));
+        return Err(Reject::fatal(
+            400,
+            Side::Client,
+            "request target must be origin-form here",
+        ));
     }
     let host_header = single_header(head, "host")?
         .ok_or_else(|| Reject::fatal(400, Side::Client, "missing Host header"))?;
-    let Route { source, destination } = route(config, peer.ip(), &target, "http", &path, Some(&host_header))?;
+    let Route {
+        source,
+        destination,
+    } = route(
+        config,
+        peer.ip(),
+        &target,
+        "http",
+        &path,
+        Some(&host_header),
+    )?;
     outcome.source = Some(config.instance(source).name.clone());
 
     let (dst_id, exchange, upstream_addr) = match &destination {
@@ -285,9 +344,17 @@ async fn exchange<S: Io>(
             outcome.destination = Some(instance.name.clone());
             let exchange = sync::classify(&head.method, &path, &instance.settings.base_path)
                 .map_err(|r| Reject::forbidden(r.to_string()))?;
-            sync::check_request_headers(head.headers.iter().map(|h| (h.name.as_str(), h.value.as_ref())))
-                .map_err(|r| Reject::forbidden(r.to_string()))?;
-            (Some(*id), Some(exchange), SocketAddr::new(instance.ip, instance.port))
+            sync::check_request_headers(
+                head.headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_ref())),
+            )
+            .map_err(|r| Reject::forbidden(r.to_string()))?;
+            (
+                Some(*id),
+                Some(exchange),
+                SocketAddr::new(instance.ip, instance.port),
+            )
         }
         Destination::Allowlisted { host, port } => {
             outcome.destination = Some(format!("allowlist:{host}"));
@@ -310,9 +377,11 @@ async fn exchange<S: Io>(
         Direction::Push => source,
         Direction::Pull => dst_id.unwrap_or(source),
     };
-    let expect = http::expects_continue(head).map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
+    let expect = http::expects_continue(head)
+        .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
     let request_coding = match request_doc {
-        Some(_) => http::request_coding(&head.headers).map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?,
+        Some(_) => http::request_coding(&head.headers)
+            .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?,
         None => Coding::Identity,
     };
     if expect {
@@ -339,7 +408,16 @@ async fn exchange<S: Io>(
         }),
         _ => None,
     };
-    let verdict = take_body(client, request_body, job, &mut hold, config, limits, Side::Client).await?;
+    let verdict = take_body(
+        client,
+        request_body,
+        job,
+        &mut hold,
+        config,
+        limits,
+        Side::Client,
+    )
+    .await?;
     outcome.bytes_in = hold.len();
     outcome.keep_alive = !http::connection_close(head);
     let pass = match verdict {
@@ -354,7 +432,12 @@ async fn exchange<S: Io>(
     let up = match upstream {
         Some(u) => u,
         None => {
-            let io = upstream::connect(upstream_addr, config.guard.upstream_mark, config.guard.timeouts.connect).await?;
+            let io = upstream::connect(
+                upstream_addr,
+                config.guard.upstream_mark,
+                config.guard.timeouts.connect,
+            )
+            .await?;
             upstream.insert(Upstream {
                 addr: upstream_addr,
                 peer: Peer {
@@ -367,7 +450,11 @@ async fn exchange<S: Io>(
 
     let offered = offered_codings(head);
     let mut out = Vec::with_capacity(1024);
-    let accept = if offered.is_empty() { "identity".to_string() } else { offered.join(", ") };
+    let accept = if offered.is_empty() {
+        "identity".to_string()
+    } else {
+        offered.join(", ")
+    };
     let mut forwarded = head.clone();
     forwarded.headers.retain(|h| !h.is("accept-encoding"));
     forwarded.headers.push(http::Header {
@@ -383,7 +470,11 @@ async fn exchange<S: Io>(
     .await;
     if let Err(e) = sent {
         *upstream = None;
-        return Err(Reject::fatal(502, Side::Upstream, format!("sending request: {e}")));
+        return Err(Reject::fatal(
+            502,
+            Side::Upstream,
+            format!("sending request: {e}"),
+        ));
     }
 
     // The response.
@@ -416,7 +507,11 @@ async fn exchange<S: Io>(
     if let Some(name) = coding_name(response_coding) {
         if !offered.contains(&name) {
             *upstream = None;
-            return Err(Reject::fatal(502, Side::Upstream, format!("answer encoded with {name}, which the client did not offer")));
+            return Err(Reject::fatal(
+                502,
+                Side::Upstream,
+                format!("answer encoded with {name}, which the client did not offer"),
+            ));
         }
     }
     let success = (200..300).contains(&response.status);
@@ -432,20 +527,32 @@ async fn exchange<S: Io>(
             coding: response_coding,
             caps: decode_caps(config),
             context: Context {
-                user_org_uuid: header_str(&response, "x-userorguuid").map(|s| s.trim().to_ascii_lowercase()),
+                user_org_uuid: header_str(&response, "x-userorguuid")
+                    .map(|s| s.trim().to_ascii_lowercase()),
             },
         }),
         _ => None,
     };
     let mut hold = Hold::new(config.guard.limits.hold_memory_bytes);
-    let verdict = match take_body(&mut up.peer, response_body, job, &mut hold, config, limits, Side::Upstream).await {
+    let verdict = match take_body(
+        &mut up.peer,
+        response_body,
+        job,
+        &mut hold,
+        config,
+        limits,
+        Side::Upstream,
+    )
+    .await
+    {
         Ok(v) => v,
         Err(r) => {
             *upstream = None;
             return Err(r);
         }
     };
-    let upstream_reusable = response_body != BodyKind::CloseDelimited && !http::connection_close(&response.headers);
+    let upstream_reusable =
+        response_body != BodyKind::CloseDelimited && !http::connection_close(&response.headers);
     if !upstream_reusable {
         *upstream = None;
     }
@@ -487,7 +594,13 @@ fn is_empty(kind: BodyKind) -> bool {
 
 /// Split an absolute-form target `http://host[:port]/path` (proxy mode).
 fn absolute_form(target: &str) -> Result<(Target, String), Reject> {
-    let bad = || Reject::fatal(400, Side::Client, format!("bad absolute-form target {}", escape(target)));
+    let bad = || {
+        Reject::fatal(
+            400,
+            Side::Client,
+            format!("bad absolute-form target {}", escape(target)),
+        )
+    };
     let rest = target.strip_prefix("http://").ok_or_else(bad)?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -518,16 +631,27 @@ async fn allowlisted_addr(host: &str, port: u16, target: &Target) -> Result<Sock
 
 /// The one value of a header that must appear at most once.
 fn single_header(head: &RequestHead, name: &str) -> Result<Option<String>, Reject> {
-    let mut values = head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+    let mut values = head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name));
     let first = values.next();
     if values.next().is_some() {
-        return Err(Reject::fatal(400, Side::Client, format!("more than one {name} header")));
+        return Err(Reject::fatal(
+            400,
+            Side::Client,
+            format!("more than one {name} header"),
+        ));
     }
     match first {
         None => Ok(None),
         Some(h) => match std::str::from_utf8(&h.value) {
             Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(_) => Err(Reject::fatal(400, Side::Client, format!("{name} header is not ASCII"))),
+            Err(_) => Err(Reject::fatal(
+                400,
+                Side::Client,
+                format!("{name} header is not ASCII"),
+            )),
         },
     }
 }
@@ -553,14 +677,21 @@ fn header_str<'a>(head: &'a ResponseHead, name: &str) -> Option<&'a str> {
 /// comes in an encoding both the guard and the client understand.
 fn offered_codings(head: &RequestHead) -> Vec<&'static str> {
     let mut out = Vec::new();
-    for h in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("accept-encoding")) {
-        let Ok(value) = std::str::from_utf8(&h.value) else { continue };
+    for h in head
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("accept-encoding"))
+    {
+        let Ok(value) = std::str::from_utf8(&h.value) else {
+            continue;
+        };
         for item in value.split(',') {
             let mut parts = item.split(';');
             let token = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let refused = parts.any(|p| {
                 let p = p.trim().to_ascii_lowercase();
-                p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().map(|q| q <= 0.0).unwrap_or(true))
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().map(|q| q <= 0.0).unwrap_or(true))
             });
             if refused {
                 continue;
@@ -611,7 +742,11 @@ async fn read_response_head(
                 Ok(Some((head, len))) => {
                     let _ = up.peer.buf.split_to(len);
                     if head.status == 101 {
-                        return Err(Reject::fatal(502, Side::Upstream, "upstream switched protocols"));
+                        return Err(Reject::fatal(
+                            502,
+                            Side::Upstream,
+                            "upstream switched protocols",
+                        ));
                     }
                     if (100..200).contains(&head.status) {
                         continue;
@@ -619,15 +754,33 @@ async fn read_response_head(
                     return Ok(head);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(Reject::fatal(502, Side::Upstream, format!("bad response: {e}"))),
+                Err(e) => {
+                    return Err(Reject::fatal(
+                        502,
+                        Side::Upstream,
+                        format!("bad response: {e}"),
+                    ))
+                }
             }
         }
         up.peer.buf.reserve(16 * 1024);
         match tokio::time::timeout_at(deadline, up.peer.io.read_buf(&mut up.peer.buf)).await {
             Err(_) => return Err(Reject::fatal(504, Side::Upstream, "no response in time")),
-            Ok(Ok(0)) => return Err(Reject::fatal(502, Side::Upstream, "upstream closed without a response")),
+            Ok(Ok(0)) => {
+                return Err(Reject::fatal(
+                    502,
+                    Side::Upstream,
+                    "upstream closed without a response",
+                ))
+            }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Reject::fatal(502, Side::Upstream, format!("reading response: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Reject::fatal(
+                    502,
+                    Side::Upstream,
+                    format!("reading response: {e}"),
+                ))
+            }
         }
     }
 }
@@ -645,7 +798,14 @@ async fn take_body<S: AsyncRead + Unpin>(
 ) -> Result<Verdict, Reject> {
     let too_large = |n: u64| {
         let status = if side == Side::Client { 413 } else { 502 };
-        Reject::fatal(status, side, format!("body of {n} bytes is over the limit of {}", limits.max_body_bytes))
+        Reject::fatal(
+            status,
+            side,
+            format!(
+                "body of {n} bytes is over the limit of {}",
+                limits.max_body_bytes
+            ),
+        )
     };
     if let BodyKind::Length(n) = kind {
         if n > limits.max_body_bytes {
@@ -691,7 +851,11 @@ async fn take_body<S: AsyncRead + Unpin>(
                     }
                     Ok(Chunk::Done) => break,
                     Err(e) => {
-                        let status = if side == Side::Client { e.status() } else { 502 };
+                        let status = if side == Side::Client {
+                            e.status()
+                        } else {
+                            502
+                        };
                         return Err(Reject::fatal(status, side, e.to_string()));
                     }
                 }
@@ -766,7 +930,11 @@ async fn read_more<S: AsyncRead + Unpin>(
     rate.bytes += n as u64;
     let elapsed = rate.started.elapsed();
     if elapsed > RATE_GRACE && rate.bytes < rate.min_rate.saturating_mul(elapsed.as_secs()) {
-        return Err(Reject::fatal(408, side, "body arrives slower than the minimum rate"));
+        return Err(Reject::fatal(
+            408,
+            side,
+            "body arrives slower than the minimum rate",
+        ));
     }
     Ok(true)
 }

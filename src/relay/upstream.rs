@@ -15,7 +15,11 @@ use super::answer::{Reject, Side};
 
 /// Open a TCP connection to `addr` with the firewall `mark`.
 pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<TcpStream, Reject> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| Reject::fatal(502, Side::Guard, format!("socket: {e}")))?;
     if mark != 0 {
@@ -34,7 +38,11 @@ pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<T
     let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return Err(Reject::fatal(502, Side::Upstream, format!("connect to {addr}: {e}")))
+            return Err(Reject::fatal(
+                502,
+                Side::Upstream,
+                format!("connect to {addr}: {e}"),
+            ))
         }
         Err(_) => {
             return Err(Reject::fatal(
@@ -56,11 +64,19 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Reject> {
         Ok(addrs) => {
             let addrs: Vec<_> = addrs.collect();
             if addrs.is_empty() {
-                Err(Reject::fatal(502, Side::Upstream, format!("{host} has no address")))
+                Err(Reject::fatal(
+                    502,
+                    Side::Upstream,
+                    format!("{host} has no address"),
+                ))
             } else {
                 Ok(addrs)
             }
         }
-        Err(e) => Err(Reject::fatal(502, Side::Upstream, format!("cannot resolve {host}: {e}"))),
+        Err(e) => Err(Reject::fatal(
+            502,
+            Side::Upstream,
+            format!("cannot resolve {host}: {e}"),
+        )),
     }
 }

@@ -32,10 +32,19 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), Error> {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false),
+            )
             .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_current_span(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_current_span(true),
+            )
             .try_init(),
         LogFormat::Journald => {
             let layer = tracing_journald::layer().map_err(Error::Journald)?;

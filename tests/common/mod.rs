@@ -14,7 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance/peer-scenarios");
+pub const SHARED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/conformance/peer-scenarios"
+);
 pub const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peer/fake_misp.py");
 pub const GUARD: &str = env!("CARGO_BIN_EXE_misp-guard");
 
@@ -83,7 +86,8 @@ impl Netns {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let file = fs::File::open(&path).expect("open netns");
-                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("setns");
                 f()
             })
             .join()
@@ -98,13 +102,18 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
         let _ = fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }
 
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
     assert!(
         out.status.success(),
         "{:?} failed: {}",
@@ -168,7 +177,11 @@ impl Peer {
             .expect("start peer");
         let proc = Proc { child, stderr };
         wait_for(|| ready.exists(), "peer ready", &proc);
-        Peer { proc, record, script }
+        Peer {
+            proc,
+            record,
+            script,
+        }
     }
 
     /// Set the next answers.
@@ -187,7 +200,12 @@ impl Peer {
 }
 
 /// Start the guard inside `ns` with `config`, waiting until `probe` accepts.
-pub fn start_guard(ns: &Netns, config: &serde_json::Value, args: &[&str], probe: SocketAddr) -> Proc {
+pub fn start_guard(
+    ns: &Netns,
+    config: &serde_json::Value,
+    args: &[&str],
+    probe: SocketAddr,
+) -> Proc {
     let path = ns.path("config.json");
     fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
     let stderr = ns.path("guard.stderr");
@@ -234,17 +252,24 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     }
 }
 
 /// A client connection from `source` (bound) to `to`.
 pub fn connect(source: std::net::IpAddr, to: SocketAddr) -> TcpStream {
-    let domain = if to.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if to.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
     s.bind(&SocketAddr::new(source, 0).into()).unwrap();
-    s.connect_timeout(&to.into(), Duration::from_secs(5)).unwrap();
+    s.connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap();
     let s: TcpStream = s.into();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s
@@ -359,7 +384,10 @@ impl Scenario {
 
     /// The (rule name, value) the old guard's log names, in our words.
     pub fn expected_block(&self) -> Option<(String, String)> {
-        if self.name.starts_with("x_user_org_uuid_not_in_sharing_group") {
+        if self
+            .name
+            .starts_with("x_user_org_uuid_not_in_sharing_group")
+        {
             let org = self.response_headers[0].1.clone();
             return Some(("sharing group excludes receiving organisation".into(), org));
         }
@@ -418,7 +446,8 @@ pub fn scenarios() -> Vec<Scenario> {
                 method: s["method"].as_str().unwrap().to_string(),
                 client_ip: s["client"]["ip"].as_str().unwrap().to_string(),
                 fixture,
-                request_body: (!s["request_body"].is_null()).then(|| s["request_body"].to_string().into_bytes()),
+                request_body: (!s["request_body"].is_null())
+                    .then(|| s["request_body"].to_string().into_bytes()),
                 response_headers,
                 expected_status: s["expected_status_code"].as_u64().unwrap() as u16,
                 expected_log: s["expected_logs"][0].as_str().map(str::to_string),

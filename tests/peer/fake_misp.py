@@ -60,7 +60,11 @@ class Handler(BaseHTTPRequestHandler):
                 out = f.read()
         elif "body" in script:
             out = script["body"].encode()
-        elif self.command == "POST" and self.path == "/servers/postTest":
+        elif self.command == "POST" and self.path.endswith(
+            ("/servers/postTest", "/analyst_data/filterAnalystDataForPush")
+        ):
+            # postTest echoes; filterAnalystDataForPush answers the subset it
+            # accepts, here all of it.
             out = body
         else:
             out = b'{"saved": true}'
