@@ -1,0 +1,902 @@
+//! End-to-end relay benchmark: requests/s, MB/s, latency and the guard's
+//! peak memory for pushes and pulls of MISP events from 10 KB to 100 MB,
+//! through the guard and directly to the same upstream.
+//!
+//! Needs root: the bench moves itself into a fresh network namespace
+//! (`unshare(CLONE_NEWNET)`), so every byte stays on that namespace's
+//! loopback and nothing collides with ports of the host, and the guard
+//! keeps its default `upstream_mark` (setting `SO_MARK` needs
+//! CAP_NET_ADMIN). Run with `cargo bench --bench relay` (release profile;
+//! cargo builds the `misp-guard` binary it starts). Arguments that do not
+//! start with `--` select sizes by label, e.g. `cargo bench --bench relay
+//! -- 10KB 1MB`.
+//!
+//! The upstream is a small thread-per-connection HTTP/1.1 server in this
+//! file, not the Python fake peer: it must not be what limits throughput.
+//! It checks every pushed body byte for byte, and the client checks every
+//! pulled body, so a figure never comes from a refused or mangled exchange.
+//!
+//! Structured for a TLS column later: [`Transport`] says how each leg is
+//! spoken and [`Path`] whether the guard is in between; only
+//! [`Transport::Plain`] exists today.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use misp_guard::config::Config;
+use misp_guard::rules::{self, Context, Document, Verdict};
+
+const GUARD: &str = env!("CARGO_BIN_EXE_misp-guard");
+const CONFORMANCE_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/conformance/peer-scenarios/config.json"
+);
+
+/// The guard's explicit-proxy listener.
+const PROXY: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 18080);
+
+/// Plain HTTP port of every instance. Not 443: an instance on 443 is spoken
+/// to over TLS by default (`tls.upstream`), which is the later TLS column.
+const PLAIN_PORT: u16 = 80;
+
+/// The pinned pull URL of the conformance scenario `pull_event_non-blocked`.
+const EVENT_UUID: &str = "385283a1-b5e0-4e10-a532-dce11c365a56";
+const PULL_PATH: &str = "/events/view/385283a1-b5e0-4e10-a532-dce11c365a56/deleted[]:0/deleted[]:1/excludeGalaxy:1/includeEventCorrelations:0/includeFeedCorrelations:0/includeWarninglistHits:0/excludeLocalTags:1";
+const PUSH_PATH: &str = "/events/add/metadata:1";
+
+/// What the upstream answers to a push (MISP's answer is not inspected).
+const PUSH_ANSWER: &[u8] = br#"{"saved":true,"success":true,"name":"Event saved"}"#;
+
+/// Event sizes under test: label, target body size, measured requests.
+/// Counts keep the whole run within a few minutes on a busy 2-core box.
+const SIZES: &[(&str, usize, usize)] = &[
+    ("10KB", 10_000, 2000),
+    ("1MB", 1_000_000, 200),
+    ("20MB", 20_000_000, 20),
+    ("100MB", 100_000_000, 5),
+];
+
+/// The three targets of the issue.
+const RSS_TARGET_MIB: f64 = 64.0;
+const RATIO_TARGET: f64 = 0.5;
+const ADDED_LATENCY_TARGET_MS: f64 = 0.5;
+
+/// How each leg is spoken. A TLS variant (TLS client→guard and
+/// guard→upstream, compared with TLS client→upstream) slots in here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+}
+
+impl Transport {
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Plain => "plain",
+        }
+    }
+
+    /// The port instances listen on for this transport.
+    fn port(self) -> u16 {
+        match self {
+            Transport::Plain => PLAIN_PORT,
+        }
+    }
+
+    /// Open a client connection from `source` to `to`.
+    fn dial(self, source: IpAddr, to: SocketAddr) -> io::Result<Box<dyn Conn>> {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.bind(&SocketAddr::new(source, 0).into())?;
+        s.connect_timeout(&to.into(), Duration::from_secs(5))?;
+        let s: TcpStream = s.into();
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        match self {
+            Transport::Plain => Ok(Box::new(s)),
+        }
+    }
+}
+
+/// A client byte stream (TCP today, TLS later).
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
+/// Whether the guard is in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Direct,
+    Guard,
+}
+
+/// Push or pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// instance_2_2 posts an event to instance1-comp2.com.
+    Push,
+    /// instance_1_2 fetches an event from instance1-comp1.com.
+    Pull,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Push => "push",
+            Kind::Pull => "pull",
+        }
+    }
+
+    /// (client address, destination host, destination address) in the
+    /// namespace, after the conformance config's mapping a.b.c.d → 127.a.c.d.
+    fn endpoints(self) -> (Ipv4Addr, &'static str, Ipv4Addr) {
+        match self {
+            Kind::Push => (
+                Ipv4Addr::new(127, 20, 0, 2),
+                "instance1-comp2.com",
+                Ipv4Addr::new(127, 20, 0, 1),
+            ),
+            Kind::Pull => (
+                Ipv4Addr::new(127, 10, 0, 2),
+                "instance1-comp1.com",
+                Ipv4Addr::new(127, 10, 0, 1),
+            ),
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Kind::Push => PUSH_PATH,
+            Kind::Pull => PULL_PATH,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    if !nix::unistd::Uid::effective().is_root() {
+        println!(
+            "SKIP relay bench: needs root (own network namespace, SO_MARK on upstream sockets)"
+        );
+        return ExitCode::SUCCESS;
+    }
+    // Before any thread exists: threads and children inherit the namespace.
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET) {
+        println!("SKIP relay bench: cannot create a network namespace: {e}");
+        return ExitCode::SUCCESS;
+    }
+    // A missed target is a figure to report, not a failure: only a refused
+    // or mangled exchange (or a setup error) fails the run.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay bench failed: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One measured series.
+struct Series {
+    latencies: Vec<Duration>,
+    wall: Duration,
+    bytes_per_request: usize,
+}
+
+impl Series {
+    fn requests_per_s(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    fn mb_per_s(&self) -> f64 {
+        (self.latencies.len() * self.bytes_per_request) as f64 / self.wall.as_secs_f64() / 1e6
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let mut v = self.latencies.clone();
+        v.sort();
+        let i = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i].as_secs_f64() * 1000.0
+    }
+}
+
+/// One row of the table.
+struct Row {
+    kind: Kind,
+    transport: Transport,
+    label: &'static str,
+    size: usize,
+    direct: Series,
+    guard: Series,
+    /// The rule engine alone on the same event, in this process, MB/s:
+    /// the ceiling of what the guard can do on one body.
+    engine_mb_s: f64,
+    peak_mib: f64,
+}
+
+fn run() -> Result<(), String> {
+    sh(&["ip", "link", "set", "lo", "up"])?;
+    let selected: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let sizes: Vec<_> = SIZES
+        .iter()
+        .filter(|(label, _, _)| {
+            selected.is_empty() || selected.iter().any(|s| s.eq_ignore_ascii_case(label))
+        })
+        .collect();
+    if sizes.is_empty() {
+        return Err(format!(
+            "no size matches {selected:?}; sizes are 10KB 1MB 20MB 100MB"
+        ));
+    }
+
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let transports = [Transport::Plain];
+    let upstream = Upstream::start(&transports)?;
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut idle_mib = 0.0;
+    for &transport in &transports {
+        let config = guard_config(transport, &dir.path().join("spill"))?;
+        let config_path = dir
+            .path()
+            .join(format!("config-{}.json", transport.label()));
+        fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
+        let (loaded, _) = Config::load(&config_path).map_err(|e| format!("bench config: {e}"))?;
+        for &&(label, size, n) in &sizes {
+            let event = Arc::new(event_of_size(size));
+            for kind in [Kind::Push, Kind::Pull] {
+                upstream.expect(kind, event.clone());
+                let request = request_bytes(kind, Path::Direct, transport, &event);
+                let direct = measure(
+                    kind,
+                    Path::Direct,
+                    transport,
+                    &request,
+                    &event,
+                    n,
+                    &upstream,
+                )?;
+                // A fresh guard per row: its VmHWM is this row's peak.
+                let guard = GuardProc::start(&config_path, dir.path())?;
+                idle_mib = guard.peak_mib().unwrap_or(0.0);
+                let request = request_bytes(kind, Path::Guard, transport, &event);
+                let through = measure(kind, Path::Guard, transport, &request, &event, n, &upstream)
+                    .map_err(|e| {
+                        format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20))
+                    })?;
+                let peak_mib = guard.peak_mib()?;
+                drop(guard);
+                let engine_mb_s = engine_rate(&loaded, kind, transport, &event, n)?;
+                let row = Row {
+                    kind,
+                    transport,
+                    label,
+                    size: event.len(),
+                    direct,
+                    guard: through,
+                    engine_mb_s,
+                    peak_mib,
+                };
+                eprintln!("{}", row_line(&row));
+                rows.push(row);
+            }
+        }
+    }
+    let took = started.elapsed();
+    print!("{}", table(&rows, idle_mib, took));
+    targets_report(&rows);
+    Ok(())
+}
+
+/// The rule engine alone on `event` under the rules the guard applies to
+/// this exchange (the sender's for a push, the remote's for a pull), MB/s.
+/// Repeated for at least half a second (at most `n` times), so one
+/// scheduling hiccup on a busy machine does not make the figure.
+fn engine_rate(
+    config: &Config,
+    kind: Kind,
+    transport: Transport,
+    event: &[u8],
+    n: usize,
+) -> Result<f64, String> {
+    let (source, host, _) = kind.endpoints();
+    let instance = match kind {
+        Kind::Push => config
+            .source(IpAddr::V4(source))
+            .ok_or_else(|| format!("{source} is not an instance of the bench config"))?,
+        Kind::Pull => config
+            .destination_by_name(host, transport.port())
+            .map_err(|e| format!("{host}: {e}"))?,
+    };
+    let policy = &config.instance(instance).policy;
+    let started = Instant::now();
+    let mut runs = 0;
+    while runs < n && (runs == 0 || started.elapsed() < Duration::from_millis(500)) {
+        match rules::evaluate(event, Document::Event, policy, &Context::default()) {
+            Verdict::Allow(_) => {}
+            Verdict::Block(b) => return Err(format!("the engine blocks the bench event: {b:?}")),
+        }
+        runs += 1;
+    }
+    Ok((runs * event.len()) as f64 / started.elapsed().as_secs_f64() / 1e6)
+}
+
+// ---------------------------------------------------------------------------
+// The guard
+
+/// The conformance config with its addresses mapped onto the namespace
+/// loopback (a.b.c.d → 127.a.c.d, as the end-to-end tests do), every
+/// instance on the transport's port, and a `guard` section. The rules are
+/// the conformance ones: the generated events pass them.
+fn guard_config(transport: Transport, spill: &std::path::Path) -> Result<String, String> {
+    let text =
+        fs::read_to_string(CONFORMANCE_CONFIG).map_err(|e| format!("{CONFORMANCE_CONFIG}: {e}"))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{CONFORMANCE_CONFIG}: {e}"))?;
+    let instances = config["instances"]
+        .as_object_mut()
+        .ok_or("conformance config has no instances")?;
+    for inst in instances.values_mut() {
+        let ip = inst["ip"].as_str().ok_or("instance without ip")?;
+        let o: Vec<&str> = ip.split('.').collect();
+        if o.len() != 4 {
+            return Err(format!("instance ip {ip} is not IPv4"));
+        }
+        inst["ip"] = serde_json::Value::String(format!("127.{}.{}.{}", o[0], o[2], o[3]));
+        inst["port"] = serde_json::Value::from(transport.port());
+    }
+    fs::create_dir_all(spill).map_err(|e| format!("mkdir {}: {e}", spill.display()))?;
+    // `upstream_mark` keeps its default: root may set it, and the figures
+    // then include the cost a deployment pays. Logging stays at `info` (one
+    // line per exchange) for the same reason.
+    config["guard"] = serde_json::json!({
+        "listen": { "transparent": [], "proxy": [PROXY.to_string()] },
+        "log": { "level": "info" },
+        "spill_dir": spill.display().to_string(),
+    });
+    serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
+}
+
+/// The guard process, killed on drop.
+struct GuardProc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl GuardProc {
+    fn start(config: &std::path::Path, dir: &std::path::Path) -> Result<GuardProc, String> {
+        let log = dir.join("guard.log");
+        let stderr = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new(GUARD)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("start {GUARD}: {e}"))?;
+        let mut guard = GuardProc { child, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect_timeout(&PROXY, Duration::from_millis(200)).is_ok() {
+                return Ok(guard);
+            }
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                return Err(format!("guard exited ({status}):\n{}", guard.log_tail(20)));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "guard not listening on {PROXY}:\n{}",
+                    guard.log_tail(20)
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The peak resident set so far (`VmHWM`), MiB.
+    fn peak_mib(&self) -> Result<f64, String> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .ok_or_else(|| format!("no VmHWM in {path}"))?;
+        Ok(kb / 1024.0)
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for GuardProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The upstream
+
+/// The fake MISP instances: one listener per destination, a thread per
+/// connection, keep-alive. Pushes are read and compared with the expected
+/// body; pulls are answered with the prepared event.
+struct Upstream {
+    state: Arc<UpstreamState>,
+}
+
+struct UpstreamState {
+    push_body: RwLock<Arc<Vec<u8>>>,
+    pull_body: RwLock<Arc<Vec<u8>>>,
+    /// Requests that were not what the bench sent.
+    errors: AtomicU64,
+    /// Requests answered.
+    served: AtomicU64,
+}
+
+impl Upstream {
+    fn start(transports: &[Transport]) -> Result<Upstream, String> {
+        let state = Arc::new(UpstreamState {
+            push_body: RwLock::new(Arc::new(Vec::new())),
+            pull_body: RwLock::new(Arc::new(Vec::new())),
+            errors: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+        });
+        for &transport in transports {
+            for kind in [Kind::Push, Kind::Pull] {
+                let (_, _, ip) = kind.endpoints();
+                let addr = SocketAddr::new(IpAddr::V4(ip), transport.port());
+                let listener =
+                    TcpListener::bind(addr).map_err(|e| format!("upstream bind {addr}: {e}"))?;
+                let state = state.clone();
+                thread::spawn(move || {
+                    for conn in listener.incoming().flatten() {
+                        let state = state.clone();
+                        thread::spawn(move || {
+                            let _ = serve_upstream(conn, &state);
+                        });
+                    }
+                });
+            }
+        }
+        Ok(Upstream { state })
+    }
+
+    fn expect(&self, kind: Kind, body: Arc<Vec<u8>>) {
+        let slot = match kind {
+            Kind::Push => &self.state.push_body,
+            Kind::Pull => &self.state.pull_body,
+        };
+        if let Ok(mut b) = slot.write() {
+            *b = body;
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.state.errors.load(Ordering::SeqCst)
+    }
+
+    fn served(&self) -> u64 {
+        self.state.served.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_upstream(conn: TcpStream, state: &UpstreamState) -> io::Result<()> {
+    conn.set_nodelay(true)?;
+    let mut writer = conn.try_clone()?;
+    let mut reader = BufReader::with_capacity(256 * 1024, conn);
+    let mut line = Vec::new();
+    loop {
+        // The head.
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let request_line = String::from_utf8_lossy(&line).to_string();
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            if line == b"\r\n" {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line);
+            if let Some((name, value)) = text.split_once(':') {
+                if name.trim().eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(usize::MAX);
+                }
+            }
+        }
+        let answer: Arc<Vec<u8>> = match (method.as_str(), target.as_str()) {
+            ("POST", PUSH_PATH) => {
+                let expected = state
+                    .push_body
+                    .read()
+                    .map(|b| b.clone())
+                    .unwrap_or_default();
+                let same = length == expected.len() && read_compare(&mut reader, &expected)?;
+                if !same {
+                    state.errors.fetch_add(1, Ordering::SeqCst);
+                }
+                Arc::new(PUSH_ANSWER.to_vec())
+            }
+            ("GET", PULL_PATH) if length == 0 => state
+                .pull_body
+                .read()
+                .map(|b| b.clone())
+                .unwrap_or_default(),
+            _ => {
+                state.errors.fetch_add(1, Ordering::SeqCst);
+                writer.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )?;
+                return Ok(());
+            }
+        };
+        // Counted before answering, so the client never sees an answer
+        // that is not counted yet.
+        state.served.fetch_add(1, Ordering::SeqCst);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if answer.len() <= 64 * 1024 {
+            // One write: a small answer in one segment.
+            let mut out = head.into_bytes();
+            out.extend_from_slice(&answer);
+            writer.write_all(&out)?;
+        } else {
+            writer.write_all(head.as_bytes())?;
+            writer.write_all(&answer)?;
+        }
+    }
+}
+
+/// Read `expected.len()` bytes and compare them with `expected`.
+fn read_compare(reader: &mut impl Read, expected: &[u8]) -> io::Result<bool> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut offset = 0;
+    let mut same = true;
+    while offset < expected.len() {
+        let want = (expected.len() - offset).min(buf.len());
+        let n = reader.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "body cut short",
+            ));
+        }
+        same &= buf[..n] == expected[offset..offset + n];
+        offset += n;
+    }
+    Ok(same)
+}
+
+// ---------------------------------------------------------------------------
+// The client
+
+/// The whole request, head and body, ready to write.
+fn request_bytes(kind: Kind, path: Path, transport: Transport, event: &[u8]) -> Vec<u8> {
+    let (_, host, _) = kind.endpoints();
+    let port = transport.port();
+    let target = match path {
+        Path::Direct => kind.path().to_string(),
+        Path::Guard => format!("http://{host}:{port}{}", kind.path()),
+    };
+    let method = match kind {
+        Kind::Push => "POST",
+        Kind::Pull => "GET",
+    };
+    // The headers MISP's ServerSyncTool sends.
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nContent-Type: application/json\r\nUser-Agent: MISP 2.5.1\r\nAuthorization: 0123456789abcdef0123456789abcdef01234567\r\n"
+    );
+    if kind == Kind::Push {
+        let _ = write!(head, "Content-Length: {}\r\n", event.len());
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if kind == Kind::Push {
+        out.extend_from_slice(event);
+    }
+    out
+}
+
+/// Send `n` requests (after a warm-up) on one keep-alive connection, one
+/// at a time, and time each from first byte written to last byte read.
+fn measure(
+    kind: Kind,
+    path: Path,
+    transport: Transport,
+    request: &[u8],
+    event: &[u8],
+    n: usize,
+    upstream: &Upstream,
+) -> Result<Series, String> {
+    let (source, host, ip) = kind.endpoints();
+    let to = match path {
+        Path::Direct => SocketAddr::new(IpAddr::V4(ip), transport.port()),
+        Path::Guard => PROXY,
+    };
+    let what = format!("{} {} {} via {:?}", kind.label(), event.len(), host, path);
+    let mut conn = transport
+        .dial(IpAddr::V4(source), to)
+        .map_err(|e| format!("{what}: connect {to}: {e}"))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, &mut conn);
+    let expected_answer: &[u8] = match kind {
+        Kind::Push => PUSH_ANSWER,
+        Kind::Pull => event,
+    };
+    let warmup = (n / 10).clamp(1, 100);
+    let errors_before = upstream.errors();
+    let served_before = upstream.served();
+    let mut latencies = Vec::with_capacity(n);
+    let mut wall = Duration::ZERO;
+    for i in 0..warmup + n {
+        if i == warmup {
+            wall = Duration::ZERO;
+        }
+        let t = Instant::now();
+        reader
+            .get_mut()
+            .write_all(request)
+            .map_err(|e| format!("{what}: request {i}: write: {e}"))?;
+        read_answer(&mut reader, expected_answer)
+            .map_err(|e| format!("{what}: request {i}: {e}"))?;
+        let took = t.elapsed();
+        wall += took;
+        if i >= warmup {
+            latencies.push(took);
+        }
+    }
+    let errors = upstream.errors() - errors_before;
+    let served = upstream.served() - served_before;
+    if errors != 0 || served != (warmup + n) as u64 {
+        return Err(format!(
+            "{what}: upstream saw {errors} wrong request(s) and answered {served} of {}",
+            warmup + n
+        ));
+    }
+    Ok(Series {
+        latencies,
+        wall,
+        bytes_per_request: event.len(),
+    })
+}
+
+/// Read one answer; it must be a 200 carrying exactly `expected`.
+fn read_answer(reader: &mut impl BufRead, expected: &[u8]) -> Result<(), String> {
+    let mut line = Vec::new();
+    reader
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    let status_line = String::from_utf8_lossy(&line).trim_end().to_string();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut length: Option<usize> = None;
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("read: {e}"))?
+            == 0
+        {
+            return Err("connection closed inside the answer head".into());
+        }
+        if line == b"\r\n" {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if let Some((name, value)) = text.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok();
+            }
+        }
+    }
+    let length = length.ok_or("answer without Content-Length")?;
+    if status != 200 {
+        let mut body = vec![0u8; length.min(4096)];
+        let _ = reader.read_exact(&mut body);
+        return Err(format!("{status_line}: {}", String::from_utf8_lossy(&body)));
+    }
+    if length != expected.len() {
+        return Err(format!(
+            "answer of {length} bytes, expected {}",
+            expected.len()
+        ));
+    }
+    match read_compare(reader, expected) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("answer differs from what the upstream sent".into()),
+        Err(e) => Err(format!("read body: {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The events
+
+/// An allowed MISP event of about `size` bytes: the conformance fixture's
+/// event header and as many `ip-dst` attributes (category "Network
+/// activity", distribution 5 = inherit) as it takes.
+fn event_of_size(size: usize) -> Vec<u8> {
+    let head = format!(
+        r#"{{"Event":{{"id":"1","orgc_id":"1","org_id":"1","date":"2022-08-31","threat_level_id":"1","info":"relay benchmark","published":false,"uuid":"{EVENT_UUID}","analysis":"0","timestamp":"1661956788","distribution":"2","proposal_email_lock":false,"locked":false,"publish_timestamp":"1661956380","sharing_group_id":"0","disable_correlation":false,"extends_uuid":"","protected":null,"Org":{{"id":"1","name":"HOST","uuid":"10c8f445-888b-4a2d-bac8-4e1e8861d595","local":true}},"Orgc":{{"id":"1","name":"HOST","uuid":"10c8f445-888b-4a2d-bac8-4e1e8861d595","local":true}},"Tag":[{{"name":"tlp:green"}}],"Attribute":["#
+    );
+    let tail = r#"],"ShadowAttribute":[],"RelatedEvent":[],"Galaxy":[],"Object":[],"EventReport":[],"CryptographicKey":[]}}"#;
+    let mut out = String::with_capacity(size + 1024);
+    out.push_str(&head);
+    let mut i: u32 = 0;
+    loop {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"id":"{id}","type":"ip-dst","category":"Network activity","to_ids":true,"uuid":"{a:08x}-{b:04x}-4{c:03x}-8{d:03x}-{e:012x}","event_id":"1","distribution":"5","timestamp":"1661956302","comment":"","sharing_group_id":"0","deleted":false,"disable_correlation":false,"object_id":"0","object_relation":null,"first_seen":null,"last_seen":null,"value":"10.{o1}.{o2}.{o3}","Tag":[]}}"#,
+            id = i + 1,
+            a = i.wrapping_mul(2_654_435_761),
+            b = i & 0xffff,
+            c = (i >> 4) & 0xfff,
+            d = (i >> 8) & 0xfff,
+            e = u64::from(i) * 7919,
+            o1 = (i >> 16) & 0xff,
+            o2 = (i >> 8) & 0xff,
+            o3 = i & 0xff,
+        );
+        i += 1;
+        if out.len() + tail.len() >= size {
+            break;
+        }
+    }
+    out.push_str(tail);
+    out.into_bytes()
+}
+
+// ---------------------------------------------------------------------------
+// The report
+
+fn row_line(r: &Row) -> String {
+    format!(
+        "{} {} {}: direct {:.0} req/s {:.1} MB/s, guard {:.0} req/s {:.1} MB/s, peak {:.1} MiB",
+        r.kind.label(),
+        r.label,
+        r.transport.label(),
+        r.direct.requests_per_s(),
+        r.direct.mb_per_s(),
+        r.guard.requests_per_s(),
+        r.guard.mb_per_s(),
+        r.peak_mib
+    )
+}
+
+fn table(rows: &[Row], idle_mib: f64, took: Duration) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{:<5} {:<6} {:<6} {:>9} {:>5} | {:>9} {:>9} {:>9} {:>9} {:>6} | {:>8} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>8}",
+        "what", "size", "legs", "bytes", "n", "dir req/s", "grd req/s", "dir MB/s", "grd MB/s", "ratio",
+        "eng MB/s", "grd/eng", "dir p50", "dir p99", "grd p50", "grd p99", "added p50", "peak MiB"
+    );
+    let _ = writeln!(s, "{}", "-".repeat(170));
+    for r in rows {
+        let added = r.guard.percentile_ms(0.5) - r.direct.percentile_ms(0.5);
+        let _ = writeln!(
+            s,
+            "{:<5} {:<6} {:<6} {:>9} {:>5} | {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6.2} | {:>8.1} {:>7.2} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3} | {:>8.1}",
+            r.kind.label(),
+            r.label,
+            r.transport.label(),
+            r.size,
+            r.guard.latencies.len(),
+            r.direct.requests_per_s(),
+            r.guard.requests_per_s(),
+            r.direct.mb_per_s(),
+            r.guard.mb_per_s(),
+            r.guard.mb_per_s() / r.direct.mb_per_s(),
+            r.engine_mb_s,
+            r.guard.mb_per_s() / r.engine_mb_s,
+            r.direct.percentile_ms(0.5),
+            r.direct.percentile_ms(0.99),
+            r.guard.percentile_ms(0.5),
+            r.guard.percentile_ms(0.99),
+            added,
+            r.peak_mib,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "ratio = guard/direct MB/s; eng = rule engine alone on the same event; latencies in ms, \
+         one keep-alive connection, one request at a time;\npeak = guard VmHWM (fresh guard per \
+         row, {idle_mib:.1} MiB just after start); run took {:.0} s",
+        took.as_secs_f64()
+    );
+    s
+}
+
+/// Print each target of the issue, met or missed.
+fn targets_report(rows: &[Row]) {
+    let (mut met, mut missed) = (0, 0);
+    let mut check = |ok: bool, text: String| {
+        println!("{} {text}", if ok { "MET   " } else { "MISSED" });
+        if ok {
+            met += 1;
+        } else {
+            missed += 1;
+        }
+    };
+    for r in rows.iter().filter(|r| r.size >= 100_000_000) {
+        check(
+            r.peak_mib < RSS_TARGET_MIB,
+            format!(
+                "{} {} {}: guard peak RSS {:.1} MiB (target < {RSS_TARGET_MIB} MiB)",
+                r.kind.label(),
+                r.label,
+                r.transport.label(),
+                r.peak_mib
+            ),
+        );
+    }
+    for r in rows.iter().filter(|r| r.size >= 1_000_000) {
+        let ratio = r.guard.mb_per_s() / r.direct.mb_per_s();
+        check(
+            ratio >= RATIO_TARGET,
+            format!(
+                "{} {} {}: throughput {ratio:.2} of direct (target >= {RATIO_TARGET})",
+                r.kind.label(),
+                r.label,
+                r.transport.label()
+            ),
+        );
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r.kind == Kind::Push && r.size < 1_000_000)
+    {
+        let added = r.guard.percentile_ms(0.5) - r.direct.percentile_ms(0.5);
+        check(
+            added < ADDED_LATENCY_TARGET_MS,
+            format!(
+                "push {} {}: p50 added latency {added:.3} ms (target < {ADDED_LATENCY_TARGET_MS} ms)",
+                r.label,
+                r.transport.label()
+            ),
+        );
+    }
+    println!("targets: {met} met, {missed} missed");
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let (program, rest) = args.split_first().ok_or("empty command")?;
+    let out = Command::new(program)
+        .args(rest)
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
