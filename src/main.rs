@@ -13,8 +13,8 @@ use tokio_util::task::TaskTracker;
 use misp_guard::check;
 use misp_guard::config::{Config, Problem};
 use misp_guard::listen::{self, Mode};
-use misp_guard::relay::Shared;
-use misp_guard::telemetry;
+use misp_guard::relay::{Shared, Snapshot};
+use misp_guard::{telemetry, tls};
 
 /// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
 const EXIT_CONFIG: u8 = 2;
@@ -76,6 +76,22 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// The guard's own certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a new guard CA (ca.crt, ca.key) in a directory; refuses to
+    /// overwrite existing files.
+    Init {
+        /// The directory to write ca.crt and ca.key to.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -144,6 +160,18 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ca {
+            command: CaCommand::Init { out },
+        } => match tls::ca_init(&out) {
+            Ok(files) => {
+                println!("{}", files.instructions);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("misp-guard: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
@@ -227,8 +255,9 @@ async fn serve(
 
     let limit = Arc::new(Semaphore::new(config.guard.limits.max_connections));
     let grace = config.guard.timeouts.shutdown_grace;
-    let (tx, rx) = watch::channel(Arc::new(config));
-    let shared = Arc::new(Shared { config: rx });
+    let snapshot = Snapshot::build(config).map_err(|e| format!("TLS settings:\n{e}"))?;
+    let (tx, rx) = watch::channel(Arc::new(snapshot));
+    let shared = Arc::new(Shared { current: rx });
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut accept = Vec::new();
@@ -251,11 +280,8 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match Config::load(&path) {
-                Ok((new, warnings)) => {
-                    for w in &warnings {
-                        tracing::warn!(path = %w.path, "{}", w.message);
-                    }
+            _ = hup.recv() => match reload(&path) {
+                Ok(new) => {
                     let _ = tx.send(Arc::new(new));
                     tracing::info!(config = %path.display(), "config reloaded (listeners unchanged)");
                 }
@@ -273,6 +299,16 @@ async fn serve(
         tracing::warn!("grace period over, closing the remaining connections");
     }
     Ok(())
+}
+
+/// A new snapshot from the config file: the config and the TLS material it
+/// names, all loaded before anything is swapped.
+fn reload(path: &std::path::Path) -> Result<Snapshot, String> {
+    let (config, warnings) = Config::load(path).map_err(|e| e.to_string())?;
+    for w in &warnings {
+        tracing::warn!(path = %w.path, "{}", w.message);
+    }
+    Snapshot::build(config).map_err(|e| format!("TLS settings:\n{e}"))
 }
 
 /// Fail at start, not on the first connection, when the firewall mark

@@ -16,6 +16,7 @@
 mod answer;
 mod hold;
 mod inspect;
+mod prefixed;
 mod route;
 mod session;
 mod upstream;
@@ -23,7 +24,7 @@ mod upstream;
 pub use answer::{Reject, Side};
 pub use hold::Hold;
 pub use route::{parse_authority, route, Destination, Route, Target};
-pub use session::{serve, Origin, Shared};
+pub use session::{serve, Origin, Shared, Snapshot};
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies
 /// (`AnyJson`) qualify: an empty filter carries no data out, and the

@@ -12,20 +12,86 @@ use tokio_util::sync::CancellationToken;
 use super::answer::{Reject, Side};
 use super::hold::Hold;
 use super::inspect::{Inspection, Job};
+use super::prefixed::Prefixed;
 use super::route::{escape, route, Destination, Route, Target};
 use super::upstream;
-use crate::config::Config;
+use crate::config::{Config, Instance};
 use crate::http::{
     self, BodyKind, Chunk, ChunkedDecoder, Coding, DecodeCaps, RequestHead, ResponseHead,
 };
 use crate::rules::{Context, Document, Pass, Verdict};
 use crate::sync::{self, Direction};
+use crate::tls;
 
 /// State shared by every connection.
 pub struct Shared {
-    /// The config in force; SIGHUP puts a new one here. Each exchange takes
-    /// one snapshot and uses it from start to end.
-    pub config: watch::Receiver<Arc<Config>>,
+    /// The config and TLS material in force; SIGHUP puts a new snapshot
+    /// here. Each exchange takes one and uses it from start to end.
+    pub current: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl Shared {
+    /// The snapshot in force now.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.borrow().clone()
+    }
+}
+
+/// A config with the TLS acceptor and connector built from it, swapped as
+/// one so a request never sees a config with another config's certificates.
+pub struct Snapshot {
+    /// The config.
+    pub config: Arc<Config>,
+    /// Terminates clients' TLS; `None` when no certificate source is
+    /// configured at all (no guard CA, no instance `cert`), and then every
+    /// TLS client is refused.
+    pub acceptor: Option<Arc<tls::Acceptor>>,
+    /// Opens TLS connections to the instances reached over TLS.
+    pub connector: Arc<tls::Connector>,
+}
+
+impl Snapshot {
+    /// Builds the acceptor and connector for `config`; any TLS problem
+    /// refuses the whole config, so a reload keeps the old snapshot.
+    pub fn build(config: Config) -> Result<Snapshot, tls::Errors> {
+        let t = &config.guard.tls;
+        let has_certificates = t.ca_cert.is_some()
+            || t.ca_key.is_some()
+            || config
+                .instances
+                .iter()
+                .any(|i| i.settings.tls.cert.is_some() || i.settings.tls.key.is_some());
+        let acceptor = if has_certificates {
+            Some(tls::Acceptor::new(t, &config.instances))
+        } else {
+            None
+        };
+        let connector = tls::Connector::new(t, &config.instances);
+        let (acceptor, connector) = match (acceptor.transpose(), connector) {
+            (Ok(a), Ok(c)) => (a, c),
+            (a, c) => {
+                let mut all = Vec::new();
+                if let Err(tls::Errors(e)) = a {
+                    all.extend(e);
+                }
+                if let Err(tls::Errors(e)) = c {
+                    all.extend(e);
+                }
+                return Err(tls::Errors(all));
+            }
+        };
+        if acceptor.is_none() && config.instances.iter().any(|i| i.settings.tls.upstream) {
+            tracing::warn!(
+                "no guard.tls.ca_cert/ca_key and no instance tls.cert: TLS from clients is refused; \
+                 only plain HTTP can be relayed"
+            );
+        }
+        Ok(Snapshot {
+            config: Arc::new(config),
+            acceptor: acceptor.map(Arc::new),
+            connector: Arc::new(connector),
+        })
+    }
 }
 
 /// How the connection reached the guard.
@@ -56,6 +122,10 @@ struct Peer<S> {
 /// An open connection to a destination, kept across requests.
 struct Upstream {
     addr: SocketAddr,
+    tls: bool,
+    /// The connector it was opened with: after a reload that changed the
+    /// trust, a new connection is verified with the new one.
+    connector: Arc<tls::Connector>,
     peer: Peer<Box<dyn Io>>,
 }
 
@@ -85,6 +155,11 @@ impl Outcome {
 }
 
 /// Serve one client connection until it closes, fails or shutdown.
+///
+/// A redirected connection that starts with a TLS handshake is terminated
+/// with the certificate of the instance it was going to; a `CONNECT` tunnel
+/// that starts with one, with the certificate of the instance the `CONNECT`
+/// named. The HTTP inside is then judged like any other, as `https`.
 pub async fn serve<S: Io>(
     client: S,
     peer: SocketAddr,
@@ -96,26 +171,123 @@ pub async fn serve<S: Io>(
         io: client,
         buf: BytesMut::with_capacity(16 * 1024),
     };
+    if let Origin::Transparent(dst) = origin {
+        let snapshot = shared.snapshot();
+        first_bytes(&mut client, snapshot.config.guard.timeouts.handshake).await;
+        if tls::looks_like_tls(&client.buf) {
+            let instance = match snapshot.config.destination_by_addr(dst) {
+                Ok(id) => snapshot.config.instance(id).clone(),
+                Err(e) => {
+                    tracing::warn!(client.addr = %peer, dst.addr = %dst, reason = %e, "TLS connection refused: no instance to take the certificate from");
+                    return;
+                }
+            };
+            if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
+                http_loop(client, peer, origin, true, &shared, &shutdown).await;
+            }
+            return;
+        }
+    }
+    if let Some((client, target, instance)) =
+        http_loop(client, peer, origin, false, &shared, &shutdown).await
+    {
+        let snapshot = shared.snapshot();
+        if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
+            // A CONNECT inside the tunnel is refused by `connect_tunnel`, so
+            // this loop never hands back another tunnel.
+            http_loop(
+                client,
+                peer,
+                Origin::Tunnel(target),
+                true,
+                &shared,
+                &shutdown,
+            )
+            .await;
+        }
+    }
+}
+
+/// Read until the first three bytes are in (enough for
+/// [`tls::looks_like_tls`]), the first byte rules TLS out, the client
+/// closes, or `timeout` passes. What was read stays in the buffer.
+async fn first_bytes<S: Io>(client: &mut Peer<S>, timeout: Duration) {
+    let read = async {
+        while client.buf.len() < 3 && client.buf.first().is_none_or(|b| *b == 0x16) {
+            client.buf.reserve(4 * 1024);
+            match client.io.read_buf(&mut client.buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    // A client that says nothing in time is left to the HTTP loop's idle
+    // timeout: plain HTTP clients may connect before they have a request.
+    let _ = tokio::time::timeout(timeout, read).await;
+}
+
+/// The client's TLS handshake with `instance`'s certificate; the bytes
+/// already read are replayed into it. `None` (logged) when it fails.
+async fn accept_tls<S: Io>(
+    client: Peer<S>,
+    snapshot: &Snapshot,
+    instance: &Instance,
+    peer: SocketAddr,
+) -> Option<Peer<tokio_rustls::server::TlsStream<Prefixed<S>>>> {
+    let Some(acceptor) = &snapshot.acceptor else {
+        tracing::warn!(client.addr = %peer, dst.instance = %instance.name, "TLS connection refused: no certificate source configured (guard.tls.ca_cert/ca_key or the instance's tls.cert/tls.key)");
+        return None;
+    };
+    let io = Prefixed::new(client.buf, client.io);
+    match acceptor
+        .accept(io, instance, snapshot.config.guard.timeouts.handshake)
+        .await
+    {
+        Ok(io) => Some(Peer {
+            io,
+            buf: BytesMut::with_capacity(16 * 1024),
+        }),
+        Err(e) => {
+            tracing::warn!(client.addr = %peer, dst.instance = %instance.name, reason = %e, "TLS connection refused");
+            None
+        }
+    }
+}
+
+/// Requests in order until the connection ends. Hands the connection back
+/// when a `CONNECT` tunnel starts with TLS, with the target and the
+/// instance whose certificate the client must be shown.
+async fn http_loop<S: Io>(
+    mut client: Peer<S>,
+    peer: SocketAddr,
+    mut origin: Origin,
+    tls: bool,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Option<(Peer<S>, Target, Instance)> {
     let mut upstream: Option<Upstream> = None;
-    let mut origin = origin;
     loop {
-        let config = shared.config.borrow().clone();
-        let limits = http_limits(&config);
-        let head = match next_request(&mut client, &config, &limits, &shutdown).await {
+        let snapshot = shared.snapshot();
+        let config = &snapshot.config;
+        let limits = http_limits(config);
+        let head = match next_request(&mut client, config, &limits, shutdown).await {
             Ok(Some(head)) => head,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(reject) => {
                 let _ = client.io.write_all(&reject.to_response("", true)).await;
                 log_exchange(peer, "-", "-", &outcome_of(reject), Duration::ZERO);
-                return;
+                return None;
             }
         };
         let started = Instant::now();
         if head.method == "CONNECT" {
-            match connect_tunnel(&mut client, &config, peer, &origin, &head).await {
-                Ok(target) => {
+            match connect_tunnel(&mut client, config, peer, &origin, &head).await {
+                Ok(Tunnel::Plain(target)) => {
                     origin = Origin::Tunnel(target);
                     continue;
+                }
+                Ok(Tunnel::Tls(target, instance)) => {
+                    return Some((client, target, *instance));
                 }
                 Err(reject) => {
                     let _ = client
@@ -129,7 +301,7 @@ pub async fn serve<S: Io>(
                         &outcome_of(reject),
                         started.elapsed(),
                     );
-                    return;
+                    return None;
                 }
             }
         }
@@ -137,10 +309,11 @@ pub async fn serve<S: Io>(
         let result = exchange(
             &mut client,
             &mut upstream,
-            &config,
+            &snapshot,
             &limits,
             peer,
             &origin,
+            tls,
             &head,
             &mut outcome,
         )
@@ -166,7 +339,7 @@ pub async fn serve<S: Io>(
         );
         if !outcome.keep_alive || shutdown.is_cancelled() {
             let _ = client.io.shutdown().await;
-            return;
+            return None;
         }
     }
 }
@@ -241,6 +414,14 @@ async fn next_request<S: Io>(
     }
 }
 
+/// What a `CONNECT` tunnel carries.
+enum Tunnel {
+    /// Plain HTTP to this target.
+    Plain(Target),
+    /// TLS to this target, terminated with this instance's certificate.
+    Tls(Target, Box<Instance>),
+}
+
 /// Answer a `CONNECT` on a proxy listener: route it, then the rest of the
 /// connection is a tunnel to that target.
 async fn connect_tunnel<S: Io>(
@@ -249,7 +430,7 @@ async fn connect_tunnel<S: Io>(
     peer: SocketAddr,
     origin: &Origin,
     head: &RequestHead,
-) -> Result<Target, Reject> {
+) -> Result<Tunnel, Reject> {
     if *origin != Origin::Proxy {
         return Err(Reject::fatal(
             400,
@@ -267,30 +448,28 @@ async fn connect_tunnel<S: Io>(
             )
         })?;
     let target = Target::Name { host, port };
-    route(config, peer.ip(), &target, "https", "/", None)
+    let routed = route(config, peer.ip(), &target, "https", "/", None)
         .map_err(|r| Reject { close: true, ..r })?;
     client
         .io
         .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         .await
         .map_err(|e| Reject::fatal(400, Side::Client, format!("write: {e}")))?;
-    // TLS inside the tunnel is intercepted by the TLS layer; a plain
-    // tunnel carries HTTP that is judged like any other request.
-    if client.buf.is_empty() {
-        let _ = tokio::time::timeout(
-            config.guard.timeouts.head,
-            client.io.read_buf(&mut client.buf),
-        )
-        .await;
+    first_bytes(client, config.guard.timeouts.handshake).await;
+    if !tls::looks_like_tls(&client.buf) {
+        // A plain tunnel carries HTTP that is judged like any other request.
+        return Ok(Tunnel::Plain(target));
     }
-    if client.buf.first() == Some(&0x16) {
-        return Err(Reject::fatal(
+    match routed.destination {
+        Destination::Instance(id) => Ok(Tunnel::Tls(target, Box::new(config.instance(id).clone()))),
+        // No instance, no certificate to show: such hosts are reached
+        // over plain HTTP only.
+        Destination::Allowlisted { host, .. } => Err(Reject::fatal(
             501,
             Side::Guard,
-            "TLS inside CONNECT is not available on this listener",
-        ));
+            format!("TLS to the allowlisted host {host} is not intercepted"),
+        )),
     }
-    Ok(target)
 }
 
 /// One request and its response.
@@ -298,13 +477,15 @@ async fn connect_tunnel<S: Io>(
 async fn exchange<S: Io>(
     client: &mut Peer<S>,
     upstream: &mut Option<Upstream>,
-    config: &Arc<Config>,
+    snapshot: &Snapshot,
     limits: &http::Limits,
     peer: SocketAddr,
     origin: &Origin,
+    tls: bool,
     head: &RequestHead,
     outcome: &mut Outcome,
 ) -> Result<(), Reject> {
+    let config = &snapshot.config;
     let request_body = http::request_body(head)
         .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
     // Until the body is consumed, a refusal must close the connection.
@@ -332,7 +513,7 @@ async fn exchange<S: Io>(
         config,
         peer.ip(),
         &target,
-        "http",
+        if tls { "https" } else { "http" },
         &path,
         Some(&host_header),
     )?;
@@ -342,6 +523,13 @@ async fn exchange<S: Io>(
         Destination::Instance(id) => {
             let instance = config.instance(*id);
             outcome.destination = Some(instance.name.clone());
+            if !tls && plain_refused(origin, instance) {
+                return Err(Reject::forbidden(format!(
+                    "plain HTTP to {}, which is reached over TLS: the client must use TLS \
+                     (or set allow_plain_http for this instance)",
+                    instance.name
+                )));
+            }
             let exchange = sync::classify(&head.method, &path, &instance.settings.base_path)
                 .map_err(|r| Reject::forbidden(r.to_string()))?;
             sync::check_request_headers(
@@ -425,23 +613,47 @@ async fn exchange<S: Io>(
         Verdict::Block(block) => return Err(Reject::blocked(block, Side::Client)),
     };
 
-    // Upstream: reuse the connection when it goes to the same place.
-    if upstream.as_ref().map(|u| u.addr) != Some(upstream_addr) {
+    // Upstream: reuse the connection when it goes to the same place, the
+    // same way, with the same trust.
+    let upstream_tls = match dst_id {
+        Some(id) if upstream_over_tls(origin, config.instance(id)) => Some(config.instance(id)),
+        _ => None,
+    };
+    let reusable = upstream.as_ref().is_some_and(|u| {
+        u.addr == upstream_addr
+            && u.tls == upstream_tls.is_some()
+            && Arc::ptr_eq(&u.connector, &snapshot.connector)
+    });
+    if !reusable {
         *upstream = None;
     }
     let up = match upstream {
         Some(u) => u,
         None => {
-            let io = upstream::connect(
+            let tcp = upstream::connect(
                 upstream_addr,
                 config.guard.upstream_mark,
                 config.guard.timeouts.connect,
             )
             .await?;
+            let io: Box<dyn Io> = match upstream_tls {
+                Some(instance) => Box::new(
+                    upstream::tls(
+                        &snapshot.connector,
+                        tcp,
+                        instance,
+                        config.guard.timeouts.handshake,
+                    )
+                    .await?,
+                ),
+                None => Box::new(tcp),
+            };
             upstream.insert(Upstream {
                 addr: upstream_addr,
+                tls: upstream_tls.is_some(),
+                connector: snapshot.connector.clone(),
                 peer: Peer {
-                    io: Box::new(io),
+                    io,
                     buf: BytesMut::with_capacity(16 * 1024),
                 },
             })
@@ -586,6 +798,23 @@ async fn exchange<S: Io>(
         outcome.keep_alive = false;
     }
     Ok(())
+}
+
+/// Whether plain HTTP from the client to `instance` is refused: the
+/// instance is reached over TLS, so its clients are expected to use TLS
+/// too, unless `allow_plain_http`. An absolute-form `http://` request on
+/// the proxy listener names its scheme itself and is exempt (as with the
+/// older mitmproxy guard, the client's scheme decides there).
+fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
+    let t = &instance.settings.tls;
+    *origin != Origin::Proxy && t.upstream && !t.allow_plain_http
+}
+
+/// Whether the guard speaks TLS to `instance`: when it is reached over
+/// TLS, except for an absolute-form `http://` request on the proxy
+/// listener, which asked for plain HTTP by name.
+fn upstream_over_tls(origin: &Origin, instance: &Instance) -> bool {
+    *origin != Origin::Proxy && instance.settings.tls.upstream
 }
 
 fn is_empty(kind: BodyKind) -> bool {
