@@ -21,6 +21,11 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 const PROXY: &str = "127.0.0.1:18443";
+/// The transparent listener, reached through the nftables redirect.
+const TRANSPARENT: &str = "127.0.0.1:18444";
+/// The guard's default `upstream_mark`: its own connections are not
+/// redirected.
+const MARK: u32 = 0x4d47;
 /// An instance whose server presents a certificate from a CA the guard
 /// does not trust.
 const ROGUE_IP: &str = "127.77.0.1";
@@ -132,7 +137,12 @@ fn world(tag: &str) -> World {
         Some((&rogue_cert, &rogue_key)),
     );
     let proxy: SocketAddr = PROXY.parse().unwrap();
-    let guard = start_guard(&ns, &config, &["--proxy-listen", PROXY], proxy);
+    let guard = start_guard(
+        &ns,
+        &config,
+        &["--proxy-listen", PROXY, "--transparent-listen", TRANSPARENT],
+        proxy,
+    );
     World {
         ns,
         peer,
@@ -156,6 +166,12 @@ fn tunnel(w: &World, source: &str, host: &str, sni: &str, alpn: &[&[u8]]) -> Res
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("CONNECT answered {head:?}"));
     }
+    handshake(w, tcp, sni, alpn)
+}
+
+/// A TLS handshake over `tcp` naming `sni`, offering `alpn`, trusting only
+/// the guard CA.
+fn handshake(w: &World, tcp: TcpStream, sni: &str, alpn: &[&[u8]]) -> Result<Tls, String> {
     let mut roots = RootCertStore::empty();
     roots.add(w.guard_ca.der.clone()).unwrap();
     let mut config =
@@ -404,4 +420,104 @@ fn plain_http_inside_a_tunnel_to_a_tls_instance_is_refused() {
     let body = String::from_utf8_lossy(&r.body);
     assert!(body.contains("reached over TLS"), "{body}");
     assert!(w.peer.received().is_empty());
+}
+
+/// Redirect TCP to port 443 of every instance to the transparent listener,
+/// except the guard's own (marked) connections.
+fn redirect(w: &World) -> bool {
+    let ok = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP transparent TLS: needs nft (nftables)");
+        return false;
+    }
+    let port = TRANSPARENT.rsplit(':').next().unwrap();
+    let rules = format!(
+        "table ip misp_guard_tls_test {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    meta mark {MARK:#x} return\n    tcp dport 443 ip daddr != 127.0.0.1 redirect to :{port}\n  }}\n}}\n"
+    );
+    let file = w.ns.path("ruleset.nft");
+    std::fs::write(&file, &rules).unwrap();
+    let out = w.ns.command("nft").arg("-f").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft -f failed: {}\n{rules}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+#[test]
+fn transparent_tls_takes_the_certificate_of_the_original_destination() {
+    if !can_run("transparent_tls_takes_the_certificate_of_the_original_destination") {
+        return;
+    }
+    let w = world("tlstr");
+    if !redirect(&w) {
+        return;
+    }
+    let source: IpAddr = map_ip("20.0.0.2").parse().unwrap();
+    let dst: SocketAddr = format!("{}:443", map_ip("20.0.0.1")).parse().unwrap();
+    let host = "instance1-comp2.com";
+
+    // An allowed push and a blocked one, on one TLS connection.
+    let allowed = scenario("push_new_event_non-blocked");
+    let blocked = scenario("push_new_event_blocked_event_tags");
+    assert_eq!(allowed.host, host);
+    assert_eq!(blocked.host, host);
+    let post = |s: &Scenario| {
+        let body = s.body();
+        let mut r = format!(
+            "POST {} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            s.url,
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&body);
+        r
+    };
+    let (first, second) = w.ns.run(|| {
+        let tcp = connect(source, dst);
+        let mut t = handshake(&w, tcp, host, &[b"http/1.1"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.guard.log()));
+        t.write_all(&post(&allowed)).unwrap();
+        let first = read_response(&mut t, false);
+        t.write_all(&post(&blocked)).unwrap();
+        (first, read_response(&mut t, false))
+    });
+    let first = first.expect("no response to the allowed push");
+    assert_eq!(first.status, 200, "{first:?}\n{}", w.guard.log());
+    let second = second.expect("no response to the blocked push");
+    assert_eq!(second.status, 403, "{second:?}");
+    let got = w.peer.received();
+    assert_eq!(got.len(), 1, "only the allowed push went upstream: {got:?}");
+    assert_eq!(
+        got[0]["body_len"].as_u64(),
+        Some(allowed.body().len() as u64)
+    );
+
+    // Without SNI (a client naming the address: IP literals are never sent
+    // as SNI) the certificate is still the original destination's, which
+    // names its address too.
+    let no_sni = w.ns.run(|| {
+        let tcp = connect(source, dst);
+        handshake(&w, tcp, &map_ip("20.0.0.1"), &[b"http/1.1"]).map(|_| ())
+    });
+    assert!(no_sni.is_ok(), "{no_sni:?}\n{}", w.guard.log());
+
+    // Plain HTTP to an instance reached over TLS is refused.
+    let plain = w.ns.run(|| {
+        let mut tcp = connect(source, dst);
+        roundtrip(
+            &mut tcp,
+            format!("GET /servers/getVersion HTTP/1.1\r\nHost: {host}:443\r\n\r\n").as_bytes(),
+            false,
+        )
+    });
+    let plain = plain.expect("no answer to plain HTTP");
+    assert_eq!(plain.status, 403);
+    let body = String::from_utf8_lossy(&plain.body);
+    assert!(body.contains("reached over TLS"), "{body}");
+    assert_eq!(w.peer.received().len(), 1);
 }
