@@ -177,8 +177,19 @@ fn main() -> ExitCode {
         } => match Config::load(&file) {
             Ok((config, warnings)) => {
                 print_warnings(&warnings);
-                println!("{}", config.summary());
-                ExitCode::SUCCESS
+                let summary = config.summary();
+                // The certificates and keys the config names are part of
+                // it: a config whose TLS material does not load is bad.
+                match Snapshot::build(config) {
+                    Ok(_) => {
+                        println!("{summary}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{}: TLS settings:\n{e}", file.display());
+                        ExitCode::from(EXIT_CONFIG)
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -209,6 +220,14 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
     for w in &warnings {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
+    let snapshot = match Snapshot::build(config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("TLS settings: {e}");
+            eprintln!("{}: TLS settings:\n{e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -219,7 +238,7 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(path, config, proxy, transparent)) {
+    match runtime.block_on(serve(path, snapshot, proxy, transparent)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -231,10 +250,11 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
 
 async fn serve(
     path: PathBuf,
-    config: Config,
+    snapshot: Snapshot,
     mut proxy: Vec<SocketAddr>,
     mut transparent: Vec<SocketAddr>,
 ) -> Result<(), String> {
+    let config = &snapshot.config;
     proxy.extend(config.guard.proxy_listen.iter().copied());
     transparent.extend(config.guard.transparent_listen.iter().copied());
     if proxy.is_empty() && transparent.is_empty() {
@@ -255,7 +275,6 @@ async fn serve(
 
     let limit = Arc::new(Semaphore::new(config.guard.limits.max_connections));
     let grace = config.guard.timeouts.shutdown_grace;
-    let snapshot = Snapshot::build(config).map_err(|e| format!("TLS settings:\n{e}"))?;
     let (tx, rx) = watch::channel(Arc::new(snapshot));
     let shared = Arc::new(Shared { current: rx });
     let shutdown = CancellationToken::new();

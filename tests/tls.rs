@@ -78,6 +78,10 @@ struct World {
     guard: Proc,
     guard_ca: Ca,
     proxy: SocketAddr,
+    /// The config the guard was started with.
+    config: serde_json::Value,
+    /// The certificate of the CA the guard does not trust.
+    untrusted_ca: PathBuf,
 }
 
 fn world(tag: &str) -> World {
@@ -116,6 +120,7 @@ fn world(tag: &str) -> World {
     let ca_cert = write("guard-ca.crt", &guard_ca.cert_pem);
     let ca_key = write("guard-ca.key", &guard_ca.key_pem);
     let bundle = write("upstream-ca.crt", &upstream_ca.cert_pem);
+    let untrusted = write("untrusted-ca.crt", &untrusted_ca.cert_pem);
     let (cert, key) = server_cert(&upstream_ca, &hosts);
     let (peer_cert, peer_key) = (write("peer.crt", &cert), write("peer.key", &key));
     let (cert, key) = server_cert(&untrusted_ca, &[ROGUE_HOST.to_string()]);
@@ -150,6 +155,8 @@ fn world(tag: &str) -> World {
         guard,
         guard_ca,
         proxy,
+        config,
+        untrusted_ca: untrusted,
     }
 }
 
@@ -520,4 +527,86 @@ fn transparent_tls_takes_the_certificate_of_the_original_destination() {
     let body = String::from_utf8_lossy(&plain.body);
     assert!(body.contains("reached over TLS"), "{body}");
     assert_eq!(w.peer.received().len(), 1);
+}
+
+/// Rewrite the guard's config file, send SIGHUP and wait for the log line
+/// saying how it went (the `n`th such line).
+fn reload(w: &World, config: &serde_json::Value, n: usize) -> String {
+    std::fs::write(
+        w.ns.path("config.json"),
+        serde_json::to_string_pretty(config).unwrap(),
+    )
+    .unwrap();
+    let pid = w.guard.child.id().to_string();
+    sh(&["kill", "-HUP", &pid]);
+    let start = std::time::Instant::now();
+    loop {
+        let log = w.guard.log();
+        let seen =
+            log.matches("config reloaded").count() + log.matches("config reload refused").count();
+        if seen >= n || start.elapsed() > std::time::Duration::from_secs(10) {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reload_swaps_tls_with_the_config_or_keeps_the_old() {
+    if !can_run("reload_swaps_tls_with_the_config_or_keeps_the_old") {
+        return;
+    }
+    let w = world("tlshup");
+    let s = scenario("push_new_event_non-blocked");
+    let (r, _) = run(&w, &s);
+    assert_eq!(r.status, 200);
+
+    // A config whose CA key is missing is refused as a whole.
+    let mut broken = w.config.clone();
+    broken["guard"]["tls"]["ca_key"] = w.ns.path("no-such.key").display().to_string().into();
+    let log = reload(&w, &broken, 1);
+    assert!(log.contains("config reload refused"), "{log}");
+    assert!(log.contains("no-such.key"), "{log}");
+    let (r, _) = run(&w, &s);
+    assert_eq!(r.status, 200, "the old TLS settings stay in force");
+
+    // Trusting another CA upstream takes effect for the next connection.
+    let mut other = w.config.clone();
+    other["guard"]["tls"]["upstream_ca_bundle"] = w.untrusted_ca.display().to_string().into();
+    let log = reload(&w, &other, 2);
+    assert!(log.contains("config reloaded"), "{log}");
+    let before = w.peer.received().len();
+    let (r, got) = run(&w, &s);
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("unknown issuer"));
+    assert!(got.is_empty());
+    assert_eq!(w.peer.received().len(), before);
+}
+
+#[test]
+fn ca_init_writes_a_ca_the_guard_can_use_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(GUARD)
+        .args(["ca", "init", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ca_cert"), "{text}");
+    let cert = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(dir.path().join("ca.key").exists());
+
+    let again = std::process::Command::new(GUARD)
+        .args(["ca", "init", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),
+        cert
+    );
 }
