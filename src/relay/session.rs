@@ -1195,3 +1195,86 @@ fn log_exchange(peer: SocketAddr, method: &str, target: &str, o: &Outcome, took:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with one instance on `port` and `guard.tls` as given.
+    fn config(port: u16, tls: serde_json::Value, instance_tls: serde_json::Value) -> Config {
+        let v = serde_json::json!({
+            "compartments_rules": { "can_reach": { "c": ["c"] } },
+            "instances": {
+                "a": {
+                    "ip": "10.0.0.1", "host": "a.example", "port": port,
+                    "compartment_id": "c", "affiliation": "",
+                    "taxonomies_rules": { "required_taxonomies": [], "allowed_tags": {}, "blocked_tags": [] },
+                    "blocked_distribution_levels": [], "blocked_sharing_groups_uuids": [],
+                    "blocked_attribute_types": [], "blocked_attribute_categories": [],
+                    "blocked_object_types": []
+                }
+            },
+            "guard": { "tls": tls, "instances": { "a": { "tls": instance_tls } } }
+        });
+        Config::from_json_str(&v.to_string()).unwrap().0
+    }
+
+    #[test]
+    fn plain_http_and_upstream_tls_by_origin_and_settings() {
+        let dst: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let tunnel = Origin::Tunnel(Target::Name {
+            host: "a.example".into(),
+            port: 443,
+        });
+        // (origin, upstream, allow_plain_http) → (plain refused, TLS upstream)
+        let cases = [
+            (Origin::Transparent(dst), true, false, (true, true)),
+            (Origin::Transparent(dst), true, true, (false, true)),
+            (Origin::Transparent(dst), false, false, (false, false)),
+            (tunnel.clone(), true, false, (true, true)),
+            (tunnel.clone(), false, true, (false, false)),
+            // An absolute-form http:// request named its scheme itself.
+            (Origin::Proxy, true, false, (false, false)),
+            (Origin::Proxy, false, false, (false, false)),
+        ];
+        for (origin, upstream, allow_plain_http, want) in cases {
+            let c = config(
+                443,
+                serde_json::json!({}),
+                serde_json::json!({ "upstream": upstream, "allow_plain_http": allow_plain_http }),
+            );
+            let i = &c.instances[0];
+            assert_eq!(
+                (plain_refused(&origin, i), upstream_over_tls(&origin, i)),
+                want,
+                "{origin:?} upstream={upstream} allow_plain_http={allow_plain_http}"
+            );
+        }
+    }
+
+    #[test]
+    fn snapshot_without_certificates_has_no_acceptor() {
+        let s = Snapshot::build(config(80, serde_json::json!({}), serde_json::json!({}))).unwrap();
+        assert!(s.acceptor.is_none());
+    }
+
+    #[test]
+    fn snapshot_with_a_ca_mints_and_bad_material_refuses_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tls::ca_init(dir.path()).unwrap();
+        let good = serde_json::json!({
+            "ca_cert": files.cert, "ca_key": files.key, "upstream_ca_bundle": files.cert,
+        });
+        let s = Snapshot::build(config(443, good, serde_json::json!({}))).unwrap();
+        assert!(s.acceptor.is_some());
+
+        let missing = dir.path().join("missing.key");
+        let bad = serde_json::json!({
+            "ca_cert": files.cert, "ca_key": missing, "upstream_ca_bundle": files.cert,
+        });
+        let e = Snapshot::build(config(443, bad, serde_json::json!({})))
+            .err()
+            .expect("a missing key is refused");
+        assert!(e.to_string().contains("missing.key"), "{e}");
+    }
+}
