@@ -513,6 +513,21 @@ fn transparent_tls_takes_the_certificate_of_the_original_destination() {
     });
     assert!(no_sni.is_ok(), "{no_sni:?}\n{}", w.guard.log());
 
+    // A Host naming an allowlisted domain inside TLS is not relayed (the
+    // allowlist is for plain HTTP; the guard cannot verify such a host).
+    let listed = w.ns.run(|| {
+        let tcp = connect(source, dst);
+        let mut t = handshake(&w, tcp, host, &[b"http/1.1"]).unwrap();
+        t.write_all(b"GET /test.txt HTTP/1.1\r\nHost: snort-org-site.s3.amazonaws.com\r\n\r\n")
+            .unwrap();
+        read_response(&mut t, false)
+    });
+    let listed = listed.expect("no answer for the allowlisted host");
+    assert_eq!(listed.status, 403);
+    let body = String::from_utf8_lossy(&listed.body);
+    assert!(body.contains("plain HTTP only"), "{body}");
+    assert_eq!(w.peer.received().len(), 1);
+
     // Plain HTTP to an instance reached over TLS is refused.
     let plain = w.ns.run(|| {
         let mut tcp = connect(source, dst);

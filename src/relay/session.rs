@@ -546,6 +546,13 @@ async fn exchange<S: Io>(
         }
         Destination::Allowlisted { host, port } => {
             outcome.destination = Some(format!("allowlist:{host}"));
+            if tls {
+                // The guard has no certificate to check such a host with
+                // and would reach it in plain; the client meant TLS.
+                return Err(Reject::forbidden(format!(
+                    "the allowlisted host {host} is relayed over plain HTTP only, not inside TLS"
+                )));
+            }
             let addr = allowlisted_addr(host, *port, &target).await?;
             (None, None, addr)
         }
