@@ -491,14 +491,26 @@ fn transparent_tls_takes_the_certificate_of_the_original_destination() {
         t.write_all(&post(&allowed)).unwrap();
         let first = read_response(&mut t, false);
         t.write_all(&post(&blocked)).unwrap();
-        (first, read_response(&mut t, false))
+        let second = read_response(&mut t, false);
+        // The upstream TLS connection of the first request is kept and
+        // used again.
+        t.write_all(format!("GET /servers/getVersion HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .unwrap();
+        let third = read_response(&mut t, false);
+        assert_eq!(third.map(|r| r.status), Some(200));
+        (first, second)
     });
     let first = first.expect("no response to the allowed push");
     assert_eq!(first.status, 200, "{first:?}\n{}", w.guard.log());
     let second = second.expect("no response to the blocked push");
     assert_eq!(second.status, 403, "{second:?}");
     let got = w.peer.received();
-    assert_eq!(got.len(), 1, "only the allowed push went upstream: {got:?}");
+    assert_eq!(
+        got.len(),
+        2,
+        "the blocked push did not go upstream: {got:?}"
+    );
+    assert_eq!(got[1]["path"], "/servers/getVersion");
     assert_eq!(
         got[0]["body_len"].as_u64(),
         Some(allowed.body().len() as u64)
@@ -526,7 +538,7 @@ fn transparent_tls_takes_the_certificate_of_the_original_destination() {
     assert_eq!(listed.status, 403);
     let body = String::from_utf8_lossy(&listed.body);
     assert!(body.contains("plain HTTP only"), "{body}");
-    assert_eq!(w.peer.received().len(), 1);
+    assert_eq!(w.peer.received().len(), 2);
 
     // Plain HTTP to an instance reached over TLS is refused.
     let plain = w.ns.run(|| {
@@ -541,7 +553,7 @@ fn transparent_tls_takes_the_certificate_of_the_original_destination() {
     assert_eq!(plain.status, 403);
     let body = String::from_utf8_lossy(&plain.body);
     assert!(body.contains("reached over TLS"), "{body}");
-    assert_eq!(w.peer.received().len(), 1);
+    assert_eq!(w.peer.received().len(), 2);
 }
 
 /// Rewrite the guard's config file, send SIGHUP and wait for the log line

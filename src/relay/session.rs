@@ -634,6 +634,11 @@ async fn exchange<S: Io>(
     if !reusable {
         *upstream = None;
     }
+    if let Some(u) = upstream.as_mut() {
+        if !still_open(&mut u.peer).await {
+            *upstream = None;
+        }
+    }
     let up = match upstream {
         Some(u) => u,
         None => {
@@ -822,6 +827,23 @@ fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
 /// listener, which asked for plain HTTP by name.
 fn upstream_over_tls(origin: &Origin, instance: &Instance) -> bool {
     *origin != Origin::Proxy && instance.settings.tls.upstream
+}
+
+/// Whether a kept upstream connection can carry another request. Servers
+/// close idle keep-alive connections (Apache after 5 s); sending on such
+/// a connection would fail the client's request with a 502. Anything
+/// readable now (end of stream, an error, a TLS close, bytes nobody asked
+/// for) means it cannot be reused; only "nothing yet" can.
+async fn still_open<S: Io>(peer: &mut Peer<S>) -> bool {
+    if !peer.buf.is_empty() {
+        return false;
+    }
+    peer.buf.reserve(4 * 1024);
+    // A zero timeout polls the read once: pending means the connection is
+    // idle and open.
+    tokio::time::timeout(Duration::ZERO, peer.io.read_buf(&mut peer.buf))
+        .await
+        .is_err()
 }
 
 fn is_empty(kind: BodyKind) -> bool {
@@ -1257,6 +1279,30 @@ mod tests {
                 "{origin:?} upstream={upstream} allow_plain_http={allow_plain_http}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn kept_upstream_is_reused_only_while_idle_and_open() {
+        let (far, near) = tokio::io::duplex(1024);
+        let mut peer = Peer {
+            io: near,
+            buf: BytesMut::new(),
+        };
+        assert!(still_open(&mut peer).await);
+        assert!(still_open(&mut peer).await, "probing reads nothing");
+
+        let (mut far2, near2) = tokio::io::duplex(1024);
+        let mut talky = Peer {
+            io: near2,
+            buf: BytesMut::new(),
+        };
+        far2.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(!still_open(&mut talky).await, "unsolicited bytes");
+
+        drop(far);
+        assert!(!still_open(&mut peer).await, "closed by the server");
     }
 
     #[test]
