@@ -162,7 +162,10 @@ fn main() -> ExitCode {
         }
         Command::Ca {
             command: CaCommand::Init { out },
-        } => match tls::ca_init(&out) {
+        } => match std::fs::create_dir_all(&out)
+            .map_err(|e| format!("{}: cannot create: {e}", out.display()))
+            .and_then(|()| tls::ca_init(&out).map_err(|e| e.to_string()))
+        {
             Ok(files) => {
                 println!("{}", files.instructions);
                 ExitCode::SUCCESS

@@ -637,3 +637,33 @@ fn ca_init_writes_a_ca_the_guard_can_use_and_never_overwrites() {
         cert
     );
 }
+
+#[test]
+fn config_check_loads_the_tls_material() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard_ca = ca("check CA");
+    let cert = dir.path().join("ca.crt");
+    std::fs::write(&cert, &guard_ca.cert_pem).unwrap();
+    let missing = dir.path().join("missing.key");
+    let mut config = conformance_config(serde_json::json!({
+        "tls": { "ca_cert": cert, "ca_key": missing, "upstream_ca_bundle": cert },
+    }));
+    let file = dir.path().join("config.json");
+    let check = |config: &serde_json::Value| {
+        std::fs::write(&file, config.to_string()).unwrap();
+        std::process::Command::new(GUARD)
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.key"));
+
+    let key = dir.path().join("ca.key");
+    std::fs::write(&key, &guard_ca.key_pem).unwrap();
+    config["guard"]["tls"]["ca_key"] = key.display().to_string().into();
+    let out = check(&config);
+    assert!(out.status.success(), "{out:?}");
+}
