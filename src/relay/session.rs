@@ -82,8 +82,8 @@ impl Snapshot {
         };
         if acceptor.is_none() && config.instances.iter().any(|i| i.settings.tls.upstream) {
             tracing::warn!(
-                "no guard.tls.ca_cert/ca_key and no instance tls.cert: TLS from clients is refused; \
-                 only plain HTTP can be relayed"
+                "no guard.tls.ca_cert/ca_key and no instance tls.cert: \
+                 TLS from clients is refused; only plain HTTP can be relayed"
             );
         }
         Ok(Snapshot {
@@ -178,7 +178,10 @@ pub async fn serve<S: Io>(
             let instance = match snapshot.config.destination_by_addr(dst) {
                 Ok(id) => snapshot.config.instance(id).clone(),
                 Err(e) => {
-                    tracing::warn!(client.addr = %peer, dst.addr = %dst, reason = %e, "TLS connection refused: no instance to take the certificate from");
+                    tracing::warn!(
+                        client.addr = %peer, dst.addr = %dst, reason = %e,
+                        "TLS connection refused: no instance to take the certificate from"
+                    );
                     return;
                 }
             };
@@ -235,7 +238,11 @@ async fn accept_tls<S: Io>(
     peer: SocketAddr,
 ) -> Option<Peer<tokio_rustls::server::TlsStream<Prefixed<S>>>> {
     let Some(acceptor) = &snapshot.acceptor else {
-        tracing::warn!(client.addr = %peer, dst.instance = %instance.name, "TLS connection refused: no certificate source configured (guard.tls.ca_cert/ca_key or the instance's tls.cert/tls.key)");
+        tracing::warn!(
+            client.addr = %peer, dst.instance = %instance.name,
+            "TLS connection refused: no certificate source configured \
+             (guard.tls.ca_cert/ca_key or the instance's tls.cert/tls.key)"
+        );
         return None;
     };
     let io = Prefixed::new(client.buf, client.io);
@@ -248,7 +255,10 @@ async fn accept_tls<S: Io>(
             buf: BytesMut::with_capacity(16 * 1024),
         }),
         Err(e) => {
-            tracing::warn!(client.addr = %peer, dst.instance = %instance.name, reason = %e, "TLS connection refused");
+            tracing::warn!(
+                client.addr = %peer, dst.instance = %instance.name, reason = %e,
+                "TLS connection refused"
+            );
             None
         }
     }
@@ -461,7 +471,10 @@ async fn connect_tunnel<S: Io>(
         return Ok(Tunnel::Plain(target));
     }
     match routed.destination {
-        Destination::Instance(id) => Ok(Tunnel::Tls(target, Box::new(config.instance(id).clone()))),
+        Destination::Instance(id) => {
+            let instance = config.instance(id).clone();
+            Ok(Tunnel::Tls(target, Box::new(instance)))
+        }
         // No instance, no certificate to show: such hosts are reached
         // over plain HTTP only.
         Destination::Allowlisted { host, .. } => Err(Reject::fatal(
