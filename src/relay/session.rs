@@ -1186,23 +1186,36 @@ async fn read_more<S: AsyncRead + Unpin>(
     side: Side,
     eof_ok: bool,
 ) -> Result<bool, Reject> {
+    // A broken or slow answer from upstream is the gateway's failure, not
+    // the client's.
+    let (broken, slow) = if side == Side::Client {
+        (400, 408)
+    } else {
+        (502, 504)
+    };
     peer.buf.reserve(READ_CHUNK);
     let n = match tokio::time::timeout(rate.idle, peer.io.read_buf(&mut peer.buf)).await {
-        Err(_) => return Err(Reject::fatal(408, side, "body stalled")),
-        Ok(Err(e)) => return Err(Reject::fatal(400, side, format!("reading body: {e}"))),
+        Err(_) => return Err(Reject::fatal(slow, side, "body stalled")),
+        // Over TLS this includes an end without close_notify, which could
+        // be a truncation, so a close-delimited body is refused then.
+        Ok(Err(e)) => return Err(Reject::fatal(broken, side, format!("reading body: {e}"))),
         Ok(Ok(n)) => n,
     };
     if n == 0 {
         if eof_ok {
             return Ok(false);
         }
-        return Err(Reject::fatal(400, side, "connection closed inside a body"));
+        return Err(Reject::fatal(
+            broken,
+            side,
+            "connection closed inside a body",
+        ));
     }
     rate.bytes += n as u64;
     let elapsed = rate.started.elapsed();
     if elapsed > RATE_GRACE && rate.bytes < rate.min_rate.saturating_mul(elapsed.as_secs()) {
         return Err(Reject::fatal(
-            408,
+            slow,
             side,
             "body arrives slower than the minimum rate",
         ));
