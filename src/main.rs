@@ -13,8 +13,8 @@ use tokio_util::task::TaskTracker;
 use misp_guard::check;
 use misp_guard::config::{Config, Problem};
 use misp_guard::listen::{self, Mode};
-use misp_guard::relay::Shared;
-use misp_guard::telemetry;
+use misp_guard::relay::{Shared, Snapshot};
+use misp_guard::{telemetry, tls};
 
 /// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
 const EXIT_CONFIG: u8 = 2;
@@ -76,6 +76,22 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// The guard's own certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a new guard CA (ca.crt, ca.key) in a directory; refuses to
+    /// overwrite existing files.
+    Init {
+        /// The directory to write ca.crt and ca.key to.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -144,13 +160,39 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ca {
+            command: CaCommand::Init { out },
+        } => match std::fs::create_dir_all(&out)
+            .map_err(|e| format!("{}: cannot create: {e}", out.display()))
+            .and_then(|()| tls::ca_init(&out).map_err(|e| e.to_string()))
+        {
+            Ok(files) => {
+                println!("{}", files.instructions);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("misp-guard: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
             Ok((config, warnings)) => {
                 print_warnings(&warnings);
-                println!("{}", config.summary());
-                ExitCode::SUCCESS
+                let summary = config.summary();
+                // The certificates and keys the config names are part of
+                // it: a config whose TLS material does not load is bad.
+                match Snapshot::build(config) {
+                    Ok(_) => {
+                        println!("{summary}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{}: TLS settings:\n{e}", file.display());
+                        ExitCode::from(EXIT_CONFIG)
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -181,6 +223,14 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
     for w in &warnings {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
+    let snapshot = match Snapshot::build(config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("TLS settings: {e}");
+            eprintln!("{}: TLS settings:\n{e}", path.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -191,7 +241,7 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(path, config, proxy, transparent)) {
+    match runtime.block_on(serve(path, snapshot, proxy, transparent)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -203,10 +253,11 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
 
 async fn serve(
     path: PathBuf,
-    config: Config,
+    snapshot: Snapshot,
     mut proxy: Vec<SocketAddr>,
     mut transparent: Vec<SocketAddr>,
 ) -> Result<(), String> {
+    let config = &snapshot.config;
     proxy.extend(config.guard.proxy_listen.iter().copied());
     transparent.extend(config.guard.transparent_listen.iter().copied());
     if proxy.is_empty() && transparent.is_empty() {
@@ -227,8 +278,8 @@ async fn serve(
 
     let limit = Arc::new(Semaphore::new(config.guard.limits.max_connections));
     let grace = config.guard.timeouts.shutdown_grace;
-    let (tx, rx) = watch::channel(Arc::new(config));
-    let shared = Arc::new(Shared { config: rx });
+    let (tx, rx) = watch::channel(Arc::new(snapshot));
+    let shared = Arc::new(Shared { current: rx });
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut accept = Vec::new();
@@ -251,11 +302,8 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match Config::load(&path) {
-                Ok((new, warnings)) => {
-                    for w in &warnings {
-                        tracing::warn!(path = %w.path, "{}", w.message);
-                    }
+            _ = hup.recv() => match reload(&path) {
+                Ok(new) => {
                     let _ = tx.send(Arc::new(new));
                     tracing::info!(config = %path.display(), "config reloaded (listeners unchanged)");
                 }
@@ -273,6 +321,16 @@ async fn serve(
         tracing::warn!("grace period over, closing the remaining connections");
     }
     Ok(())
+}
+
+/// A new snapshot from the config file: the config and the TLS material it
+/// names, all loaded before anything is swapped.
+fn reload(path: &std::path::Path) -> Result<Snapshot, String> {
+    let (config, warnings) = Config::load(path).map_err(|e| e.to_string())?;
+    for w in &warnings {
+        tracing::warn!(path = %w.path, "{}", w.message);
+    }
+    Snapshot::build(config).map_err(|e| format!("TLS settings:\n{e}"))
 }
 
 /// Fail at start, not on the first connection, when the firewall mark

@@ -56,9 +56,22 @@ fn rig(tag: &str) -> Rig {
     let probe: SocketAddr = DIRECT.parse().unwrap();
     let config = conformance_config(serde_json::json!({}));
     let rules = ruleset(&config);
+    // Plain HTTP on both legs here (tests/tls.rs covers TLS): instances on
+    // port 443 are otherwise reached over TLS.
+    let plain: serde_json::Map<String, serde_json::Value> = config["instances"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|name| {
+            (
+                name.clone(),
+                serde_json::json!({ "tls": { "upstream": false } }),
+            )
+        })
+        .collect();
     Rig::start(
         tag,
-        serde_json::json!({}),
+        serde_json::json!({ "instances": plain }),
         &["--transparent-listen", LISTEN],
         probe,
         |ns| {

@@ -6,7 +6,8 @@
 //! guard's own listener, was not redirected and is refused. A proxy
 //! listener receives MISP's explicit-proxy requests (absolute-form and
 //! `CONNECT`). Each connection gets one task; a semaphore caps how many run
-//! at once.
+//! at once. Whether a connection speaks TLS is decided by [`relay::serve`]
+//! from its first bytes, not here.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

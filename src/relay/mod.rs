@@ -7,15 +7,28 @@
 //! exact received bytes go on, re-framed with a `Content-Length` the guard
 //! wrote itself. Pulls are judged the same way on the response.
 //!
+//! TLS: a redirected connection or a `CONNECT` tunnel that starts with a
+//! TLS handshake is terminated with the destination instance's certificate
+//! ([`crate::tls::Acceptor`]) and its requests are judged as `https`; the
+//! guard reaches an instance with `tls.upstream` over its own verified TLS
+//! ([`crate::tls::Connector`]), never falling back to plain. Plain HTTP to
+//! such an instance is refused unless `allow_plain_http`, except an
+//! absolute-form `http://` request on the proxy listener, whose scheme the
+//! client named (it is relayed plain, as the older mitmproxy guard did).
+//! The config and the TLS material built from it are one [`Snapshot`],
+//! swapped whole on reload.
+//!
 //! Refuses: anything [`crate::http`] refuses (400/413/431), unknown
 //! instances and unreachable compartments (403), a `Host` naming another
 //! instance (403), exchanges outside the table (403), bodies the rules
 //! block (403 in MISP's own save-fail shape, so MISP logs it and carries on
-//! with the next event), upstream failures (502/504).
+//! with the next event), upstream failures and refused upstream
+//! certificates (502/504).
 
 mod answer;
 mod hold;
 mod inspect;
+mod prefixed;
 mod route;
 mod session;
 mod upstream;
@@ -23,7 +36,7 @@ mod upstream;
 pub use answer::{Reject, Side};
 pub use hold::Hold;
 pub use route::{parse_authority, route, Destination, Route, Target};
-pub use session::{serve, Origin, Shared};
+pub use session::{serve, Origin, Shared, Snapshot};
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies
 /// (`AnyJson`) qualify: an empty filter carries no data out, and the

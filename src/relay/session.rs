@@ -12,20 +12,86 @@ use tokio_util::sync::CancellationToken;
 use super::answer::{Reject, Side};
 use super::hold::Hold;
 use super::inspect::{Inspection, Job, Judged};
+use super::prefixed::Prefixed;
 use super::route::{escape, route, Destination, Route, Target};
 use super::upstream;
-use crate::config::Config;
+use crate::config::{Config, Instance};
 use crate::http::{
     self, BodyKind, Chunk, ChunkedDecoder, Coding, DecodeCaps, RequestHead, ResponseHead,
 };
 use crate::rules::{Context, Document, Pass, Verdict};
 use crate::sync::{self, Direction};
+use crate::tls;
 
 /// State shared by every connection.
 pub struct Shared {
-    /// The config in force; SIGHUP puts a new one here. Each exchange takes
-    /// one snapshot and uses it from start to end.
-    pub config: watch::Receiver<Arc<Config>>,
+    /// The config and TLS material in force; SIGHUP puts a new snapshot
+    /// here. Each exchange takes one and uses it from start to end.
+    pub current: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl Shared {
+    /// The snapshot in force now.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.borrow().clone()
+    }
+}
+
+/// A config with the TLS acceptor and connector built from it, swapped as
+/// one so a request never sees a config with another config's certificates.
+pub struct Snapshot {
+    /// The config.
+    pub config: Arc<Config>,
+    /// Terminates clients' TLS; `None` when no certificate source is
+    /// configured at all (no guard CA, no instance `cert`), and then every
+    /// TLS client is refused.
+    pub acceptor: Option<Arc<tls::Acceptor>>,
+    /// Opens TLS connections to the instances reached over TLS.
+    pub connector: Arc<tls::Connector>,
+}
+
+impl Snapshot {
+    /// Builds the acceptor and connector for `config`; any TLS problem
+    /// refuses the whole config, so a reload keeps the old snapshot.
+    pub fn build(config: Config) -> Result<Snapshot, tls::Errors> {
+        let t = &config.guard.tls;
+        let has_certificates = t.ca_cert.is_some()
+            || t.ca_key.is_some()
+            || config
+                .instances
+                .iter()
+                .any(|i| i.settings.tls.cert.is_some() || i.settings.tls.key.is_some());
+        let acceptor = if has_certificates {
+            Some(tls::Acceptor::new(t, &config.instances))
+        } else {
+            None
+        };
+        let connector = tls::Connector::new(t, &config.instances);
+        let (acceptor, connector) = match (acceptor.transpose(), connector) {
+            (Ok(a), Ok(c)) => (a, c),
+            (a, c) => {
+                let mut all = Vec::new();
+                if let Err(tls::Errors(e)) = a {
+                    all.extend(e);
+                }
+                if let Err(tls::Errors(e)) = c {
+                    all.extend(e);
+                }
+                return Err(tls::Errors(all));
+            }
+        };
+        if acceptor.is_none() && config.instances.iter().any(|i| i.settings.tls.upstream) {
+            tracing::warn!(
+                "no guard.tls.ca_cert/ca_key and no instance tls.cert: \
+                 TLS from clients is refused; only plain HTTP can be relayed"
+            );
+        }
+        Ok(Snapshot {
+            config: Arc::new(config),
+            acceptor: acceptor.map(Arc::new),
+            connector: Arc::new(connector),
+        })
+    }
 }
 
 /// How the connection reached the guard.
@@ -59,6 +125,10 @@ struct Peer<S> {
 /// An open connection to a destination, kept across requests.
 struct Upstream {
     addr: SocketAddr,
+    tls: bool,
+    /// The connector it was opened with: after a reload that changed the
+    /// trust, a new connection is verified with the new one.
+    connector: Arc<tls::Connector>,
     peer: Peer<Box<dyn Io>>,
 }
 
@@ -88,6 +158,11 @@ impl Outcome {
 }
 
 /// Serve one client connection until it closes, fails or shutdown.
+///
+/// A redirected connection that starts with a TLS handshake is terminated
+/// with the certificate of the instance it was going to; a `CONNECT` tunnel
+/// that starts with one, with the certificate of the instance the `CONNECT`
+/// named. The HTTP inside is then judged like any other, as `https`.
 pub async fn serve<S: Io>(
     client: S,
     peer: SocketAddr,
@@ -99,27 +174,134 @@ pub async fn serve<S: Io>(
         io: client,
         buf: BytesMut::with_capacity(16 * 1024),
     };
+    if let Origin::Transparent(dst) = origin {
+        let snapshot = shared.snapshot();
+        first_bytes(&mut client, snapshot.config.guard.timeouts.handshake).await;
+        if tls::looks_like_tls(&client.buf) {
+            let instance = match snapshot.config.destination_by_addr(dst) {
+                Ok(id) => snapshot.config.instance(id).clone(),
+                Err(e) => {
+                    tracing::warn!(
+                        client.addr = %peer, dst.addr = %dst, reason = %e,
+                        "TLS connection refused: no instance to take the certificate from"
+                    );
+                    return;
+                }
+            };
+            if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
+                http_loop(client, peer, origin, true, &shared, &shutdown).await;
+            }
+            return;
+        }
+    }
+    if let Some((client, target, instance)) =
+        http_loop(client, peer, origin, false, &shared, &shutdown).await
+    {
+        let snapshot = shared.snapshot();
+        if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
+            // A CONNECT inside the tunnel is refused by `connect_tunnel`, so
+            // this loop never hands back another tunnel.
+            http_loop(
+                client,
+                peer,
+                Origin::Tunnel(target),
+                true,
+                &shared,
+                &shutdown,
+            )
+            .await;
+        }
+    }
+}
+
+/// Read until the first three bytes are in (enough for
+/// [`tls::looks_like_tls`]), the first byte rules TLS out, the client
+/// closes, or `timeout` passes. What was read stays in the buffer.
+async fn first_bytes<S: Io>(client: &mut Peer<S>, timeout: Duration) {
+    let read = async {
+        while client.buf.len() < 3 && client.buf.first().is_none_or(|b| *b == 0x16) {
+            client.buf.reserve(4 * 1024);
+            match client.io.read_buf(&mut client.buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    // A client that says nothing in time is left to the HTTP loop's idle
+    // timeout: plain HTTP clients may connect before they have a request.
+    let _ = tokio::time::timeout(timeout, read).await;
+}
+
+/// The client's TLS handshake with `instance`'s certificate; the bytes
+/// already read are replayed into it. `None` (logged) when it fails.
+async fn accept_tls<S: Io>(
+    client: Peer<S>,
+    snapshot: &Snapshot,
+    instance: &Instance,
+    peer: SocketAddr,
+) -> Option<Peer<tokio_rustls::server::TlsStream<Prefixed<S>>>> {
+    let Some(acceptor) = &snapshot.acceptor else {
+        tracing::warn!(
+            client.addr = %peer, dst.instance = %instance.name,
+            "TLS connection refused: no certificate source configured \
+             (guard.tls.ca_cert/ca_key or the instance's tls.cert/tls.key)"
+        );
+        return None;
+    };
+    let io = Prefixed::new(client.buf, client.io);
+    match acceptor
+        .accept(io, instance, snapshot.config.guard.timeouts.handshake)
+        .await
+    {
+        Ok(io) => Some(Peer {
+            io,
+            buf: BytesMut::with_capacity(16 * 1024),
+        }),
+        Err(e) => {
+            tracing::warn!(
+                client.addr = %peer, dst.instance = %instance.name, reason = %e,
+                "TLS connection refused"
+            );
+            None
+        }
+    }
+}
+
+/// Requests in order until the connection ends. Hands the connection back
+/// when a `CONNECT` tunnel starts with TLS, with the target and the
+/// instance whose certificate the client must be shown.
+async fn http_loop<S: Io>(
+    mut client: Peer<S>,
+    peer: SocketAddr,
+    mut origin: Origin,
+    tls: bool,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Option<(Peer<S>, Target, Instance)> {
     let mut upstream: Option<Upstream> = None;
     let mut learned_org: Option<(SocketAddr, String)> = None;
-    let mut origin = origin;
     loop {
-        let config = shared.config.borrow().clone();
-        let limits = http_limits(&config);
-        let head = match next_request(&mut client, &config, &limits, &shutdown).await {
+        let snapshot = shared.snapshot();
+        let config = &snapshot.config;
+        let limits = http_limits(config);
+        let head = match next_request(&mut client, config, &limits, shutdown).await {
             Ok(Some(head)) => head,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(reject) => {
                 let _ = client.io.write_all(&reject.to_response("", true)).await;
                 log_exchange(peer, "-", "-", &outcome_of(reject), Duration::ZERO);
-                return;
+                return None;
             }
         };
         let started = Instant::now();
         if head.method == "CONNECT" {
-            match connect_tunnel(&mut client, &config, peer, &origin, &head).await {
-                Ok(target) => {
+            match connect_tunnel(&mut client, config, peer, &origin, &head).await {
+                Ok(Tunnel::Plain(target)) => {
                     origin = Origin::Tunnel(target);
                     continue;
+                }
+                Ok(Tunnel::Tls(target, instance)) => {
+                    return Some((client, target, *instance));
                 }
                 Err(reject) => {
                     let _ = client
@@ -133,7 +315,7 @@ pub async fn serve<S: Io>(
                         &outcome_of(reject),
                         started.elapsed(),
                     );
-                    return;
+                    return None;
                 }
             }
         }
@@ -141,14 +323,15 @@ pub async fn serve<S: Io>(
         let result = exchange(
             &mut client,
             &mut upstream,
-            &config,
+            &snapshot,
             &limits,
             peer,
             &origin,
+            tls,
             &head,
             &mut outcome,
             &mut learned_org,
-            &shutdown,
+            shutdown,
         )
         .await;
         if let Err(reject) = result {
@@ -172,7 +355,7 @@ pub async fn serve<S: Io>(
         );
         if !outcome.keep_alive || shutdown.is_cancelled() {
             let _ = client.io.shutdown().await;
-            return;
+            return None;
         }
     }
 }
@@ -247,6 +430,14 @@ async fn next_request<S: Io>(
     }
 }
 
+/// What a `CONNECT` tunnel carries.
+enum Tunnel {
+    /// Plain HTTP to this target.
+    Plain(Target),
+    /// TLS to this target, terminated with this instance's certificate.
+    Tls(Target, Box<Instance>),
+}
+
 /// Answer a `CONNECT` on a proxy listener: route it, then the rest of the
 /// connection is a tunnel to that target.
 async fn connect_tunnel<S: Io>(
@@ -255,7 +446,7 @@ async fn connect_tunnel<S: Io>(
     peer: SocketAddr,
     origin: &Origin,
     head: &RequestHead,
-) -> Result<Target, Reject> {
+) -> Result<Tunnel, Reject> {
     if *origin != Origin::Proxy {
         return Err(Reject::fatal(
             400,
@@ -273,30 +464,31 @@ async fn connect_tunnel<S: Io>(
             )
         })?;
     let target = Target::Name { host, port };
-    route(config, peer.ip(), &target, "https", "/", None)
+    let routed = route(config, peer.ip(), &target, "https", "/", None)
         .map_err(|r| Reject { close: true, ..r })?;
     client
         .io
         .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         .await
         .map_err(|e| Reject::fatal(400, Side::Client, format!("write: {e}")))?;
-    // TLS inside the tunnel is intercepted by the TLS layer; a plain
-    // tunnel carries HTTP that is judged like any other request.
-    if client.buf.is_empty() {
-        let _ = tokio::time::timeout(
-            config.guard.timeouts.head,
-            client.io.read_buf(&mut client.buf),
-        )
-        .await;
+    first_bytes(client, config.guard.timeouts.handshake).await;
+    if !tls::looks_like_tls(&client.buf) {
+        // A plain tunnel carries HTTP that is judged like any other request.
+        return Ok(Tunnel::Plain(target));
     }
-    if client.buf.first() == Some(&0x16) {
-        return Err(Reject::fatal(
+    match routed.destination {
+        Destination::Instance(id) => {
+            let instance = config.instance(id).clone();
+            Ok(Tunnel::Tls(target, Box::new(instance)))
+        }
+        // No instance, no certificate to show: such hosts are reached
+        // over plain HTTP only.
+        Destination::Allowlisted { host, .. } => Err(Reject::fatal(
             501,
             Side::Guard,
-            "TLS inside CONNECT is not available on this listener",
-        ));
+            format!("TLS to the allowlisted host {host} is not intercepted"),
+        )),
     }
-    Ok(target)
 }
 
 /// One request and its response.
@@ -304,15 +496,17 @@ async fn connect_tunnel<S: Io>(
 async fn exchange<S: Io>(
     client: &mut Peer<S>,
     upstream: &mut Option<Upstream>,
-    config: &Arc<Config>,
+    snapshot: &Snapshot,
     limits: &http::Limits,
     peer: SocketAddr,
     origin: &Origin,
+    tls: bool,
     head: &RequestHead,
     outcome: &mut Outcome,
     learned_org: &mut Option<(SocketAddr, String)>,
     shutdown: &CancellationToken,
 ) -> Result<(), Reject> {
+    let config = &snapshot.config;
     let request_body = http::request_body(head)
         .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
     // Until the body is consumed, a refusal must close the connection.
@@ -340,7 +534,7 @@ async fn exchange<S: Io>(
         config,
         peer.ip(),
         &target,
-        "http",
+        if tls { "https" } else { "http" },
         &path,
         Some(&host_header),
     )?;
@@ -350,6 +544,13 @@ async fn exchange<S: Io>(
         Destination::Instance(id) => {
             let instance = config.instance(*id);
             outcome.destination = Some(instance.name.clone());
+            if !tls && plain_refused(origin, instance) {
+                return Err(Reject::forbidden(format!(
+                    "plain HTTP to {}, which is reached over TLS: the client must use TLS \
+                     (or set allow_plain_http for this instance)",
+                    instance.name
+                )));
+            }
             let exchange = sync::classify(&head.method, &path, &instance.settings.base_path)
                 .map_err(|r| Reject::forbidden(r.to_string()))?;
             sync::check_request_headers(
@@ -366,6 +567,13 @@ async fn exchange<S: Io>(
         }
         Destination::Allowlisted { host, port } => {
             outcome.destination = Some(format!("allowlist:{host}"));
+            if tls {
+                // The guard has no certificate to check such a host with
+                // and would reach it in plain; the client meant TLS.
+                return Err(Reject::forbidden(format!(
+                    "the allowlisted host {host} is relayed over plain HTTP only, not inside TLS"
+                )));
+            }
             let addr = allowlisted_addr(host, *port, &target).await?;
             (None, None, addr)
         }
@@ -438,23 +646,52 @@ async fn exchange<S: Io>(
         Verdict::Block(block) => return Err(Reject::blocked(block, Side::Client)),
     };
 
-    // Upstream: reuse the connection when it goes to the same place.
-    if upstream.as_ref().map(|u| u.addr) != Some(upstream_addr) {
+    // Upstream: reuse the connection when it goes to the same place, the
+    // same way, with the same trust.
+    let upstream_tls = match dst_id {
+        Some(id) if upstream_over_tls(origin, config.instance(id)) => Some(config.instance(id)),
+        _ => None,
+    };
+    let reusable = upstream.as_ref().is_some_and(|u| {
+        u.addr == upstream_addr
+            && u.tls == upstream_tls.is_some()
+            && Arc::ptr_eq(&u.connector, &snapshot.connector)
+    });
+    if !reusable {
         *upstream = None;
+    }
+    if let Some(u) = upstream.as_mut() {
+        if !still_open(&mut u.peer).await {
+            *upstream = None;
+        }
     }
     let up = match upstream {
         Some(u) => u,
         None => {
-            let io = upstream::connect(
+            let tcp = upstream::connect(
                 upstream_addr,
                 config.guard.upstream_mark,
                 config.guard.timeouts.connect,
             )
             .await?;
+            let io: Box<dyn Io> = match upstream_tls {
+                Some(instance) => Box::new(
+                    upstream::tls(
+                        &snapshot.connector,
+                        tcp,
+                        instance,
+                        config.guard.timeouts.handshake,
+                    )
+                    .await?,
+                ),
+                None => Box::new(tcp),
+            };
             upstream.insert(Upstream {
                 addr: upstream_addr,
+                tls: upstream_tls.is_some(),
+                connector: snapshot.connector.clone(),
                 peer: Peer {
-                    io: Box::new(io),
+                    io,
                     buf: BytesMut::with_capacity(16 * 1024),
                 },
             })
@@ -622,6 +859,40 @@ async fn exchange<S: Io>(
         outcome.keep_alive = false;
     }
     Ok(())
+}
+
+/// Whether plain HTTP from the client to `instance` is refused: the
+/// instance is reached over TLS, so its clients are expected to use TLS
+/// too, unless `allow_plain_http`. An absolute-form `http://` request on
+/// the proxy listener names its scheme itself and is exempt (as with the
+/// older mitmproxy guard, the client's scheme decides there).
+fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
+    let t = &instance.settings.tls;
+    *origin != Origin::Proxy && t.upstream && !t.allow_plain_http
+}
+
+/// Whether the guard speaks TLS to `instance`: when it is reached over
+/// TLS, except for an absolute-form `http://` request on the proxy
+/// listener, which asked for plain HTTP by name.
+fn upstream_over_tls(origin: &Origin, instance: &Instance) -> bool {
+    *origin != Origin::Proxy && instance.settings.tls.upstream
+}
+
+/// Whether a kept upstream connection can carry another request. Servers
+/// close idle keep-alive connections (Apache after 5 s); sending on such
+/// a connection would fail the client's request with a 502. Anything
+/// readable now (end of stream, an error, a TLS close, bytes nobody asked
+/// for) means it cannot be reused; only "nothing yet" can.
+async fn still_open<S: Io>(peer: &mut Peer<S>) -> bool {
+    if !peer.buf.is_empty() {
+        return false;
+    }
+    peer.buf.reserve(4 * 1024);
+    // A zero timeout polls the read once: pending means the connection is
+    // idle and open.
+    tokio::time::timeout(Duration::ZERO, peer.io.read_buf(&mut peer.buf))
+        .await
+        .is_err()
 }
 
 fn is_empty(kind: BodyKind) -> bool {
@@ -974,22 +1245,19 @@ async fn read_more<S: AsyncRead + Unpin>(
     side: Side,
     eof_ok: bool,
 ) -> Result<bool, Reject> {
+    // A broken or slow answer from upstream is the gateway's failure, not
+    // the client's.
+    let (broken, slow) = if side == Side::Client {
+        (400, 408)
+    } else {
+        (502, 504)
+    };
     peer.buf.reserve(READ_CHUNK);
     let n = match tokio::time::timeout(rate.idle, peer.io.read_buf(&mut peer.buf)).await {
-        Err(_) => {
-            return Err(Reject::fatal(
-                side_status(side, 408, 504),
-                side,
-                "body stalled",
-            ))
-        }
-        Ok(Err(e)) => {
-            return Err(Reject::fatal(
-                side_status(side, 400, 502),
-                side,
-                format!("reading body: {e}"),
-            ))
-        }
+        Err(_) => return Err(Reject::fatal(slow, side, "body stalled")),
+        // Over TLS this includes an end without close_notify, which could
+        // be a truncation, so a close-delimited body is refused then.
+        Ok(Err(e)) => return Err(Reject::fatal(broken, side, format!("reading body: {e}"))),
         Ok(Ok(n)) => n,
     };
     if n == 0 {
@@ -997,7 +1265,7 @@ async fn read_more<S: AsyncRead + Unpin>(
             return Ok(false);
         }
         return Err(Reject::fatal(
-            side_status(side, 400, 502),
+            broken,
             side,
             "connection closed inside a body",
         ));
@@ -1006,7 +1274,7 @@ async fn read_more<S: AsyncRead + Unpin>(
     let elapsed = rate.started.elapsed();
     if elapsed > RATE_GRACE && rate.bytes < rate.min_rate.saturating_mul(elapsed.as_secs()) {
         return Err(Reject::fatal(
-            side_status(side, 408, 504),
+            slow,
             side,
             "body arrives slower than the minimum rate",
         ));
@@ -1049,5 +1317,112 @@ fn log_exchange(peer: SocketAddr, method: &str, target: &str, o: &Outcome, took:
                 duration_ms = ms, "exchange blocked"
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config with one instance on `port` and `guard.tls` as given.
+    fn config(port: u16, tls: serde_json::Value, instance_tls: serde_json::Value) -> Config {
+        let v = serde_json::json!({
+            "compartments_rules": { "can_reach": { "c": ["c"] } },
+            "instances": {
+                "a": {
+                    "ip": "10.0.0.1", "host": "a.example", "port": port,
+                    "compartment_id": "c", "affiliation": "",
+                    "taxonomies_rules": { "required_taxonomies": [], "allowed_tags": {}, "blocked_tags": [] },
+                    "blocked_distribution_levels": [], "blocked_sharing_groups_uuids": [],
+                    "blocked_attribute_types": [], "blocked_attribute_categories": [],
+                    "blocked_object_types": []
+                }
+            },
+            "guard": { "tls": tls, "instances": { "a": { "tls": instance_tls } } }
+        });
+        Config::from_json_str(&v.to_string()).unwrap().0
+    }
+
+    #[test]
+    fn plain_http_and_upstream_tls_by_origin_and_settings() {
+        let dst: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let tunnel = Origin::Tunnel(Target::Name {
+            host: "a.example".into(),
+            port: 443,
+        });
+        // (origin, upstream, allow_plain_http) → (plain refused, TLS upstream)
+        let cases = [
+            (Origin::Transparent(dst), true, false, (true, true)),
+            (Origin::Transparent(dst), true, true, (false, true)),
+            (Origin::Transparent(dst), false, false, (false, false)),
+            (tunnel.clone(), true, false, (true, true)),
+            (tunnel.clone(), false, true, (false, false)),
+            // An absolute-form http:// request named its scheme itself.
+            (Origin::Proxy, true, false, (false, false)),
+            (Origin::Proxy, false, false, (false, false)),
+        ];
+        for (origin, upstream, allow_plain_http, want) in cases {
+            let c = config(
+                443,
+                serde_json::json!({}),
+                serde_json::json!({ "upstream": upstream, "allow_plain_http": allow_plain_http }),
+            );
+            let i = &c.instances[0];
+            assert_eq!(
+                (plain_refused(&origin, i), upstream_over_tls(&origin, i)),
+                want,
+                "{origin:?} upstream={upstream} allow_plain_http={allow_plain_http}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn kept_upstream_is_reused_only_while_idle_and_open() {
+        let (far, near) = tokio::io::duplex(1024);
+        let mut peer = Peer {
+            io: near,
+            buf: BytesMut::new(),
+        };
+        assert!(still_open(&mut peer).await);
+        assert!(still_open(&mut peer).await, "probing reads nothing");
+
+        let (mut far2, near2) = tokio::io::duplex(1024);
+        let mut talky = Peer {
+            io: near2,
+            buf: BytesMut::new(),
+        };
+        far2.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(!still_open(&mut talky).await, "unsolicited bytes");
+
+        drop(far);
+        assert!(!still_open(&mut peer).await, "closed by the server");
+    }
+
+    #[test]
+    fn snapshot_without_certificates_has_no_acceptor() {
+        let s = Snapshot::build(config(80, serde_json::json!({}), serde_json::json!({}))).unwrap();
+        assert!(s.acceptor.is_none());
+    }
+
+    #[test]
+    fn snapshot_with_a_ca_mints_and_bad_material_refuses_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tls::ca_init(dir.path()).unwrap();
+        let good = serde_json::json!({
+            "ca_cert": files.cert, "ca_key": files.key, "upstream_ca_bundle": files.cert,
+        });
+        let s = Snapshot::build(config(443, good, serde_json::json!({}))).unwrap();
+        assert!(s.acceptor.is_some());
+
+        let missing = dir.path().join("missing.key");
+        let bad = serde_json::json!({
+            "ca_cert": files.cert, "ca_key": missing, "upstream_ca_bundle": files.cert,
+        });
+        let e = Snapshot::build(config(443, bad, serde_json::json!({})))
+            .err()
+            .expect("a missing key is refused");
+        assert!(e.to_string().contains("missing.key"), "{e}");
     }
 }

@@ -11,7 +11,11 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpSocket, TcpStream};
 
+use tokio_rustls::client::TlsStream;
+
 use super::answer::{Reject, Side};
+use crate::config::Instance;
+use crate::tls::{self, Connector};
 
 /// Open a TCP connection to `addr` with the firewall `mark`.
 pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<TcpStream, Reject> {
@@ -55,6 +59,25 @@ pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<T
     // Requests and answers are written whole; Nagle would only add latency.
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// The guard's TLS handshake with `instance` over `tcp`. The upstream's
+/// certificate is always verified (unless the instance's config says
+/// otherwise); a refusal is a 502 naming the reason, never a fallback to
+/// plain HTTP.
+pub async fn tls(
+    connector: &Connector,
+    tcp: TcpStream,
+    instance: &Instance,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, Reject> {
+    connector
+        .connect(tcp, instance, timeout)
+        .await
+        .map_err(|e| match e {
+            tls::Error::Timeout { .. } => Reject::fatal(504, Side::Upstream, e.to_string()),
+            other => Reject::fatal(502, Side::Upstream, other.to_string()),
+        })
 }
 
 /// Resolve an allowlisted host. In transparent mode the caller also checks
