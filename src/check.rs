@@ -85,6 +85,17 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
     if let Err(r) = sync::check_request_headers(headers.iter().copied()) {
         return Ok(Outcome::Block(r.to_string()));
     }
+    // A body is taken as MISP sends it, JSON, unless a Content-Type says
+    // otherwise.
+    let declared = x
+        .request_headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+    if declared && x.request_body.as_ref().is_some_and(|b| !b.is_empty()) {
+        if let Err(r) = sync::check_body_type(headers.iter().copied()) {
+            return Ok(Outcome::Block(r.to_string()));
+        }
+    }
     let rules_of = match exchange.direction {
         Direction::Push => route.source,
         Direction::Pull => dst,

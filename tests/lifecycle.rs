@@ -159,7 +159,7 @@ fn sigterm_lets_the_exchange_in_flight_finish_then_exits() {
         let mut c = connect(source, proxy);
         // Send the head and half the body, then ask the guard to stop.
         let head = format!(
-            "POST http://instance1-comp2.com:443/events/add/metadata:1 HTTP/1.1\r\nHost: instance1-comp2.com:443\r\nContent-Length: {}\r\n\r\n",
+            "POST http://instance1-comp2.com:443/events/add/metadata:1 HTTP/1.1\r\nHost: instance1-comp2.com:443\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         std::io::Write::write_all(&mut c, head.as_bytes()).unwrap();

@@ -1253,3 +1253,47 @@ fn answer_encoding_must_be_one_the_client_offered() {
     }
     finish(&rig, failures);
 }
+
+/// A body that is valid JSON and a valid form at once would be judged as
+/// one document and read by PHP as another: only JSON bodies pass.
+#[test]
+fn bodies_not_declared_json_are_refused() {
+    if !can_run("bodies_not_declared_json_are_refused") {
+        return;
+    }
+    let rig = Rig::proxy("ctype", serde_json::json!({}));
+    let form = br#"{"Event":{"distribution":"1","info":"x&Event[Tag][0][name]=tlp:red&z="}}"#;
+    let mut failures = Vec::new();
+    for (case, ctype) in [
+        (
+            "form-urlencoded",
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+        ),
+        (
+            "multipart",
+            "Content-Type: multipart/form-data; boundary=x\r\n",
+        ),
+        ("no Content-Type", ""),
+        (
+            "two Content-Types",
+            "Content-Type: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+        ),
+    ] {
+        let bytes = cat(&[
+            format!(
+                "POST http://{DST}{PUSH} HTTP/1.1\r\nHost: {DST}\r\nAccept: application/json\r\n{ctype}Content-Length: {}\r\n\r\n",
+                form.len()
+            )
+            .as_bytes(),
+            form,
+        ]);
+        expect_refused(&rig, case, &bytes, &[403], &mut failures);
+    }
+    // The same body declared as JSON is judged as JSON and passes.
+    let before = rig.count();
+    let r = rig.send(SRC, &post(PUSH, "", form), false);
+    if r.map(|r| r.status) != Some(200) || rig.since(before).len() != 1 {
+        failures.push("the JSON-declared body did not pass".into());
+    }
+    finish(&rig, failures);
+}

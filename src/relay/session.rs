@@ -559,6 +559,14 @@ async fn exchange<S: Io>(
                     .map(|h| (h.name.as_str(), h.value.as_ref())),
             )
             .map_err(|r| Reject::forbidden(r.to_string()))?;
+            if !is_empty(request_body) {
+                sync::check_body_type(
+                    head.headers
+                        .iter()
+                        .map(|h| (h.name.as_str(), h.value.as_ref())),
+                )
+                .map_err(|r| Reject::forbidden(r.to_string()))?;
+            }
             (
                 Some(*id),
                 Some(exchange),

@@ -22,10 +22,12 @@
 //! * named parameters other than the pinned ones, repeated ones, or values
 //!   MISP does not send.
 //!
-//! Method-override headers are refused by [`check_request_headers`]. A
-//! `_method` field in a form-encoded body (also honoured by CakePHP) is not
-//! this module's to see: sync bodies are JSON, and a form body fails the
-//! document check of its row.
+//! Method-override headers are refused by [`check_request_headers`]. A body
+//! must be declared `application/json` ([`check_body_type`]): PHP fills
+//! `$_POST` from a form-encoded body, CakePHP 2 takes that as the request
+//! data (with a `_method` field as a method override), and a body can be
+//! valid JSON and a valid form at once, so a form body would be judged as
+//! one document and read by MISP as another.
 
 mod path;
 mod table;
@@ -195,6 +197,12 @@ pub enum Refusal {
         /// The header name as received.
         header: Quoted,
     },
+    /// A body not declared as exactly one `application/json`.
+    #[error("a request body must be Content-Type application/json, not {found}")]
+    BodyType {
+        /// The Content-Type(s) as received, or `none`.
+        found: Quoted,
+    },
 }
 
 /// Text quoted from a request for a log line: control, non-ASCII, `"` and
@@ -281,6 +289,36 @@ pub fn check_request_headers<'a>(
         }
     }
     Ok(())
+}
+
+/// Refuse a request body that is not declared as JSON: exactly one
+/// `Content-Type` whose media type is `application/json` (parameters such
+/// as `charset` allowed; RFC 9110 §8.3.1, compared case-insensitively).
+/// MISP sends `application/json` on every request.
+pub fn check_body_type<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(), Refusal> {
+    let types: Vec<&[u8]> = headers
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v)
+        .collect();
+    let refuse = |found: &str| Refusal::BodyType {
+        found: Quoted::new(found),
+    };
+    match types.as_slice() {
+        [] => Err(refuse("none")),
+        [one] => {
+            let text = std::str::from_utf8(one).map_err(|_| refuse("a non-text value"))?;
+            let media = text.split(';').next().unwrap_or("").trim();
+            if media.eq_ignore_ascii_case("application/json") {
+                Ok(())
+            } else {
+                Err(refuse(text))
+            }
+        }
+        _ => Err(refuse("several Content-Type headers")),
+    }
 }
 
 /// `name` equals the lower-case `known`, ignoring ASCII case and taking `_`

@@ -767,3 +767,44 @@ proptest! {
         let _ = classify(&method, &target, "/misp");
     }
 }
+
+#[test]
+fn bodies_must_be_declared_json() {
+    let ok: &[&[(&str, &[u8])]] = &[
+        &[("Content-Type", b"application/json")],
+        &[("content-type", b"Application/JSON; charset=UTF-8")],
+        &[("Content-Type", b" application/json ")],
+    ];
+    for headers in ok {
+        assert_eq!(
+            check_body_type(headers.iter().copied()),
+            Ok(()),
+            "{headers:?}"
+        );
+    }
+    let refused: &[&[(&str, &[u8])]] = &[
+        &[],
+        &[("Content-Type", b"application/x-www-form-urlencoded")],
+        &[("Content-Type", b"multipart/form-data; boundary=x")],
+        &[("Content-Type", b"text/plain")],
+        &[("Content-Type", b"application/jsonx")],
+        &[
+            ("Content-Type", b"application/json"),
+            ("Content-Type", b"application/json"),
+        ],
+        &[
+            ("Content-Type", b"application/json"),
+            ("content-type", b"application/x-www-form-urlencoded"),
+        ],
+        &[("Content-Type", b"\xff")],
+    ];
+    for headers in refused {
+        assert!(
+            matches!(
+                check_body_type(headers.iter().copied()),
+                Err(Refusal::BodyType { .. })
+            ),
+            "{headers:?}"
+        );
+    }
+}
