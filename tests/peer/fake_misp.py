@@ -16,6 +16,7 @@ import argparse
 import base64
 import json
 import os
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,7 +108,11 @@ def main() -> None:
     servers = []
     for spec in a.listen:
         host, port = spec.rsplit(":", 1)
-        srv = ThreadingHTTPServer((host.strip("[]"), int(port)), Handler)
+        host = host.strip("[]")
+        server_class = ThreadingHTTPServer
+        if ":" in host:
+            server_class = type("Server6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6})
+        srv = server_class((host, int(port)), Handler)
         srv.daemon_threads = True
         srv.record = a.record
         srv.script = a.script
