@@ -13,7 +13,7 @@
 //! * [`client`](Connector): trust as MISP has it (per-instance `ca` file
 //!   replacing everything, else the bundle, else system roots), optional
 //!   client certificate, `http/1.1` only.
-//! * `mint`: the guard CA (`misp-guard tls ca-init`) and leaf minting.
+//! * `mint`: the guard CA (`misp-guard ca init`) and leaf minting.
 //! * `pem`: reading PEM files with errors that name the file.
 //!
 //! Both sides use the ring provider explicitly so the process never depends
