@@ -84,9 +84,6 @@ enum Stage {
     /// this text (for the compartment scenarios the reason check is
     /// `scenario_problems`'s, from the old log).
     Connect(u16, Option<String>),
-    /// `CONNECT` accepted, the ClientHello answered in plain HTTP with this
-    /// status and a message containing this text.
-    Handshake(u16, String),
     /// Through the tunnel and TLS: judged like the plain request.
     Inside,
 }
@@ -103,15 +100,11 @@ enum Stage {
 ///   older guard under mitmproxy built the same https URL and would not
 ///   have matched either). `www.dan.me.uk` is then just an unknown
 ///   destination, refused on the `CONNECT`.
-/// - `allowlisted_domain_from_known_source`: the domain is allowlisted, so
-///   the `CONNECT` is accepted (a plain-HTTP tunnel to it is relayed), but
-///   a TLS handshake inside is refused with 501. The guard could only pass
-///   such TLS uninspected (a blind pipe out of the sync network that no
-///   rule sees, where even a URL allowlist entry could not be checked) or
-///   mint certificates for names that are not instances (turning the guard
-///   CA into a general interception CA). Failing closed, it does neither:
-///   allowlisted hosts are reached over plain HTTP only. The refusal is
-///   plain HTTP written into the handshake, so the client can read why.
+/// - `allowlisted_domain_from_known_source`: a domain of
+///   `allowlist.domains` may be reached on any path, uninspected (the older
+///   guard's meaning), so its TLS is relayed as it is: the client's
+///   handshake is with the real host (here the peer, whose certificate the
+///   client trusts through the upstream CA), and the request reaches it.
 fn stage(s: &Scenario) -> Stage {
     let not_configured = |what: &str| Stage::Connect(403, Some(what.to_string()));
     match s.name.as_str() {
@@ -128,10 +121,6 @@ fn stage(s: &Scenario) -> Stage {
             "destination port {} is not the port of instance",
             s.port
         )),
-        "allowlisted_domain_from_known_source" => Stage::Handshake(
-            501,
-            format!("TLS to the allowlisted host {} is not intercepted", s.host),
-        ),
         _ if s
             .expected_block()
             .is_some_and(|(rule, _)| rule == "cannot reach compartment") =>
@@ -276,21 +265,6 @@ fn problems(s: &Scenario, outcome: &Outcome, new: &[serde_json::Value]) -> Vec<S
                 }
             }
         }
-        (Stage::Handshake(status, text), Outcome::Handshake(plain, how)) => match plain {
-            Some(r) => {
-                if r.status != *status {
-                    problems.push(format!(
-                        "handshake answered {} (expected {status})",
-                        r.status
-                    ));
-                }
-                let why = reason(r);
-                if !why.contains(text.as_str()) {
-                    problems.push(format!("handshake reason {why:?} does not say {text:?}"));
-                }
-            }
-            None => problems.push(format!("handshake failed without an answer: {how}")),
-        },
         (Stage::Inside, Outcome::Inside(r)) => problems.extend(scenario_problems(s, r, new)),
         (_, Outcome::Connect(r)) => problems.push(format!(
             "CONNECT refused ({}: {:?}), expected {expected:?}",
@@ -364,6 +338,8 @@ fn every_scenario_through_connect_and_tls() {
 
     let mut roots = RootCertStore::empty();
     roots.add(guard_ca.der.clone()).unwrap();
+    // The tunnel to the allowlisted domain is the real host's TLS.
+    roots.add(upstream_ca.der.clone()).unwrap();
     let mut client =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -376,7 +352,7 @@ fn every_scenario_through_connect_and_tls() {
     let all = scenarios();
     assert_eq!(all.len(), 122);
     let mut failures = Vec::new();
-    let mut by_stage = [0usize; 3];
+    let mut by_stage = [0usize; 2];
     for s in &all {
         peer.answer(script_for(s));
         let before = peer.received().len();
@@ -384,8 +360,7 @@ fn every_scenario_through_connect_and_tls() {
         let new = peer.received().get(before..).unwrap_or_default().to_vec();
         by_stage[match stage(s) {
             Stage::Connect(..) => 0,
-            Stage::Handshake(..) => 1,
-            Stage::Inside => 2,
+            Stage::Inside => 1,
         }] += 1;
         let problems = problems(s, &outcome, &new);
         if !problems.is_empty() {
@@ -402,5 +377,5 @@ fn every_scenario_through_connect_and_tls() {
     );
     // The special cases are the few routing and allowlist scenarios; the
     // verdicts proper all went through TLS.
-    assert_eq!(by_stage, [9, 1, 112], "scenarios per stage");
+    assert_eq!(by_stage, [9, 113], "scenarios per stage");
 }

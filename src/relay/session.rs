@@ -303,6 +303,10 @@ async fn http_loop<S: Io>(
                 Ok(Tunnel::Tls(target, instance)) => {
                     return Some((client, target, *instance));
                 }
+                Ok(Tunnel::Blind { host, port }) => {
+                    blind_tunnel(client, &host, port, config, peer).await;
+                    return None;
+                }
                 Err(reject) => {
                     let _ = client
                         .io
@@ -436,6 +440,13 @@ enum Tunnel {
     Plain(Target),
     /// TLS to this target, terminated with this instance's certificate.
     Tls(Target, Box<Instance>),
+    /// TLS to a host of `allowlist.domains`: relayed as it is.
+    Blind {
+        /// The listed host.
+        host: String,
+        /// The port asked for.
+        port: u16,
+    },
 }
 
 /// Answer a `CONNECT` on a proxy listener: route it, then the rest of the
@@ -481,13 +492,27 @@ async fn connect_tunnel<S: Io>(
             let instance = config.instance(id).clone();
             Ok(Tunnel::Tls(target, Box::new(instance)))
         }
-        // No instance, no certificate to show: such hosts are reached
-        // over plain HTTP only.
-        Destination::Allowlisted { host, .. } => Err(Reject::fatal(
-            501,
-            Side::Guard,
-            format!("TLS to the allowlisted host {host} is not intercepted"),
-        )),
+        // A domain of `allowlist.domains` may be reached on any path,
+        // uninspected (the older guard's meaning), so its TLS is relayed as
+        // it is. A listed URL names one path, which only interception could
+        // check: refused over TLS (the guard mints certificates for
+        // instances only).
+        Destination::Allowlisted { host, port } => {
+            if config
+                .allowlist
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&host))
+            {
+                Ok(Tunnel::Blind { host, port })
+            } else {
+                Err(Reject::fatal(
+                    501,
+                    Side::Guard,
+                    format!("TLS to the allowlisted URL host {host} is not intercepted"),
+                ))
+            }
+        }
     }
 }
 
@@ -877,6 +902,61 @@ async fn exchange<S: Io>(
 fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
     let t = &instance.settings.tls;
     *origin != Origin::Proxy && t.upstream && !t.allow_plain_http
+}
+
+/// Relay a `CONNECT` tunnel to an allowlisted domain byte for byte.
+async fn blind_tunnel<S: Io>(
+    mut client: Peer<S>,
+    host: &str,
+    port: u16,
+    config: &Config,
+    peer: SocketAddr,
+) {
+    let started = Instant::now();
+    let target = format!("{host}:{port}");
+    let upstream = async {
+        let addrs = upstream::resolve(host, port).await?;
+        // `resolve` answers at least one address or an error.
+        let first = addrs
+            .first()
+            .copied()
+            .ok_or_else(|| Reject::fatal(502, Side::Upstream, "no address"))?;
+        upstream::connect(
+            first,
+            config.guard.upstream_mark,
+            config.guard.timeouts.connect,
+        )
+        .await
+    }
+    .await;
+    let mut up = match upstream {
+        Ok(up) => up,
+        Err(reject) => {
+            log_exchange(
+                peer,
+                "CONNECT",
+                &target,
+                &outcome_of(reject),
+                started.elapsed(),
+            );
+            return;
+        }
+    };
+    let prefix = client.buf.split().freeze();
+    let copied = async {
+        up.write_all(&prefix).await?;
+        tokio::io::copy_bidirectional(&mut client.io, &mut up).await
+    }
+    .await;
+    let (sent, received) = copied
+        .map(|(a, b)| (a + prefix.len() as u64, b))
+        .unwrap_or((prefix.len() as u64, 0));
+    tracing::info!(
+        client.addr = %peer, dst.instance = %format!("allowlist:{host}"), method = "CONNECT", path = %escape(&target),
+        verdict = "allow", bytes.request = sent, bytes.response = received,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "allowlisted domain tunnelled without inspection"
+    );
 }
 
 /// Whether the guard speaks TLS to `instance`: when it is reached over
