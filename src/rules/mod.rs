@@ -75,6 +75,13 @@
 //!   `{"GalaxyCluster":…}`, `{"Note"|…:…}` or a bare analyst data object),
 //!   before or after `related_object_type`; if the two disagree the body is
 //!   malformed. `null`, `[]` and `{}` carry nothing to check.
+//! * **Wrapped entities.** MISP's `captureObject` saves `$item['Object']`
+//!   instead of the item when an `Event.Object` item has an `Object` key,
+//!   and PHP code unwraps `$attribute['Attribute']` the same way. So an
+//!   `Object` inside an object, and an `Attribute` inside an attribute, get
+//!   every rule of their kind (`Event.Object[0].Object.name`); the outer
+//!   one is still checked as well. One that is not an object (`null`,
+//!   `[]`) is refused.
 //! * **Depth.** Nesting deeper than the limit (64 by default, serde_json's
 //!   own limit is 128, PHP's 512) is refused before the stack is at risk.
 //! * **Key count.** Duplicate detection remembers the keys of every open

@@ -479,6 +479,9 @@ impl Oracle<'_> {
         self.sharing_group(o, path, dist);
         self.each(o, path, "ShadowAttribute", |s, a, at| s.attribute(a, at));
         self.analyst_lists(o, path);
+        if let Some(inner) = o.get("Attribute") {
+            self.attribute(inner, &join(path, "Attribute"));
+        }
     }
 
     fn object(&mut self, v: &Value, path: &str) {
@@ -489,6 +492,9 @@ impl Oracle<'_> {
         self.tags(o, path);
         self.each(o, path, "Attribute", |s, a, at| s.attribute(a, at));
         self.analyst_lists(o, path);
+        if let Some(inner) = o.get("Object") {
+            self.object(inner, &join(path, "Object"));
+        }
     }
 
     fn report(&mut self, v: &Value, path: &str) {

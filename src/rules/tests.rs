@@ -1693,3 +1693,104 @@ fn generated_events_cover_the_rules() {
         assert!(seen.contains(&want), "never saw {want:?} in {seen:?}");
     }
 }
+
+// ===== red-team findings =====
+
+#[test]
+fn wrapped_objects_and_attributes() {
+    check(
+        vec![
+            case(
+                "object inside an object (MISP saves the inner one)",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"person","distribution":"1","Attribute":[{"type":"passport-number","category":"Person","value":"X1234567","distribution":"1"}]}}]"#,
+                ),
+                Some((
+                    Rule::BlockedObjectType,
+                    "person",
+                    "Event.Object[0].Object.name",
+                )),
+            ),
+            case(
+                "attribute of an inner object",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file","distribution":"1","Attribute":[{"type":"email","category":"Other","distribution":"1"}]}}]"#,
+                ),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "Event.Object[0].Object.Attribute[0].type",
+                )),
+            ),
+            case(
+                "inner object without distribution",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file"}}]"#,
+                ),
+                Some((
+                    Rule::Malformed,
+                    "missing",
+                    "Event.Object[0].Object.distribution",
+                )),
+            ),
+            case(
+                "inner object that is not an object",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":[]}]"#,
+                ),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "outer object still checked",
+                event(
+                    r#""distribution":"1","Object":[{"name":"person","distribution":"1","Object":{"name":"file","distribution":"1"}}]"#,
+                ),
+                Some((Rule::BlockedObjectType, "person", "Event.Object[0].name")),
+            ),
+            case(
+                "harmless inner object",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file","distribution":"1","Attribute":[]}}]"#,
+                ),
+                None,
+            ),
+            case(
+                "attribute inside an attribute",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"passport-number","category":"Other"}}}}]"#
+                )),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "passport-number",
+                    "Event.Attribute[0].Attribute.type",
+                )),
+            ),
+            case(
+                "attribute inside an object's attribute",
+                event(&format!(
+                    r#""distribution":"1","Object":[{{"name":"file","distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"text","category":"Person"}}}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "Person",
+                    "Event.Object[0].Attribute[0].Attribute.category",
+                )),
+            ),
+            case(
+                "harmless inner attribute",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{{ATTR}}}}}]"#
+                )),
+                None,
+            ),
+            case(
+                "inner attribute null is not read as absent",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":null}}]"#
+                )),
+                Some((Rule::Malformed, "", "")),
+            ),
+        ],
+        true,
+    );
+}

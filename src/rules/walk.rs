@@ -347,7 +347,7 @@ pub(super) enum Wrap {
 }
 
 impl Wrap {
-    fn allowed(self) -> u64 {
+    fn allowed(self) -> u128 {
         match self {
             Wrap::Event | Wrap::RelatedEvent | Wrap::EventUuidTimestamp => K::Event.bit(),
             Wrap::Cluster { .. } => K::GalaxyCluster.bit(),
@@ -796,7 +796,7 @@ fn list<'de, S: SeqAccess<'de>>(
 struct KeySeed<'a, 'p> {
     eng: &'a mut Engine<'p>,
     frame: &'a mut Frame,
-    allowed: Option<u64>,
+    allowed: Option<u128>,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
@@ -854,7 +854,7 @@ fn drive<'de, A: MapAccess<'de>, N: Node>(
     mut node: N,
     mut frame: Frame,
     first: Option<Option<K>>,
-    allowed: Option<u64>,
+    allowed: Option<u128>,
 ) -> Result<Out, A::Error> {
     if let Some(k) = first {
         node.key(eng, depth, k, &mut map)?;
@@ -897,6 +897,25 @@ fn items(item: Ent, group: u32, name: &'static str) -> Kind {
         group,
         name,
     }
+}
+
+/// One entity held under key `name` of another (an object's `Object`),
+/// checked at `stage` of its holder, under its own path.
+fn nested<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    map: &mut A,
+    stage: u32,
+    name: &str,
+    kind: Kind,
+) -> Result<Out, A::Error> {
+    let rank = eng.rank.len();
+    eng.rank.push(stage);
+    let mark = eng.push_path(name);
+    let out = val(eng, depth, map, kind)?;
+    eng.path.truncate(mark);
+    eng.rank.truncate(rank);
+    Ok(out)
 }
 
 fn dist_of(out: Out) -> Option<Option<u8>> {
@@ -1295,7 +1314,9 @@ struct AttributeNode {
 
 // Attribute stages: category 0, type 1, distribution 2, tags 3, required
 // taxonomies 4, sharing group 5, proposals 6, notes 7, opinions 8,
-// relationships 9.
+// relationships 9, wrapped attribute 12. An `Attribute` key inside an
+// attribute is the attribute MISP may save instead (PHP code unwraps
+// `$attribute['Attribute']` in several places), so it is checked as one.
 impl Node for AttributeNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1340,6 +1361,9 @@ impl Node for AttributeNode {
             K::ShadowAttribute => {
                 val(eng, depth, map, items(Ent::Attribute, 6, "ShadowAttribute"))?;
             }
+            K::Attribute => {
+                nested(eng, depth, map, 12, "Attribute", Kind::Ent(Ent::Attribute))?;
+            }
             _ => {
                 if !analyst_lists(eng, depth, k, 7, map)? {
                     skip(eng, depth, map)?;
@@ -1372,7 +1396,10 @@ struct ObjectNode {
 }
 
 // Object stages: distribution 0, sharing group 1, name 2, tags 3,
-// attributes 4, notes 5, opinions 6, relationships 7.
+// attributes 4, notes 5, opinions 6, relationships 7, wrapped object 8.
+// MISP's captureObject saves `$object['Object']` instead of the item when
+// the item has that key, so the inner object gets every object rule; the
+// outer one is still checked too (MISP ignores it, but never mind).
 impl Node for ObjectNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1406,6 +1433,9 @@ impl Node for ObjectNode {
             }
             K::Attribute => {
                 val(eng, depth, map, items(Ent::Attribute, 4, "Attribute"))?;
+            }
+            K::Object => {
+                nested(eng, depth, map, 8, "Object", Kind::Ent(Ent::Object))?;
             }
             _ => {
                 if !analyst_lists(eng, depth, k, 5, map)? {
