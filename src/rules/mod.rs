@@ -16,7 +16,9 @@
 //! group, analyst data, then each attribute (category, type, distribution,
 //! tags, required taxonomies, sharing group, proposals, analyst data), then
 //! each object (distribution, sharing group, name, its attributes, analyst
-//! data). The walk keeps one candidate and replaces it by any hit that
+//! data), then what it never read: tag links (`EventTag`, `AttributeTag`)
+//! and galaxies just after the `Tag` list they stand beside, wrapped
+//! entities after everything else of their holder. The walk keeps one candidate and replaces it by any hit that
 //! ranks earlier, so key order inside the document does not matter. What
 //! cannot be read at all (see below) is reported at once instead.
 //!
@@ -82,6 +84,12 @@
 //!   every rule of their kind (`Event.Object[0].Object.name`); the outer
 //!   one is still checked as well. One that is not an object (`null`,
 //!   `[]`) is refused.
+//! * **Tag links.** Besides `Tag` lists, MISP's capture code attaches the
+//!   tags of `EventTag` and `AttributeTag` (`[{"Tag":{"name":…}}]`, or
+//!   PHP's single-link form `{"id":…,"Tag":{…}}`). Their `Tag` objects get
+//!   the tag rules (`Event.EventTag[0].Tag.name`) and count towards
+//!   required taxonomies. A link without a `Tag` object is malformed: to
+//!   PHP `{"0":{"Tag":…}}` is a list, which we would misread.
 //! * **Depth.** Nesting deeper than the limit (64 by default, serde_json's
 //!   own limit is 128, PHP's 512) is refused before the stack is at risk.
 //! * **Key count.** Duplicate detection remembers the keys of every open

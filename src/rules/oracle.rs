@@ -333,26 +333,67 @@ impl Oracle<'_> {
         let mut have = vec![false; self.policy.required_taxonomies.len()];
         for (i, t) in self.arr(list, &join(path, "Tag")).iter().enumerate() {
             let at = format!("{}[{i}].name", join(path, "Tag"));
-            let Some(t) = self.obj(t, &at) else { continue };
-            match t.get("name") {
-                None => self.hit(Rule::Malformed, "missing", at),
-                Some(Value::String(name)) => {
-                    let n = norm(name);
-                    for (j, rt) in self.policy.required_taxonomies.iter().enumerate() {
-                        let in_ns = n.starts_with(&format!("{}:", rt.namespace));
-                        if in_ns && (rt.allowed.is_empty() || rt.allowed.contains(&n)) {
-                            have[j] = true;
-                        }
-                    }
-                    if self.policy.blocked_tags.contains(&n) {
-                        self.hit(Rule::BlockedTag, name, at);
-                    }
-                }
-                Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
-                Some(other) => self.hit(Rule::Malformed, &render(other), at),
+            self.tag(t, at, &mut have);
+        }
+        Some(have)
+    }
+
+    /// Checks `EventTag` / `AttributeTag` (`key`): a list of `{"Tag":…}`
+    /// links, or one such link; adds the taxonomies they satisfy to `have`.
+    fn tag_links(
+        &mut self,
+        o: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        have: Option<Vec<bool>>,
+    ) -> Option<Vec<bool>> {
+        let Some(links) = o.get(key) else { return have };
+        let mut have = have.unwrap_or_else(|| vec![false; self.policy.required_taxonomies.len()]);
+        let base = join(path, key);
+        let links: Vec<(String, &Value)> = match links {
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (format!("{base}[{i}]"), l))
+                .collect(),
+            Value::Object(_) => vec![(base, links)],
+            _ => {
+                self.fail("not a tag link list", &base);
+                return Some(have);
+            }
+        };
+        for (at, link) in links {
+            let Some(link) = self.obj(link, &at) else {
+                continue;
+            };
+            match link.get("Tag") {
+                None => self.hit(Rule::Malformed, "missing", join(&at, "Tag")),
+                Some(t) => self.tag(t, join(&at, "Tag.name"), &mut have),
             }
         }
         Some(have)
+    }
+
+    /// One tag object; `at` is the path of its name.
+    fn tag(&mut self, t: &Value, at: String, have: &mut [bool]) {
+        let Some(t) = self.obj(t, &at) else { return };
+        match t.get("name") {
+            None => self.hit(Rule::Malformed, "missing", at),
+            Some(Value::String(name)) => {
+                let n = norm(name);
+                for (j, rt) in self.policy.required_taxonomies.iter().enumerate() {
+                    let in_ns = n.starts_with(&format!("{}:", rt.namespace));
+                    if in_ns && (rt.allowed.is_empty() || rt.allowed.contains(&n)) {
+                        have[j] = true;
+                    }
+                }
+                if self.policy.blocked_tags.contains(&n) {
+                    self.hit(Rule::BlockedTag, name, at);
+                }
+            }
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
+            Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
     }
 
     fn required(&mut self, have: Option<Vec<bool>>, path: &str) {
@@ -450,6 +491,7 @@ impl Oracle<'_> {
     fn event(&mut self, v: &Value, path: &str, related: bool) {
         let Some(o) = self.obj(v, path) else { return };
         let have = self.tags(o, path);
+        let have = self.tag_links(o, path, "EventTag", have);
         if !related {
             self.required(have, path);
         }
@@ -473,6 +515,7 @@ impl Oracle<'_> {
         self.field(o, path, "type", true, Rule::BlockedAttributeType);
         let dist = self.distribution(o, path, false);
         let have = self.tags(o, path);
+        let have = self.tag_links(o, path, "AttributeTag", have);
         if !self.policy.required_taxonomies.is_empty() {
             self.required(have, path);
         }

@@ -1794,3 +1794,99 @@ fn wrapped_objects_and_attributes() {
         true,
     );
 }
+
+#[test]
+fn tag_links() {
+    let tlp = |name, body: String, want| Case {
+        policy: tlp_policy(),
+        ..case(name, body, want)
+    };
+    check(
+        vec![
+            case(
+                "event tag list",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"tlp:red"}}]"#),
+                Some((Rule::BlockedTag, "tlp:red", "Event.EventTag[0].Tag.name")),
+            ),
+            case(
+                "event tag single-link form",
+                event(r#""distribution":"1","EventTag":{"id":"1","Tag":{"name":"tlp:red"}}"#),
+                Some((Rule::BlockedTag, "tlp:red", "Event.EventTag.Tag.name")),
+            ),
+            case(
+                "attribute tag",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"AttributeTag":[{{"id":"3","Tag":{{"name":"TLP:RED"}}}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    "TLP:RED",
+                    "Event.Attribute[0].AttributeTag[0].Tag.name",
+                )),
+            ),
+            case(
+                "attribute tag in an object",
+                event(&format!(
+                    r#""distribution":"1","Object":[{{"name":"file","distribution":"1","Attribute":[{{{ATTR},"AttributeTag":{{"Tag":{{"name":"tlp:red"}}}}}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "Event.Object[0].Attribute[0].AttributeTag.Tag.name",
+                )),
+            ),
+            case(
+                "link without Tag (PHP reads {\"0\":…} as a list)",
+                event(r#""distribution":"1","EventTag":{"0":{"Tag":{"name":"tlp:red"}}}"#),
+                Some((Rule::Malformed, "missing", "Event.EventTag.Tag")),
+            ),
+            case(
+                "link whose Tag is a list",
+                event(r#""distribution":"1","EventTag":[{"Tag":[{"name":"tlp:red"}]}]"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "link list of strings",
+                event(r#""distribution":"1","EventTag":["tlp:red"]"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "link tag without name",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"id":"5"}}]"#),
+                Some((Rule::Malformed, "missing", "Event.EventTag[0].Tag.name")),
+            ),
+            case(
+                "harmless links",
+                event(&format!(
+                    r#""distribution":"1","EventTag":[{{"Tag":{{"name":"tlp:green"}}}}],"Attribute":[{{{ATTR},"AttributeTag":[]}}]"#
+                )),
+                None,
+            ),
+            tlp(
+                "event tag link satisfies a required taxonomy",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"tlp:green"}}]"#),
+                None,
+            ),
+            tlp(
+                "Tag and EventTag together",
+                event(
+                    r#""distribution":"1","Tag":[{"name":"foo:bar"}],"EventTag":{"Tag":{"name":"tlp:clear"}}"#,
+                ),
+                None,
+            ),
+            tlp(
+                "a disallowed link does not satisfy it",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"tlp:amber"}}]"#),
+                Some((Rule::MissingTaxonomy, "tlp", "Event.Tag")),
+            ),
+            tlp(
+                "attribute tag link satisfies it on attributes",
+                event(&format!(
+                    r#""distribution":"1","Tag":[{{"name":"tlp:green"}}],"Attribute":[{{{ATTR},"AttributeTag":[{{"Tag":{{"name":"tlp:white"}}}}]}}]"#
+                )),
+                None,
+            ),
+        ],
+        true,
+    );
+}

@@ -14,7 +14,7 @@
 //! * a *rule hit* (a blocked value, or a rule field with a value of the
 //!   wrong type) is ranked by where the older guard would have met it, and
 //!   the walk goes on; the lowest rank is the verdict. The rank is a path
-//!   of small numbers: the entity's place (`Attribute` list = 8, item 3)
+//!   of small numbers: the entity's place (`Attribute` list = 10, item 3)
 //!   then the check's stage in the older guard's order.
 
 use std::cmp::Ordering;
@@ -326,6 +326,7 @@ pub(super) enum Ent {
     Cluster { minimal: bool },
     Relation,
     Tag,
+    TagLink,
     Sg { stage: u32 },
     SgOrg,
     SgServer,
@@ -423,6 +424,12 @@ pub(super) enum Kind {
         group: u32,
         name: &'static str,
     },
+    /// `EventTag` / `AttributeTag`: a list of `{"Tag":{…}}` links, or
+    /// PHP's single-link form, one such object.
+    Links {
+        group: u32,
+        name: &'static str,
+    },
     Dist {
         stage: u32,
     },
@@ -449,6 +456,7 @@ impl Kind {
             Kind::Skip => "a value",
             Kind::SkipMap | Kind::Wrap(_) | Kind::Ent(_) => "an object",
             Kind::List { .. } => "an array",
+            Kind::Links { .. } => "an array or an object",
             Kind::Str => "a string",
             Kind::Scalar => "a string or a number",
             Kind::Root(doc) => match doc {
@@ -472,7 +480,7 @@ impl Kind {
 
     fn field(self) -> &'static str {
         match self {
-            Kind::List { name, .. } => name,
+            Kind::List { name, .. } | Kind::Links { name, .. } => name,
             Kind::Dist { .. } => "distribution",
             Kind::Field { field, .. } => field.name(),
             Kind::RelType => "related_object_type",
@@ -700,6 +708,15 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             Kind::Ent(e) => entity(eng, depth, e, map),
             Kind::Related { stage } => related(eng, depth, stage, map),
             Kind::MinimalValue => entity(eng, depth, Ent::StrMap, map),
+            Kind::Links { group, name } => {
+                let rank = eng.rank.len();
+                eng.rank.push(group);
+                let mark = eng.push_path(name);
+                let out = entity(eng, depth, Ent::TagLink, map)?;
+                eng.path.truncate(mark);
+                eng.rank.truncate(rank);
+                Ok(out)
+            }
             _ => Err(Walk { eng, depth, kind }.shape("an object")),
         }
     }
@@ -712,6 +729,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                 return skip_seq(eng, depth, seq);
             }
             Kind::List { item, group, name } => (item, group, name),
+            Kind::Links { group, name } => (Item::Ent(Ent::TagLink), group, name),
             Kind::Root(doc) => {
                 let item = match doc {
                     Document::GalaxyClusterList => Item::Wrap(Wrap::Cluster { minimal: false }),
@@ -891,6 +909,10 @@ fn skip<'de, A: MapAccess<'de>>(
     val(eng, depth, map, Kind::Skip).map(|_| ())
 }
 
+fn links(group: u32, name: &'static str) -> Kind {
+    Kind::Links { group, name }
+}
+
 fn items(item: Ent, group: u32, name: &'static str) -> Kind {
     Kind::List {
         item: Item::Ent(item),
@@ -1066,6 +1088,7 @@ fn entity<'de, A: MapAccess<'de>>(
         ),
         Ent::Relation => drive(eng, depth, map, RelationNode::default(), frame, None, None),
         Ent::Tag => drive(eng, depth, map, TagNode::default(), frame, None, None),
+        Ent::TagLink => drive(eng, depth, map, TagLinkNode::default(), frame, None, None),
         Ent::Sg { stage } => drive(eng, depth, map, SgNode::new(stage), frame, None, None),
         Ent::SgOrg => drive(
             eng,
@@ -1236,10 +1259,11 @@ impl EventNode {
     }
 }
 
-// Event stages, in the older guard's order: tags 0, required taxonomies 1,
-// distribution 2, event reports 3, sharing group 4, notes 5, opinions 6,
-// relationships 7, then attributes 8, objects 9, and what it never looked
-// at: event-level proposals 10, related events 11.
+// Event stages, in the older guard's order: tags 0, required taxonomies 3,
+// distribution 4, event reports 5, sharing group 6, notes 7, opinions 8,
+// relationships 9, then attributes 10, objects 11, and what it never
+// looked at: event tag links 1 and galaxies 2 (tags MISP attaches too),
+// event-level proposals 12, related events 13.
 impl Node for EventNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1252,38 +1276,45 @@ impl Node for EventNode {
             return skip(eng, depth, map);
         };
         match k {
-            K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 0, "Tag"))?.bits()),
-            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
+            K::Tag => {
+                let bits = val(eng, depth, map, items(Ent::Tag, 0, "Tag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::EventTag => {
+                let bits = val(eng, depth, map, links(1, "EventTag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 4 })?),
             K::EventReport => {
-                val(eng, depth, map, items(Ent::Report, 3, "EventReport"))?;
+                val(eng, depth, map, items(Ent::Report, 5, "EventReport"))?;
             }
             K::SharingGroup => {
-                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 4 }))?)
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 6 }))?)
             }
             K::Attribute => {
-                val(eng, depth, map, items(Ent::Attribute, 8, "Attribute"))?;
+                val(eng, depth, map, items(Ent::Attribute, 10, "Attribute"))?;
             }
             K::Object => {
-                val(eng, depth, map, items(Ent::Object, 9, "Object"))?;
+                val(eng, depth, map, items(Ent::Object, 11, "Object"))?;
             }
             K::ShadowAttribute => {
                 val(
                     eng,
                     depth,
                     map,
-                    items(Ent::Attribute, 10, "ShadowAttribute"),
+                    items(Ent::Attribute, 12, "ShadowAttribute"),
                 )?;
             }
             K::RelatedEvent => {
                 let kind = Kind::List {
                     item: Item::Wrap(Wrap::RelatedEvent),
-                    group: 11,
+                    group: 13,
                     name: "RelatedEvent",
                 };
                 val(eng, depth, map, kind)?;
             }
             _ => {
-                if !analyst_lists(eng, depth, k, 5, map)? {
+                if !analyst_lists(eng, depth, k, 7, map)? {
                     skip(eng, depth, map)?;
                 }
             }
@@ -1293,12 +1324,12 @@ impl Node for EventNode {
 
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
         if !self.related {
-            eng.required_taxonomies(1, self.tags);
+            eng.required_taxonomies(3, self.tags);
         }
         if self.dist.is_none() {
-            eng.hit(&[2], Rule::Malformed, "missing", "distribution");
+            eng.hit(&[4], Rule::Malformed, "missing", "distribution");
         }
-        eng.sg_end(4, self.dist, self.sg);
+        eng.sg_end(6, self.dist, self.sg);
         Ok(Out::Unit)
     }
 }
@@ -1312,9 +1343,9 @@ struct AttributeNode {
     sg: Option<(bool, bool)>,
 }
 
-// Attribute stages: category 0, type 1, distribution 2, tags 3, required
-// taxonomies 4, sharing group 5, proposals 6, notes 7, opinions 8,
-// relationships 9, wrapped attribute 12. An `Attribute` key inside an
+// Attribute stages: category 0, type 1, distribution 2, tags 3, tag
+// links 4, galaxies 5, required taxonomies 6, sharing group 7, proposals 8,
+// notes 9, opinions 10, relationships 11, wrapped attribute 12. An `Attribute` key inside an
 // attribute is the attribute MISP may save instead (PHP code unwraps
 // `$attribute['Attribute']` in several places), so it is checked as one.
 impl Node for AttributeNode {
@@ -1354,18 +1385,25 @@ impl Node for AttributeNode {
                 )?;
             }
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
-            K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?.bits()),
+            K::Tag => {
+                let bits = val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::AttributeTag => {
+                let bits = val(eng, depth, map, links(4, "AttributeTag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
             K::SharingGroup => {
-                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 5 }))?)
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 7 }))?)
             }
             K::ShadowAttribute => {
-                val(eng, depth, map, items(Ent::Attribute, 6, "ShadowAttribute"))?;
+                val(eng, depth, map, items(Ent::Attribute, 8, "ShadowAttribute"))?;
             }
             K::Attribute => {
                 nested(eng, depth, map, 12, "Attribute", Kind::Ent(Ent::Attribute))?;
             }
             _ => {
-                if !analyst_lists(eng, depth, k, 7, map)? {
+                if !analyst_lists(eng, depth, k, 9, map)? {
                     skip(eng, depth, map)?;
                 }
             }
@@ -1381,9 +1419,9 @@ impl Node for AttributeNode {
             eng.hit(&[1], Rule::Malformed, "missing", "type");
         }
         if !eng.policy.required_taxonomies.is_empty() {
-            eng.required_taxonomies(4, self.tags);
+            eng.required_taxonomies(6, self.tags);
         }
-        eng.sg_end(5, self.dist, self.sg);
+        eng.sg_end(7, self.dist, self.sg);
         Ok(Out::Unit)
     }
 }
@@ -1713,6 +1751,42 @@ impl Node for TagNode {
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
         if !self.name {
             eng.hit(&[0], Rule::Malformed, "missing", "name");
+        }
+        Ok(Out::Bits(self.bits))
+    }
+}
+
+/// One `EventTag` / `AttributeTag` item: MISP attaches its `Tag`.
+#[derive(Default)]
+struct TagLinkNode {
+    tag: bool,
+    bits: u64,
+}
+
+impl Node for TagLinkNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        if k == Some(K::Tag) {
+            self.tag = true;
+            let mark = eng.push_path("Tag");
+            self.bits = val(eng, depth, map, Kind::Ent(Ent::Tag))?.bits();
+            eng.path.truncate(mark);
+            Ok(())
+        } else {
+            skip(eng, depth, map)
+        }
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        // Without a `Tag` the link is unreadable for us: `{"0":{…}}` is a
+        // list to PHP, and MISP would read it so.
+        if !self.tag {
+            eng.hit(&[0], Rule::Malformed, "missing", "Tag");
         }
         Ok(Out::Bits(self.bits))
     }
