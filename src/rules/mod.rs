@@ -90,6 +90,12 @@
 //!   the tag rules (`Event.EventTag[0].Tag.name`) and count towards
 //!   required taxonomies. A link without a `Tag` object is malformed: to
 //!   PHP `{"0":{"Tag":…}}` is a list, which we would misread.
+//! * **Galaxies.** A galaxy cluster's `tag_name` becomes a tag of what
+//!   holds it, so `Galaxy[].GalaxyCluster[]` of events and attributes is
+//!   read: each cluster's `tag_name` gets the blocked-tag check (it does
+//!   not count for required taxonomies), its distribution (optional there),
+//!   sharing group and relations the galaxy cluster rules. Clusters pulled
+//!   or pushed on their own get the `tag_name` check too.
 //! * **Depth.** Nesting deeper than the limit (64 by default, serde_json's
 //!   own limit is 128, PHP's 512) is refused before the stack is at risk.
 //! * **Key count.** Duplicate detection remembers the keys of every open

@@ -492,6 +492,7 @@ impl Oracle<'_> {
         let Some(o) = self.obj(v, path) else { return };
         let have = self.tags(o, path);
         let have = self.tag_links(o, path, "EventTag", have);
+        self.galaxies(o, path);
         if !related {
             self.required(have, path);
         }
@@ -516,6 +517,7 @@ impl Oracle<'_> {
         let dist = self.distribution(o, path, false);
         let have = self.tags(o, path);
         let have = self.tag_links(o, path, "AttributeTag", have);
+        self.galaxies(o, path);
         if !self.policy.required_taxonomies.is_empty() {
             self.required(have, path);
         }
@@ -556,6 +558,25 @@ impl Oracle<'_> {
             let dist = s.distribution(r, at, false);
             s.tags(r, at);
             s.sharing_group(r, at, dist);
+        });
+        let at = join(path, "tag_name");
+        match o.get("tag_name") {
+            None => {}
+            Some(Value::String(t)) if self.policy.blocked_tags.contains(&norm(t)) => {
+                self.hit(Rule::BlockedTag, t, at)
+            }
+            Some(Value::String(_)) => {}
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
+            Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
+    }
+
+    /// `Galaxy` list of an event or attribute: its clusters, whose
+    /// distribution may be absent.
+    fn galaxies(&mut self, o: &Map<String, Value>, path: &str) {
+        self.each(o, path, "Galaxy", |s, g, at| {
+            let Some(g) = s.obj(g, at) else { return };
+            s.each(g, at, "GalaxyCluster", |s, c, at| s.cluster(c, at, true));
         });
     }
 

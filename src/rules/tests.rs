@@ -1890,3 +1890,86 @@ fn tag_links() {
         true,
     );
 }
+
+#[test]
+fn galaxies_in_events() {
+    let cluster_doc = |name, body: &str, want| Case {
+        doc: Document::GalaxyCluster,
+        ..case(name, body, want)
+    };
+    check(
+        vec![
+            case(
+                "cluster tag name",
+                event(
+                    r#""distribution":"1","Galaxy":[{"name":"g","GalaxyCluster":[{"tag_name":"misp-galaxy:x=\"y\""},{"tag_name":"tlp:red"}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "Event.Galaxy[0].GalaxyCluster[1].tag_name",
+                )),
+            ),
+            case(
+                "cluster distribution",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"a:b","distribution":"0"}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.Galaxy[0].GalaxyCluster[0].distribution",
+                )),
+            ),
+            case(
+                "cluster sharing group",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb"}}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "",
+                    "Event.Galaxy[0].GalaxyCluster[0].SharingGroup.uuid",
+                )),
+            ),
+            case(
+                "attribute galaxy",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Galaxy":[{{"GalaxyCluster":[{{"tag_name":" TLP:RED "}}]}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    " TLP:RED ",
+                    "Event.Attribute[0].Galaxy[0].GalaxyCluster[0].tag_name",
+                )),
+            ),
+            case(
+                "tag name of a wrong type",
+                event(r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":5}]}]"#),
+                Some((
+                    Rule::Malformed,
+                    "5",
+                    "Event.Galaxy[0].GalaxyCluster[0].tag_name",
+                )),
+            ),
+            case(
+                "clusters not in a list",
+                event(r#""distribution":"1","Galaxy":[{"GalaxyCluster":{"tag_name":"tlp:red"}}]"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "harmless galaxies, distribution absent",
+                event(
+                    r#""distribution":"1","Galaxy":[{"name":"g","GalaxyCluster":[{"tag_name":"misp-galaxy:a=\"b\"","value":"b"}]},{"name":"h"}]"#,
+                ),
+                None,
+            ),
+            cluster_doc(
+                "a pulled cluster's own tag name",
+                r#"{"GalaxyCluster":{"distribution":"1","tag_name":"tlp:red"}}"#,
+                Some((Rule::BlockedTag, "tlp:red", "GalaxyCluster.tag_name")),
+            ),
+        ],
+        true,
+    );
+}

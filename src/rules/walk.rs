@@ -301,6 +301,8 @@ pub(super) enum Field {
     Category,
     ObjectName,
     TagName,
+    /// A galaxy cluster's `tag_name`: MISP attaches it as a tag.
+    ClusterTag,
     SgUuid,
 }
 
@@ -310,6 +312,7 @@ impl Field {
             Field::Type => "type",
             Field::Category => "category",
             Field::ObjectName | Field::TagName => "name",
+            Field::ClusterTag => "tag_name",
             Field::SgUuid => "SharingGroup.uuid",
         }
     }
@@ -324,6 +327,7 @@ pub(super) enum Ent {
     Report,
     Analyst(AKind),
     Cluster { minimal: bool },
+    Galaxy,
     Relation,
     Tag,
     TagLink,
@@ -618,6 +622,7 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
             Rule::BlockedSharingGroup,
             0,
         ),
+        Field::ClusterTag => (policy.blocked_tags.contains(norm), Rule::BlockedTag, 0),
         Field::TagName => {
             let mut bits = 0u64;
             for (i, rt) in policy.required_taxonomies.iter().enumerate() {
@@ -1087,6 +1092,19 @@ fn entity<'de, A: MapAccess<'de>>(
             None,
         ),
         Ent::Relation => drive(eng, depth, map, RelationNode::default(), frame, None, None),
+        Ent::Galaxy => drive(
+            eng,
+            depth,
+            map,
+            Pick(
+                K::GalaxyCluster,
+                items(Ent::Cluster { minimal: true }, 0, "GalaxyCluster"),
+                0,
+            ),
+            frame,
+            None,
+            None,
+        ),
         Ent::Tag => drive(eng, depth, map, TagNode::default(), frame, None, None),
         Ent::TagLink => drive(eng, depth, map, TagLinkNode::default(), frame, None, None),
         Ent::Sg { stage } => drive(eng, depth, map, SgNode::new(stage), frame, None, None),
@@ -1284,6 +1302,9 @@ impl Node for EventNode {
                 let bits = val(eng, depth, map, links(1, "EventTag"))?.bits();
                 self.tags = Some(self.tags.unwrap_or(0) | bits);
             }
+            K::Galaxy => {
+                val(eng, depth, map, items(Ent::Galaxy, 2, "Galaxy"))?;
+            }
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 4 })?),
             K::EventReport => {
                 val(eng, depth, map, items(Ent::Report, 5, "EventReport"))?;
@@ -1392,6 +1413,9 @@ impl Node for AttributeNode {
             K::AttributeTag => {
                 let bits = val(eng, depth, map, links(4, "AttributeTag"))?.bits();
                 self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::Galaxy => {
+                val(eng, depth, map, items(Ent::Galaxy, 5, "Galaxy"))?;
             }
             K::SharingGroup => {
                 self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 7 }))?)
@@ -1642,7 +1666,9 @@ impl ClusterNode {
     }
 }
 
-// Galaxy cluster stages: distribution 0, sharing group 1, relations 2.
+// Galaxy cluster stages: distribution 0, sharing group 1, relations 2,
+// tag name 3 (MISP tags the event or attribute that holds the cluster
+// with it).
 impl Node for ClusterNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1665,6 +1691,13 @@ impl Node for ClusterNode {
                     map,
                     items(Ent::Relation, 2, "GalaxyClusterRelation"),
                 )?;
+            }
+            Some(K::TagName) => {
+                let kind = Kind::Field {
+                    field: Field::ClusterTag,
+                    stage: 3,
+                };
+                val(eng, depth, map, kind)?;
             }
             _ => skip(eng, depth, map)?,
         }
