@@ -56,6 +56,13 @@
 //!   names and sharing group uuids are compared lower-cased and trimmed
 //!   (the older guard was case-sensitive on some), so `" TLP:RED "` is
 //!   `tlp:red`. Required taxonomies are matched the same way.
+//! * **Control characters.** PHP's `trim()` strips `" \t\n\r\0\x0B"` and
+//!   MISP trims what it saves, so `"email\u0000"` is `email` to MISP but
+//!   not to a plain Unicode trim. A tag name, cluster `tag_name`, attribute
+//!   type or category, object name or sharing group uuid holding any C0
+//!   control character or DEL is [`Rule::Malformed`] (the value is shown
+//!   escaped); what remains is trimmed of Unicode white space, a superset
+//!   of PHP's set. Distribution strings stay one digit, nothing trimmed.
 //! * **Types.** A rule field of the wrong JSON type (a number as `type`, a
 //!   tag without a string `name`) is [`Rule::Malformed`], where the older
 //!   guard silently compared unequal. Attributes need `type` and

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::walk::clip;
+use super::walk::{clip, is_c0_or_del};
 use super::{Block, Context, Document, Policy, Rule};
 
 /// Prefix of the value of a block for a document that cannot be read.
@@ -311,6 +311,9 @@ impl Oracle<'_> {
         match o.get(key) {
             None if required => self.hit(Rule::Malformed, "missing", at),
             None => {}
+            Some(Value::String(s)) if s.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, s, at)
+            }
             Some(Value::String(s)) => {
                 let n = norm(s);
                 let set = match rule {
@@ -379,6 +382,9 @@ impl Oracle<'_> {
         let Some(t) = self.obj(t, &at) else { return };
         match t.get("name") {
             None => self.hit(Rule::Malformed, "missing", at),
+            Some(Value::String(name)) if name.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, name, at)
+            }
             Some(Value::String(name)) => {
                 let n = norm(name);
                 for (j, rt) in self.policy.required_taxonomies.iter().enumerate() {
@@ -423,6 +429,9 @@ impl Oracle<'_> {
         let at = join(path, "SharingGroup.uuid");
         match sg.get("uuid") {
             None => self.hit(Rule::Malformed, "missing", at),
+            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, u, at)
+            }
             Some(Value::String(u)) => {
                 if self.policy.blocked_sharing_groups.contains(&norm(u)) {
                     self.hit(Rule::BlockedSharingGroup, u, at);
@@ -562,6 +571,9 @@ impl Oracle<'_> {
         let at = join(path, "tag_name");
         match o.get("tag_name") {
             None => {}
+            Some(Value::String(t)) if t.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, t, at)
+            }
             Some(Value::String(t)) if self.policy.blocked_tags.contains(&norm(t)) => {
                 self.hit(Rule::BlockedTag, t, at)
             }

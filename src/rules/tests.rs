@@ -1973,3 +1973,97 @@ fn galaxies_in_events() {
         true,
     );
 }
+
+#[test]
+fn control_characters_in_rule_fields() {
+    let attr = |kind: &str, category: &str| {
+        event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}"}}]"#
+        ))
+    };
+    check(
+        vec![
+            case(
+                "type with NUL (PHP trim strips it)",
+                attr(r"email\u0000", "Other"),
+                Some((Rule::Malformed, r"email\u{0000}", "Event.Attribute[0].type")),
+            ),
+            case(
+                "category with vertical tab",
+                attr("text", r"Person\u000b"),
+                Some((
+                    Rule::Malformed,
+                    r"Person\u{000b}",
+                    "Event.Attribute[0].category",
+                )),
+            ),
+            case(
+                "harmless type with a control character",
+                attr(r"text\t", "Other"),
+                Some((Rule::Malformed, r"text\u{0009}", "Event.Attribute[0].type")),
+            ),
+            case(
+                "DEL",
+                attr("text\u{7f}", "Other"),
+                Some((Rule::Malformed, r"text\u{007f}", "Event.Attribute[0].type")),
+            ),
+            case(
+                "object name",
+                event(
+                    r#""distribution":"1","Object":[{"name":"person\u0000","distribution":"1"}]"#,
+                ),
+                Some((Rule::Malformed, r"person\u{0000}", "Event.Object[0].name")),
+            ),
+            case(
+                "tag name",
+                event(r#""distribution":"1","Tag":[{"name":"tlp:red\u0000"}]"#),
+                Some((Rule::Malformed, r"tlp:red\u{0000}", "Event.Tag[0].name")),
+            ),
+            case(
+                "tag link name",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"\u0000tlp:red"}}]"#),
+                Some((
+                    Rule::Malformed,
+                    r"\u{0000}tlp:red",
+                    "Event.EventTag[0].Tag.name",
+                )),
+            ),
+            case(
+                "cluster tag name",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"tlp:red\r"}]}]"#,
+                ),
+                Some((
+                    Rule::Malformed,
+                    r"tlp:red\u{000d}",
+                    "Event.Galaxy[0].GalaxyCluster[0].tag_name",
+                )),
+            ),
+            case(
+                "sharing group uuid",
+                event(
+                    r#""distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb\u0000"}"#,
+                ),
+                Some((Rule::Malformed, "", "Event.SharingGroup.uuid")),
+            ),
+            case(
+                "blanks are still trimmed",
+                attr(" \u{3000}email\u{a0} ", "Other"),
+                Some((Rule::BlockedAttributeType, "", "Event.Attribute[0].type")),
+            ),
+            case(
+                "non-control characters are fine",
+                attr("ip-src", "Network activity"),
+                None,
+            ),
+            case(
+                "value with a control character is not a rule field",
+                event(
+                    r#""distribution":"1","Attribute":[{"type":"text","category":"Other","value":"a\u0000b"}]"#,
+                ),
+                None,
+            ),
+        ],
+        true,
+    );
+}

@@ -598,6 +598,13 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
         eng.hit(&[stage], Rule::Malformed, &s.render(), field.name());
         return Out::Unit;
     };
+    // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
+    // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
+    // control character legitimately, so none is guessed at.
+    if text.chars().any(is_c0_or_del) {
+        eng.hit(&[stage], Rule::Malformed, text, field.name());
+        return Out::Unit;
+    }
     eng.norm(text);
     let policy = eng.policy;
     let norm = eng.scratch.as_str();
@@ -640,6 +647,11 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
         eng.hit(&[stage], rule, text, field.name());
     }
     Out::Bits(bits)
+}
+
+/// A C0 control character or DEL.
+pub(super) fn is_c0_or_del(c: char) -> bool {
+    c < ' ' || c == '\u{7f}'
 }
 
 fn rel_type(t: &str) -> RelType {
