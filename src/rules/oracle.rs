@@ -40,8 +40,18 @@ fn block(rule: Rule, value: &str, at: &str) -> Block {
     }
 }
 
+/// Written apart from the walk's `fold`, the plain way.
 fn norm(s: &str) -> String {
-    s.trim().to_lowercase()
+    let mut folded = String::new();
+    for c in s.chars() {
+        let code = u32::from(c);
+        if (0xFF01..=0xFF5E).contains(&code) {
+            folded.extend(char::from_u32(code - 0xFEE0));
+        } else if !((0x200B..=0x200F).contains(&code) || [0x2060, 0xFEFF, 0xAD].contains(&code)) {
+            folded.push(c);
+        }
+    }
+    folded.trim().to_lowercase()
 }
 
 fn render(v: &Value) -> String {

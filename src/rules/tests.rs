@@ -2067,3 +2067,87 @@ fn control_characters_in_rule_fields() {
         true,
     );
 }
+
+#[test]
+fn look_alike_names_are_folded() {
+    let tlp = |name, body: String, want| Case {
+        policy: tlp_policy(),
+        ..case(name, body, want)
+    };
+    let tag = |t: &str| event(&format!(r#""distribution":"1","Tag":[{{"name":"{t}"}}]"#));
+    let attr = |kind: &str, category: &str| {
+        event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}"}}]"#
+        ))
+    };
+    check(
+        vec![
+            case(
+                "full-width tag",
+                tag("ｔｌｐ：ｒｅｄ"),
+                Some((Rule::BlockedTag, "ｔｌｐ：ｒｅｄ", "Event.Tag[0].name")),
+            ),
+            case(
+                "full-width upper-case tag",
+                tag("ＴＬＰ:ＲＥＤ"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "zero-width space inside",
+                tag(r"tlp:\u200bred"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "zero-width characters around a blank",
+                tag(r"\ufeff tlp:red\u2060 \u00ad"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "full-width type",
+                attr("ｅｍａｉｌ", "Other"),
+                Some((Rule::BlockedAttributeType, "ｅｍａｉｌ", "")),
+            ),
+            case(
+                "soft hyphen in a type",
+                attr(r"passport\u00ad-number", "Other"),
+                Some((Rule::BlockedAttributeType, "", "")),
+            ),
+            case(
+                "full-width category",
+                attr("text", "Ｐｅｒｓｏｎ"),
+                Some((Rule::BlockedAttributeCategory, "", "")),
+            ),
+            case(
+                "object name with a zero-width joiner",
+                event(
+                    r#""distribution":"1","Object":[{"name":"per\u200dson","distribution":"1"}]"#,
+                ),
+                Some((Rule::BlockedObjectType, "", "Event.Object[0].name")),
+            ),
+            case(
+                "full-width cluster tag name",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"ｔｌｐ:red"}]}]"#,
+                ),
+                Some((Rule::BlockedTag, "", "")),
+            ),
+            case(
+                "other look-alikes are left alone (not NFKC)",
+                tag("tlp:ʀed"),
+                None,
+            ),
+            case("full-width harmless tag", tag("ｔｌｐ：ｇｒｅｅｎ"), None),
+            tlp(
+                "full-width allowed tag satisfies the taxonomy",
+                tag("ＴＬＰ:ＧＲＥＥＮ"),
+                None,
+            ),
+            tlp(
+                "full-width blocked tag of the taxonomy",
+                tag("tlp:ｒａｉｎｂｏｗ"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+        ],
+        true,
+    );
+}

@@ -139,12 +139,18 @@ impl<'p> Engine<'p> {
         mark
     }
 
-    /// Lower-case and trim `s` into the scratch buffer.
+    /// Fold (see [`fold`]), lower-case and trim `s` into the scratch
+    /// buffer. Trimmed after folding, so a zero-width space cannot hide a
+    /// blank from the trim.
     fn norm(&mut self, s: &str) {
         self.scratch.clear();
-        for c in s.trim().chars() {
+        for c in s.chars().filter_map(fold) {
             self.scratch.extend(c.to_lowercase());
         }
+        let end = self.scratch.trim_end().len();
+        self.scratch.truncate(end);
+        let start = self.scratch.len() - self.scratch.trim_start().len();
+        self.scratch.drain(..start);
     }
 
     fn sg_end(&mut self, stage: u32, dist: Option<Option<u8>>, sg: Option<(bool, bool)>) {
@@ -647,6 +653,22 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
         eng.hit(&[stage], rule, text, field.name());
     }
     Out::Bits(bits)
+}
+
+/// The narrow look-alike folding applied before comparing with the policy:
+/// MySQL's `*_unicode_ci` / `utf8mb4_general_ci` collations, which MISP's
+/// tag look-ups go through, compare full-width `ｔｌｐ:ｒｅｄ` equal to
+/// `tlp:red` and ignore zero-width characters. Full-width ASCII
+/// (U+FF01..U+FF5E) becomes ASCII; zero-width characters (U+200B..U+200F,
+/// U+2060, U+FEFF) and the soft hyphen (U+00AD) are dropped. Not NFKC:
+/// only what is cheap and cannot turn a harmless name into a blocked one
+/// by accident.
+pub(super) fn fold(c: char) -> Option<char> {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0),
+        '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}' | '\u{AD}' => None,
+        c => Some(c),
+    }
 }
 
 /// A C0 control character or DEL.
