@@ -111,6 +111,14 @@
 //!   not count for required taxonomies), its distribution (optional there),
 //!   sharing group and relations the galaxy cluster rules. Clusters pulled
 //!   or pushed on their own get the `tag_name` check too.
+//! * **Sightings** carry no rule field of their own, but a puller that
+//!   asks for `includeAttribute` / `includeEvent` gets the attribute and a
+//!   summary of its event inside each sighting. An embedded `Attribute`
+//!   gets the attribute rules (type, category, distribution, tags, sharing
+//!   group) and an `Event` the event rules, where the fields are there:
+//!   these summaries may lack type, category or distribution, and carry no
+//!   tags to satisfy required taxonomies, so neither is demanded. A
+//!   `Sighting` key inside a sighting is read as one too.
 //! * **Depth.** Nesting deeper than the limit (64 by default, serde_json's
 //!   own limit is 128, PHP's 512) is refused before the stack is at risk.
 //! * **Key count.** Duplicate detection remembers the keys of every open
@@ -193,7 +201,8 @@ pub enum Document {
     /// `[{"ShadowAttribute":{…}},…]`: pull proposals page, push proposals.
     ShadowAttributeList,
     /// Sightings: a list (or PHP's empty `{}`) of sighting objects, or
-    /// `{"response":[{"Sighting":{…}}]}`. Validated, no rules yet.
+    /// `{"response":[{"Sighting":{…}}]}`. What a sighting embeds (its
+    /// `Attribute`, a summary of its `Event`) is checked.
     Sightings,
     /// `{"Note"|"Opinion"|"Relationship":{…}}`: push `pushAnalystData`.
     AnalystDataItem,

@@ -215,8 +215,8 @@ impl Oracle<'_> {
             }
             Document::Sightings => match v {
                 Value::Array(a) => {
-                    if !a.iter().all(Value::is_object) {
-                        self.fail("not an object", "$");
+                    for (i, s) in a.iter().enumerate() {
+                        self.sighting(s, &format!("[{i}]"));
                     }
                 }
                 Value::Object(o) => {
@@ -224,10 +224,10 @@ impl Oracle<'_> {
                         if k != "response" {
                             self.fail("unexpected key", k);
                         }
-                        for item in self.arr(list, "response") {
-                            let wrapped = self.wrapped(item, &["Sighting"], "response");
-                            if let Some((_, s)) = wrapped {
-                                self.obj(s, "Sighting");
+                        for (i, item) in self.arr(list, "response").iter().enumerate() {
+                            let at = format!("response[{i}]");
+                            if let Some((_, s)) = self.wrapped(item, &["Sighting"], &at) {
+                                self.sighting(s, &join(&at, "Sighting"));
                             }
                         }
                     }
@@ -508,14 +508,18 @@ impl Oracle<'_> {
     }
 
     fn event(&mut self, v: &Value, path: &str, related: bool) {
+        self.event_with(v, path, !related, true);
+    }
+
+    fn event_with(&mut self, v: &Value, path: &str, taxonomies: bool, dist_required: bool) {
         let Some(o) = self.obj(v, path) else { return };
         let have = self.tags(o, path);
         let have = self.tag_links(o, path, "EventTag", have);
         self.galaxies(o, path);
-        if !related {
+        if taxonomies {
             self.required(have, path);
         }
-        let dist = self.distribution(o, path, true);
+        let dist = self.distribution(o, path, dist_required);
         self.each(o, path, "EventReport", |s, r, at| s.report(r, at));
         self.sharing_group(o, path, dist);
         self.analyst_lists(o, path);
@@ -530,14 +534,26 @@ impl Oracle<'_> {
     }
 
     fn attribute(&mut self, v: &Value, path: &str) {
+        self.attribute_with(v, path, false);
+    }
+
+    /// `summary`: a sighting's copy, type and category optional, no
+    /// required taxonomies.
+    fn attribute_with(&mut self, v: &Value, path: &str, summary: bool) {
         let Some(o) = self.obj(v, path) else { return };
-        self.field(o, path, "category", true, Rule::BlockedAttributeCategory);
-        self.field(o, path, "type", true, Rule::BlockedAttributeType);
+        self.field(
+            o,
+            path,
+            "category",
+            !summary,
+            Rule::BlockedAttributeCategory,
+        );
+        self.field(o, path, "type", !summary, Rule::BlockedAttributeType);
         let dist = self.distribution(o, path, false);
         let have = self.tags(o, path);
         let have = self.tag_links(o, path, "AttributeTag", have);
         self.galaxies(o, path);
-        if !self.policy.required_taxonomies.is_empty() {
+        if !self.policy.required_taxonomies.is_empty() && !summary {
             self.required(have, path);
         }
         self.sharing_group(o, path, dist);
@@ -558,6 +574,20 @@ impl Oracle<'_> {
         self.analyst_lists(o, path);
         if let Some(inner) = o.get("Object") {
             self.object(inner, &join(path, "Object"));
+        }
+    }
+
+    /// A sighting: what it embeds of its attribute and event.
+    fn sighting(&mut self, v: &Value, path: &str) {
+        let Some(o) = self.obj(v, path) else { return };
+        if let Some(a) = o.get("Attribute") {
+            self.attribute_with(a, &join(path, "Attribute"), true);
+        }
+        if let Some(e) = o.get("Event") {
+            self.event_with(e, &join(path, "Event"), false, false);
+        }
+        if let Some(s) = o.get("Sighting") {
+            self.sighting(s, &join(path, "Sighting"));
         }
     }
 

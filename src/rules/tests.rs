@@ -2151,3 +2151,102 @@ fn look_alike_names_are_folded() {
         true,
     );
 }
+
+#[test]
+fn sightings_with_embedded_attribute_and_event() {
+    let doc = |name, body: &str, want| Case {
+        doc: Document::Sightings,
+        ..case(name, body, want)
+    };
+    let tlp = |name, body: &str, want| Case {
+        policy: tlp_policy(),
+        ..doc(name, body, want)
+    };
+    check(
+        vec![
+            doc("empty object", "{}", None),
+            doc("empty list", "[]", None),
+            doc(
+                "plain sightings",
+                r#"[{"uuid":"s","type":"0","attribute_uuid":"a"},{}]"#,
+                None,
+            ),
+            doc(
+                "embedded attribute type",
+                r#"{"response":[{"Sighting":{"id":"1","Attribute":{"type":"passport-number","category":"Other","value":"X1234567"}}}]}"#,
+                Some((
+                    Rule::BlockedAttributeType,
+                    "passport-number",
+                    "response[0].Sighting.Attribute.type",
+                )),
+            ),
+            doc(
+                "embedded attribute category in a bulk list",
+                r#"[{"uuid":"s"},{"uuid":"t","Attribute":{"type":"text","category":"Person"}}]"#,
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "Person",
+                    "[1].Attribute.category",
+                )),
+            ),
+            doc(
+                "embedded attribute distribution",
+                r#"[{"Attribute":{"type":"text","category":"Other","distribution":"0"}}]"#,
+                Some((Rule::BlockedDistribution, "0", "[0].Attribute.distribution")),
+            ),
+            doc(
+                "embedded attribute tag",
+                r#"[{"Attribute":{"type":"text","category":"Other","Tag":[{"name":"tlp:red"}]}}]"#,
+                Some((Rule::BlockedTag, "tlp:red", "[0].Attribute.Tag[0].name")),
+            ),
+            doc(
+                "embedded attribute sharing group",
+                r#"[{"Attribute":{"distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb"}}}]"#,
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "",
+                    "[0].Attribute.SharingGroup.uuid",
+                )),
+            ),
+            doc(
+                "embedded event distribution",
+                r#"{"response":[{"Sighting":{"Event":{"id":"1","info":"x","distribution":"0"}}}]}"#,
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "response[0].Sighting.Event.distribution",
+                )),
+            ),
+            doc(
+                "embedded event tag",
+                r#"[{"Event":{"info":"x","Tag":[{"name":"tlp:red"}]}}]"#,
+                Some((Rule::BlockedTag, "tlp:red", "[0].Event.Tag[0].name")),
+            ),
+            doc(
+                "wrapped sighting in a bulk list",
+                r#"[{"Sighting":{"Attribute":{"type":"email","category":"Other"}}}]"#,
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "[0].Sighting.Attribute.type",
+                )),
+            ),
+            doc(
+                "embedded attribute that is not an object",
+                r#"[{"Attribute":"x"}]"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            doc(
+                "harmless summaries, fields absent",
+                r#"{"response":[{"Sighting":{"id":"1","Attribute":{"uuid":"a","value":"8.8.8.8"},"Event":{"id":"1","uuid":"e","info":"x","Orgc":{"name":"o"}}}}]}"#,
+                None,
+            ),
+            tlp(
+                "summaries need no required taxonomy",
+                r#"[{"Attribute":{"type":"ip-src","category":"Network activity"},"Event":{"info":"x","distribution":"1"}}]"#,
+                None,
+            ),
+        ],
+        true,
+    );
+}

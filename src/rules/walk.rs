@@ -327,17 +327,28 @@ impl Field {
 /// Entities: objects read key by key.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Ent {
-    Event { related: bool },
+    Event {
+        related: bool,
+    },
+    /// The event summary a sighting may embed (`includeEvent`).
+    EventSummary,
     Attribute,
+    /// The attribute a sighting may embed (`includeAttribute`).
+    AttributeSummary,
+    Sighting,
     Object,
     Report,
     Analyst(AKind),
-    Cluster { minimal: bool },
+    Cluster {
+        minimal: bool,
+    },
     Galaxy,
     Relation,
     Tag,
     TagLink,
-    Sg { stage: u32 },
+    Sg {
+        stage: u32,
+    },
     SgOrg,
     SgServer,
     Organisation,
@@ -385,7 +396,7 @@ impl Wrap {
             Wrap::Cluster { minimal } => Kind::Ent(Ent::Cluster { minimal }),
             Wrap::Shadow => Kind::Ent(Ent::Attribute),
             Wrap::AnyAnalyst => Kind::Ent(Ent::Analyst(akind_of(k))),
-            Wrap::Sighting => Kind::SkipMap,
+            Wrap::Sighting => Kind::Ent(Ent::Sighting),
             Wrap::EventUuidTimestamp => Kind::Ent(Ent::EventUuidTimestamp),
         }
     }
@@ -774,7 +785,8 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                     Document::GalaxyClusterList => Item::Wrap(Wrap::Cluster { minimal: false }),
                     Document::GalaxyClusterSearch => Item::Wrap(Wrap::Cluster { minimal: true }),
                     Document::ShadowAttributeList => Item::Wrap(Wrap::Shadow),
-                    Document::Sightings | Document::EventIndex => Item::SkipMap,
+                    Document::Sightings => Item::Ent(Ent::Sighting),
+                    Document::EventIndex => Item::SkipMap,
                     Document::AnalystDataList => Item::Wrap(Wrap::AnyAnalyst),
                     Document::EventUuidTimestamps => Item::Wrap(Wrap::EventUuidTimestamp),
                     Document::UuidList => Item::Str,
@@ -1110,9 +1122,22 @@ fn entity<'de, A: MapAccess<'de>>(
     let frame = eng.keys.open();
     match e {
         Ent::Event { related } => {
-            drive(eng, depth, map, EventNode::new(related), frame, None, None)
+            let node = EventNode::new(!related, true);
+            drive(eng, depth, map, node, frame, None, None)
+        }
+        Ent::EventSummary => {
+            let node = EventNode::new(false, false);
+            drive(eng, depth, map, node, frame, None, None)
         }
         Ent::Attribute => drive(eng, depth, map, AttributeNode::default(), frame, None, None),
+        Ent::AttributeSummary => {
+            let node = AttributeNode {
+                summary: true,
+                ..AttributeNode::default()
+            };
+            drive(eng, depth, map, node, frame, None, None)
+        }
+        Ent::Sighting => drive(eng, depth, map, SightingNode, frame, None, None),
         Ent::Object => drive(eng, depth, map, ObjectNode::default(), frame, None, None),
         Ent::Report => drive(eng, depth, map, ReportNode::default(), frame, None, None),
         Ent::Analyst(kind) => drive(eng, depth, map, AnalystNode::new(kind), frame, None, None),
@@ -1294,16 +1319,20 @@ impl Node for Pick {
 }
 
 struct EventNode {
-    related: bool,
+    /// Required taxonomies apply (not to summaries of other events).
+    taxonomies: bool,
+    /// A missing distribution is malformed (not in a sighting's summary).
+    dist_required: bool,
     dist: Option<Option<u8>>,
     tags: Option<u64>,
     sg: Option<(bool, bool)>,
 }
 
 impl EventNode {
-    fn new(related: bool) -> EventNode {
+    fn new(taxonomies: bool, dist_required: bool) -> EventNode {
         EventNode {
-            related,
+            taxonomies,
+            dist_required,
             dist: None,
             tags: None,
             sg: None,
@@ -1378,10 +1407,10 @@ impl Node for EventNode {
     }
 
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
-        if !self.related {
+        if self.taxonomies {
             eng.required_taxonomies(3, self.tags);
         }
-        if self.dist.is_none() {
+        if self.dist.is_none() && self.dist_required {
             eng.hit(&[4], Rule::Malformed, "missing", "distribution");
         }
         eng.sg_end(6, self.dist, self.sg);
@@ -1391,6 +1420,9 @@ impl Node for EventNode {
 
 #[derive(Default)]
 struct AttributeNode {
+    /// A sighting's copy: type and category may be absent, required
+    /// taxonomies do not apply (it carries no tags).
+    summary: bool,
     category: bool,
     kind: bool,
     dist: Option<Option<u8>>,
@@ -1470,13 +1502,13 @@ impl Node for AttributeNode {
     }
 
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
-        if !self.category {
+        if !self.category && !self.summary {
             eng.hit(&[0], Rule::Malformed, "missing", "category");
         }
-        if !self.kind {
+        if !self.kind && !self.summary {
             eng.hit(&[1], Rule::Malformed, "missing", "type");
         }
-        if !eng.policy.required_taxonomies.is_empty() {
+        if !eng.policy.required_taxonomies.is_empty() && !self.summary {
             eng.required_taxonomies(6, self.tags);
         }
         eng.sg_end(7, self.dist, self.sg);
@@ -1550,6 +1582,34 @@ impl Node for ObjectNode {
         if !self.name {
             eng.hit(&[2], Rule::Malformed, "missing", "name");
         }
+        Ok(Out::Unit)
+    }
+}
+
+/// One sighting. Its own fields carry no rule, but a puller that asked
+/// for `includeAttribute` / `includeEvent` gets the attribute (type,
+/// category, value, …) and a summary of its event embedded.
+struct SightingNode;
+
+// Sighting stages: attribute 0, event 1, a wrapped sighting 2.
+impl Node for SightingNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let (stage, name, e) = match k {
+            Some(K::Attribute) => (0, "Attribute", Ent::AttributeSummary),
+            Some(K::Event) => (1, "Event", Ent::EventSummary),
+            Some(K::Sighting) => (2, "Sighting", Ent::Sighting),
+            _ => return skip(eng, depth, map),
+        };
+        nested(eng, depth, map, stage, name, Kind::Ent(e)).map(|_| ())
+    }
+
+    fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
         Ok(Out::Unit)
     }
 }
