@@ -1426,6 +1426,10 @@ mod generated {
             "\"tlp:rainbow\"",
             "\"foo:bar\"",
             "\"tlpx:green\"",
+            "\"ｔｌｐ：ｒｅｄ\"",
+            "\"ＴＬＰ:green\"",
+            "\"tlp:\\u200bred\"",
+            "\"tlp:red\\u0000\"",
             "5",
         ];
         option::weighted(0.95, raw(names))
@@ -1434,6 +1438,57 @@ mod generated {
 
     fn tags() -> impl Strategy<Value = Option<J>> {
         option::of(vec(tag(), 0..3).prop_map(J::Arr))
+    }
+
+    /// `EventTag` / `AttributeTag`: a list of links or one link.
+    fn tag_link() -> impl Strategy<Value = J> {
+        (tag(), proptest::bool::weighted(0.9)).prop_map(|(t, with_tag)| {
+            obj(vec![
+                ("id", Some(J::Raw("\"7\"".into()))),
+                ("Tag", with_tag.then_some(t)),
+            ])
+        })
+    }
+
+    /// `EventTag` / `AttributeTag`: a list of links or one link.
+    fn tag_links() -> BoxedStrategy<Option<J>> {
+        option::weighted(
+            0.3,
+            prop_oneof![vec(tag_link(), 0..3).prop_map(J::Arr), tag_link()],
+        )
+        .boxed()
+    }
+
+    fn galaxies() -> BoxedStrategy<Option<J>> {
+        let tag_name = option::weighted(
+            0.8,
+            raw(&[
+                "\"misp-galaxy:x=\\\"y\\\"\"",
+                "\"tlp:red\"",
+                "\"ｔｌｐ:red\"",
+                "\"a:b\\r\"",
+                "1",
+            ]),
+        );
+        let cluster = (
+            tag_name,
+            option::weighted(0.3, raw(DISTRIBUTIONS)),
+            sharing_group(),
+        )
+            .prop_map(|(t, d, sg)| {
+                obj(vec![
+                    ("tag_name", t),
+                    ("distribution", d),
+                    ("SharingGroup", sg),
+                ])
+            });
+        let galaxy = vec(cluster, 0..3).prop_map(|c| {
+            obj(vec![
+                ("name", Some(J::Raw("\"g\"".into()))),
+                ("GalaxyCluster", Some(J::Arr(c))),
+            ])
+        });
+        option::weighted(0.3, vec(galaxy, 0..2).prop_map(J::Arr)).boxed()
     }
 
     fn sharing_group() -> impl Strategy<Value = Option<J>> {
@@ -1471,7 +1526,9 @@ mod generated {
         )
     }
 
-    fn attribute_fields(shadows: Option<J>, notes: Option<J>) -> impl Strategy<Value = J> {
+    // Boxed: nested tuple strategies make value trees large enough to
+    // overflow a test thread's stack in debug builds.
+    fn attribute_fields(shadows: Option<J>, notes: Option<J>) -> BoxedStrategy<J> {
         let kind = option::weighted(
             0.95,
             raw(&[
@@ -1479,6 +1536,8 @@ mod generated {
                 "\"passport-number\"",
                 "\"Email\"",
                 "\"text\"",
+                "\"ｅｍａｉｌ\"",
+                "\"email\\u0000\"",
                 "5",
             ]),
         );
@@ -1497,19 +1556,24 @@ mod generated {
             option::weighted(0.7, raw(DISTRIBUTIONS)),
             tags(),
             sharing_group(),
+            tag_links(),
+            galaxies(),
         )
-            .prop_map(move |(kind, category, dist, tags, sg)| {
+            .prop_map(move |(kind, category, dist, tags, sg, links, galaxies)| {
                 obj(vec![
                     ("type", kind),
                     ("category", category),
                     ("distribution", dist),
                     ("value", Some(J::Raw("\"8.8.8.8\"".into()))),
                     ("Tag", tags),
+                    ("AttributeTag", links),
+                    ("Galaxy", galaxies),
                     ("SharingGroup", sg),
                     ("ShadowAttribute", shadows.clone()),
                     ("Note", notes.clone()),
                 ])
             })
+            .boxed()
     }
 
     fn note() -> impl Strategy<Value = J> {
@@ -1521,7 +1585,7 @@ mod generated {
         })
     }
 
-    fn attribute() -> impl Strategy<Value = J> {
+    fn attribute() -> BoxedStrategy<J> {
         (
             option::of(vec(attribute_fields(None, None), 0..2)),
             option::of(vec(note(), 0..2)),
@@ -1529,29 +1593,56 @@ mod generated {
             .prop_flat_map(|(shadows, notes)| {
                 attribute_fields(shadows.map(J::Arr), notes.map(J::Arr))
             })
+            .boxed()
     }
 
-    fn object() -> impl Strategy<Value = J> {
-        let name = option::weighted(
+    fn object_name() -> impl Strategy<Value = Option<J>> {
+        option::weighted(
             0.95,
-            raw(&["\"file\"", "\"person\"", "\"Person\"", "\"domain-ip\""]),
-        );
+            raw(&[
+                "\"file\"",
+                "\"person\"",
+                "\"Person\"",
+                "\"domain-ip\"",
+                "\"per\\u00adson\"",
+                "\"person\\u000b\"",
+            ]),
+        )
+    }
+
+    fn object() -> BoxedStrategy<J> {
+        // What MISP saves instead when an item has an `Object` key.
+        let inner = (
+            object_name(),
+            dist(),
+            vec(attribute_fields(None, None), 0..2),
+        )
+            .prop_map(|(name, dist, attrs)| {
+                obj(vec![
+                    ("name", name),
+                    ("distribution", dist),
+                    ("Attribute", Some(J::Arr(attrs))),
+                ])
+            });
         (
-            name,
+            object_name(),
             dist(),
             sharing_group(),
             vec(attribute(), 0..3),
             option::of(vec(note(), 0..2)),
+            option::weighted(0.15, inner),
         )
-            .prop_map(|(name, dist, sg, attrs, notes)| {
+            .prop_map(|(name, dist, sg, attrs, notes, inner)| {
                 obj(vec![
                     ("name", name),
                     ("distribution", dist),
                     ("SharingGroup", sg),
                     ("Attribute", Some(J::Arr(attrs))),
                     ("Opinion", notes.map(J::Arr)),
+                    ("Object", inner),
                 ])
             })
+            .boxed()
     }
 
     fn small_event() -> impl Strategy<Value = J> {
@@ -1592,28 +1683,45 @@ mod generated {
                 0..2,
             )),
         );
-        (dist(), tags(), sharing_group(), lists).prop_map(
-            |(d, t, sg, (attrs, objects, reports, notes, rels, shadows, related))| {
-                let event = obj(vec![
-                    ("distribution", d),
-                    ("info", Some(J::Raw("\"generated\"".into()))),
-                    (
-                        "Org",
-                        Some(obj(vec![("uuid", Some(J::Raw("\"o\"".into())))])),
-                    ),
-                    ("Tag", t),
-                    ("SharingGroup", sg),
-                    ("Attribute", Some(J::Arr(attrs))),
-                    ("Object", Some(J::Arr(objects))),
-                    ("EventReport", reports.map(J::Arr)),
-                    ("Note", notes.map(J::Arr)),
-                    ("Relationship", rels.map(J::Arr)),
-                    ("ShadowAttribute", shadows.map(J::Arr)),
-                    ("RelatedEvent", related.map(J::Arr)),
-                ]);
-                obj(vec![("Event", Some(event))])
-            },
+        (
+            dist(),
+            tags(),
+            sharing_group(),
+            lists,
+            tag_links(),
+            galaxies(),
         )
+            .prop_map(
+                |(
+                    d,
+                    t,
+                    sg,
+                    (attrs, objects, reports, notes, rels, shadows, related),
+                    links,
+                    galaxies,
+                )| {
+                    let event = obj(vec![
+                        ("distribution", d),
+                        ("info", Some(J::Raw("\"generated\"".into()))),
+                        (
+                            "Org",
+                            Some(obj(vec![("uuid", Some(J::Raw("\"o\"".into())))])),
+                        ),
+                        ("Tag", t),
+                        ("EventTag", links),
+                        ("Galaxy", galaxies),
+                        ("SharingGroup", sg),
+                        ("Attribute", Some(J::Arr(attrs))),
+                        ("Object", Some(J::Arr(objects))),
+                        ("EventReport", reports.map(J::Arr)),
+                        ("Note", notes.map(J::Arr)),
+                        ("Relationship", rels.map(J::Arr)),
+                        ("ShadowAttribute", shadows.map(J::Arr)),
+                        ("RelatedEvent", related.map(J::Arr)),
+                    ]);
+                    obj(vec![("Event", Some(event))])
+                },
+            )
     }
 
     pub(super) fn setting() -> impl Strategy<Value = (Policy, Context)> {
@@ -1623,6 +1731,40 @@ mod generated {
                 user_org_uuid: org.then(|| ORG.to_string()),
             };
             (policy, ctx)
+        })
+    }
+
+    /// Sightings, bare or under `response`, embedding an attribute and an
+    /// event summary now and then.
+    pub(super) fn sightings_doc() -> impl Strategy<Value = J> {
+        let sighting = (
+            option::weighted(0.5, attribute_fields(None, None)),
+            option::weighted(0.3, (option::weighted(0.5, raw(DISTRIBUTIONS)), tags())),
+        )
+            .prop_map(|(attr, ev)| {
+                let ev = ev.map(|(d, t)| {
+                    obj(vec![
+                        ("info", Some(J::Raw("\"x\"".into()))),
+                        ("distribution", d),
+                        ("Tag", t),
+                    ])
+                });
+                obj(vec![
+                    ("uuid", Some(J::Raw("\"s\"".into()))),
+                    ("Attribute", attr),
+                    ("Event", ev),
+                ])
+            });
+        (vec(sighting, 0..3), any::<bool>()).prop_map(|(list, wrapped)| {
+            if wrapped {
+                let items = list
+                    .into_iter()
+                    .map(|s| obj(vec![("Sighting", Some(s))]))
+                    .collect();
+                obj(vec![("response", Some(J::Arr(items)))])
+            } else {
+                J::Arr(list)
+            }
         })
     }
 
@@ -1652,6 +1794,15 @@ proptest::proptest! {
         let text = doc.text(&mut seed);
         let got = block_of(run(&text, Document::AnalystDataItem, &policy, &ctx));
         let want = oracle::judge(&text, Document::AnalystDataItem, &policy, &ctx);
+        proptest::prop_assert_eq!(got, want, "{}", text);
+    }
+
+    #[test]
+    fn sightings_agree_with_oracle(doc in generated::sightings_doc(), seed in proptest::prelude::any::<u64>(), (policy, ctx) in generated::setting()) {
+        let mut seed = seed;
+        let text = doc.text(&mut seed);
+        let got = block_of(run(&text, Document::Sightings, &policy, &ctx));
+        let want = oracle::judge(&text, Document::Sightings, &policy, &ctx);
         proptest::prop_assert_eq!(got, want, "{}", text);
     }
 
@@ -2249,4 +2400,29 @@ fn sightings_with_embedded_attribute_and_event() {
         ],
         true,
     );
+}
+
+/// Entities nested to the depth limit (objects in objects, sightings in
+/// sightings) fit in the stack of a tokio worker (2 MiB), debug build.
+#[test]
+fn nested_entities_fit_a_worker_stack() {
+    let chain = |open: &str, close: &str, n: usize| open.repeat(n) + "{}" + &close.repeat(n);
+    let objects = event(&format!(
+        r#""distribution":"1","Object":[{}]"#,
+        chain(r#"{"name":"file","distribution":"1","Object":"#, "}", 70)
+    ));
+    let sightings = format!("[{}]", chain(r#"{"Sighting":"#, "}", 70));
+    let run_small = |body: String, doc: Document| {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || block_of(run(&body, doc, &base_policy(), &ctx())))
+            .unwrap()
+            .join()
+            .unwrap()
+    };
+    for (body, doc) in [(objects, Document::Event), (sightings, Document::Sightings)] {
+        let b = run_small(body, doc).expect("too deep");
+        assert_eq!(b.rule, Rule::Malformed);
+        assert!(b.value.contains("nesting"), "{b}");
+    }
 }
