@@ -16,11 +16,12 @@
 //! group, analyst data, then each attribute (category, type, distribution,
 //! tags, required taxonomies, sharing group, proposals, analyst data), then
 //! each object (distribution, sharing group, name, its attributes, analyst
-//! data), then what it never read: tag links (`EventTag`, `AttributeTag`)
-//! and galaxies just after the `Tag` list they stand beside, wrapped
-//! entities after everything else of their holder. The walk keeps one candidate and replaces it by any hit that
-//! ranks earlier, so key order inside the document does not matter. What
-//! cannot be read at all (see below) is reported at once instead.
+//! data). What it never read is ranked thus: tag links (`EventTag`,
+//! `AttributeTag`) and galaxies just after the `Tag` list they stand
+//! beside, wrapped entities after everything else of their holder. The
+//! walk keeps one candidate and replaces it by any hit that ranks earlier,
+//! so key order inside the document does not matter. What cannot be read
+//! at all (see below) is reported at once instead.
 //!
 //! # Parser differences, and the defence for each
 //!
@@ -74,7 +75,7 @@
 //! * **Types.** A rule field of the wrong JSON type (a number as `type`, a
 //!   tag without a string `name`) is [`Rule::Malformed`], where the older
 //!   guard silently compared unequal. Attributes need `type` and
-//!   `category`, objects `name`.
+//!   `category` (but for the copy a sighting embeds), objects `name`.
 //! * **Encoding.** The body must be UTF-8 (serde_json checks every string,
 //!   skipped ones too, because skipped values are read as strings, not
 //!   ignored); `\ud800` and other lone surrogate escapes are refused. A
