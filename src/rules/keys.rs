@@ -72,12 +72,15 @@ pub(super) enum K {
     UserId,
     ObjectReference,
     Data,
+    EventTag,
+    AttributeTag,
+    TagName,
 }
 
 impl K {
-    /// The key's bit in a per-object mask (fewer than 64 variants).
-    pub(super) fn bit(self) -> u64 {
-        1u64 << (self as u8)
+    /// The key's bit in a per-object mask (fewer than 128 variants).
+    pub(super) fn bit(self) -> u128 {
+        1u128 << (self as u8)
     }
 
     /// The key exactly as it is spelled in MISP JSON.
@@ -145,6 +148,9 @@ impl K {
             K::UserId => "user_id",
             K::ObjectReference => "ObjectReference",
             K::Data => "data",
+            K::EventTag => "EventTag",
+            K::AttributeTag => "AttributeTag",
+            K::TagName => "tag_name",
         }
     }
 }
@@ -203,6 +209,8 @@ pub(super) fn classify(s: &str) -> Option<K> {
             "category" => K::Category,
             "all_orgs" => K::AllOrgs,
             "event_id" => K::EventId,
+            "EventTag" => K::EventTag,
+            "tag_name" => K::TagName,
             _ => return None,
         },
         9 => match s {
@@ -230,6 +238,7 @@ pub(super) fn classify(s: &str) -> Option<K> {
             "SharingGroup" => K::SharingGroup,
             "Organisation" => K::Organisation,
             "distribution" => K::Distribution,
+            "AttributeTag" => K::AttributeTag,
             _ => return None,
         },
         13 => match s {
@@ -288,7 +297,7 @@ const LINEAR_KEYS: usize = 16;
 
 /// The keys of one open object.
 pub(super) struct Frame {
-    known: u64,
+    known: u128,
     start: usize,
     big: bool,
 }
@@ -393,13 +402,13 @@ mod tests {
         for k in ALL {
             assert_eq!(classify(k.text()), Some(k), "{}", k.text());
         }
-        assert!((K::Data as u8) < 64);
+        assert!((K::TagName as u8) < 128);
         assert_eq!(classify("Attribute "), None);
         assert_eq!(classify("attribute"), None);
         assert_eq!(classify("Name"), None);
     }
 
-    const ALL: [K; 62] = [
+    const ALL: [K; 65] = [
         K::Event,
         K::Attribute,
         K::Object,
@@ -462,6 +471,9 @@ mod tests {
         K::UserId,
         K::ObjectReference,
         K::Data,
+        K::EventTag,
+        K::AttributeTag,
+        K::TagName,
     ];
 
     #[test]

@@ -16,9 +16,12 @@
 //! group, analyst data, then each attribute (category, type, distribution,
 //! tags, required taxonomies, sharing group, proposals, analyst data), then
 //! each object (distribution, sharing group, name, its attributes, analyst
-//! data). The walk keeps one candidate and replaces it by any hit that
-//! ranks earlier, so key order inside the document does not matter. What
-//! cannot be read at all (see below) is reported at once instead.
+//! data). What it never read is ranked thus: tag links (`EventTag`,
+//! `AttributeTag`) and galaxies just after the `Tag` list they stand
+//! beside, wrapped entities after everything else of their holder. The
+//! walk keeps one candidate and replaces it by any hit that ranks earlier,
+//! so key order inside the document does not matter. What cannot be read
+//! at all (see below) is reported at once instead.
 //!
 //! # Parser differences, and the defence for each
 //!
@@ -54,10 +57,25 @@
 //!   names and sharing group uuids are compared lower-cased and trimmed
 //!   (the older guard was case-sensitive on some), so `" TLP:RED "` is
 //!   `tlp:red`. Required taxonomies are matched the same way.
+//! * **Look-alikes.** MySQL's `*_unicode_ci` collations, through which MISP
+//!   looks tags up, compare full-width `ｔｌｐ：ｒｅｄ` equal to `tlp:red` and
+//!   ignore zero-width characters. Before the comparison above, full-width
+//!   ASCII (U+FF01..U+FF5E) is folded to ASCII and zero-width characters
+//!   (U+200B..U+200F, U+2060, U+FEFF) and the soft hyphen (U+00AD) are
+//!   dropped, in tags, cluster tag names, types, categories, object names
+//!   and sharing group uuids. This is not NFKC: other look-alikes
+//!   (`tlp:ʀed`) are left as they are. Policy entries are not folded.
+//! * **Control characters.** PHP's `trim()` strips `" \t\n\r\0\x0B"` and
+//!   MISP trims what it saves, so `"email\u0000"` is `email` to MISP but
+//!   not to a plain Unicode trim. A tag name, cluster `tag_name`, attribute
+//!   type or category, object name or sharing group uuid holding any C0
+//!   control character or DEL is [`Rule::Malformed`] (the value is shown
+//!   escaped); what remains is trimmed of Unicode white space, a superset
+//!   of PHP's set. Distribution strings stay one digit, nothing trimmed.
 //! * **Types.** A rule field of the wrong JSON type (a number as `type`, a
 //!   tag without a string `name`) is [`Rule::Malformed`], where the older
 //!   guard silently compared unequal. Attributes need `type` and
-//!   `category`, objects `name`.
+//!   `category` (but for the copy a sighting embeds), objects `name`.
 //! * **Encoding.** The body must be UTF-8 (serde_json checks every string,
 //!   skipped ones too, because skipped values are read as strings, not
 //!   ignored); `\ud800` and other lone surrogate escapes are refused. A
@@ -75,6 +93,33 @@
 //!   `{"GalaxyCluster":…}`, `{"Note"|…:…}` or a bare analyst data object),
 //!   before or after `related_object_type`; if the two disagree the body is
 //!   malformed. `null`, `[]` and `{}` carry nothing to check.
+//! * **Wrapped entities.** MISP's `captureObject` saves `$item['Object']`
+//!   instead of the item when an `Event.Object` item has an `Object` key,
+//!   and PHP code unwraps `$attribute['Attribute']` the same way. So an
+//!   `Object` inside an object, and an `Attribute` inside an attribute, get
+//!   every rule of their kind (`Event.Object[0].Object.name`); the outer
+//!   one is still checked as well. One that is not an object (`null`,
+//!   `[]`) is refused.
+//! * **Tag links.** Besides `Tag` lists, MISP's capture code attaches the
+//!   tags of `EventTag` and `AttributeTag` (`[{"Tag":{"name":…}}]`, or
+//!   PHP's single-link form `{"id":…,"Tag":{…}}`). Their `Tag` objects get
+//!   the tag rules (`Event.EventTag[0].Tag.name`) and count towards
+//!   required taxonomies. A link without a `Tag` object is malformed: to
+//!   PHP `{"0":{"Tag":…}}` is a list, which we would misread.
+//! * **Galaxies.** A galaxy cluster's `tag_name` becomes a tag of what
+//!   holds it, so `Galaxy[].GalaxyCluster[]` of events and attributes is
+//!   read: each cluster's `tag_name` gets the blocked-tag check (it does
+//!   not count for required taxonomies), its distribution (optional there),
+//!   sharing group and relations the galaxy cluster rules. Clusters pulled
+//!   or pushed on their own get the `tag_name` check too.
+//! * **Sightings** carry no rule field of their own, but a puller that
+//!   asks for `includeAttribute` / `includeEvent` gets the attribute and a
+//!   summary of its event inside each sighting. An embedded `Attribute`
+//!   gets the attribute rules (type, category, distribution, tags, sharing
+//!   group) and an `Event` the event rules, where the fields are there:
+//!   these summaries may lack type, category or distribution, and carry no
+//!   tags to satisfy required taxonomies, so neither is demanded. A
+//!   `Sighting` key inside a sighting is read as one too.
 //! * **Depth.** Nesting deeper than the limit (64 by default, serde_json's
 //!   own limit is 128, PHP's 512) is refused before the stack is at risk.
 //! * **Key count.** Duplicate detection remembers the keys of every open
@@ -157,7 +202,8 @@ pub enum Document {
     /// `[{"ShadowAttribute":{…}},…]`: pull proposals page, push proposals.
     ShadowAttributeList,
     /// Sightings: a list (or PHP's empty `{}`) of sighting objects, or
-    /// `{"response":[{"Sighting":{…}}]}`. Validated, no rules yet.
+    /// `{"response":[{"Sighting":{…}}]}`. What a sighting embeds (its
+    /// `Attribute`, a summary of its `Event`) is checked.
     Sightings,
     /// `{"Note"|"Opinion"|"Relationship":{…}}`: push `pushAnalystData`.
     AnalystDataItem,

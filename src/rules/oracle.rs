@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::walk::clip;
+use super::walk::{clip, is_c0_or_del};
 use super::{Block, Context, Document, Policy, Rule};
 
 /// Prefix of the value of a block for a document that cannot be read.
@@ -40,8 +40,18 @@ fn block(rule: Rule, value: &str, at: &str) -> Block {
     }
 }
 
+/// Written apart from the walk's `fold`, the plain way.
 fn norm(s: &str) -> String {
-    s.trim().to_lowercase()
+    let mut folded = String::new();
+    for c in s.chars() {
+        let code = u32::from(c);
+        if (0xFF01..=0xFF5E).contains(&code) {
+            folded.extend(char::from_u32(code - 0xFEE0));
+        } else if !((0x200B..=0x200F).contains(&code) || [0x2060, 0xFEFF, 0xAD].contains(&code)) {
+            folded.push(c);
+        }
+    }
+    folded.trim().to_lowercase()
 }
 
 fn render(v: &Value) -> String {
@@ -205,8 +215,8 @@ impl Oracle<'_> {
             }
             Document::Sightings => match v {
                 Value::Array(a) => {
-                    if !a.iter().all(Value::is_object) {
-                        self.fail("not an object", "$");
+                    for (i, s) in a.iter().enumerate() {
+                        self.sighting(s, &format!("[{i}]"));
                     }
                 }
                 Value::Object(o) => {
@@ -214,10 +224,10 @@ impl Oracle<'_> {
                         if k != "response" {
                             self.fail("unexpected key", k);
                         }
-                        for item in self.arr(list, "response") {
-                            let wrapped = self.wrapped(item, &["Sighting"], "response");
-                            if let Some((_, s)) = wrapped {
-                                self.obj(s, "Sighting");
+                        for (i, item) in self.arr(list, "response").iter().enumerate() {
+                            let at = format!("response[{i}]");
+                            if let Some((_, s)) = self.wrapped(item, &["Sighting"], &at) {
+                                self.sighting(s, &join(&at, "Sighting"));
                             }
                         }
                     }
@@ -311,6 +321,9 @@ impl Oracle<'_> {
         match o.get(key) {
             None if required => self.hit(Rule::Malformed, "missing", at),
             None => {}
+            Some(Value::String(s)) if s.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, s, at)
+            }
             Some(Value::String(s)) => {
                 let n = norm(s);
                 let set = match rule {
@@ -333,26 +346,70 @@ impl Oracle<'_> {
         let mut have = vec![false; self.policy.required_taxonomies.len()];
         for (i, t) in self.arr(list, &join(path, "Tag")).iter().enumerate() {
             let at = format!("{}[{i}].name", join(path, "Tag"));
-            let Some(t) = self.obj(t, &at) else { continue };
-            match t.get("name") {
-                None => self.hit(Rule::Malformed, "missing", at),
-                Some(Value::String(name)) => {
-                    let n = norm(name);
-                    for (j, rt) in self.policy.required_taxonomies.iter().enumerate() {
-                        let in_ns = n.starts_with(&format!("{}:", rt.namespace));
-                        if in_ns && (rt.allowed.is_empty() || rt.allowed.contains(&n)) {
-                            have[j] = true;
-                        }
-                    }
-                    if self.policy.blocked_tags.contains(&n) {
-                        self.hit(Rule::BlockedTag, name, at);
-                    }
-                }
-                Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
-                Some(other) => self.hit(Rule::Malformed, &render(other), at),
+            self.tag(t, at, &mut have);
+        }
+        Some(have)
+    }
+
+    /// Checks `EventTag` / `AttributeTag` (`key`): a list of `{"Tag":…}`
+    /// links, or one such link; adds the taxonomies they satisfy to `have`.
+    fn tag_links(
+        &mut self,
+        o: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        have: Option<Vec<bool>>,
+    ) -> Option<Vec<bool>> {
+        let Some(links) = o.get(key) else { return have };
+        let mut have = have.unwrap_or_else(|| vec![false; self.policy.required_taxonomies.len()]);
+        let base = join(path, key);
+        let links: Vec<(String, &Value)> = match links {
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (format!("{base}[{i}]"), l))
+                .collect(),
+            Value::Object(_) => vec![(base, links)],
+            _ => {
+                self.fail("not a tag link list", &base);
+                return Some(have);
+            }
+        };
+        for (at, link) in links {
+            let Some(link) = self.obj(link, &at) else {
+                continue;
+            };
+            match link.get("Tag") {
+                None => self.hit(Rule::Malformed, "missing", join(&at, "Tag")),
+                Some(t) => self.tag(t, join(&at, "Tag.name"), &mut have),
             }
         }
         Some(have)
+    }
+
+    /// One tag object; `at` is the path of its name.
+    fn tag(&mut self, t: &Value, at: String, have: &mut [bool]) {
+        let Some(t) = self.obj(t, &at) else { return };
+        match t.get("name") {
+            None => self.hit(Rule::Malformed, "missing", at),
+            Some(Value::String(name)) if name.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, name, at)
+            }
+            Some(Value::String(name)) => {
+                let n = norm(name);
+                for (j, rt) in self.policy.required_taxonomies.iter().enumerate() {
+                    let in_ns = n.starts_with(&format!("{}:", rt.namespace));
+                    if in_ns && (rt.allowed.is_empty() || rt.allowed.contains(&n)) {
+                        have[j] = true;
+                    }
+                }
+                if self.policy.blocked_tags.contains(&n) {
+                    self.hit(Rule::BlockedTag, name, at);
+                }
+            }
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
+            Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
     }
 
     fn required(&mut self, have: Option<Vec<bool>>, path: &str) {
@@ -382,6 +439,9 @@ impl Oracle<'_> {
         let at = join(path, "SharingGroup.uuid");
         match sg.get("uuid") {
             None => self.hit(Rule::Malformed, "missing", at),
+            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, u, at)
+            }
             Some(Value::String(u)) => {
                 if self.policy.blocked_sharing_groups.contains(&norm(u)) {
                     self.hit(Rule::BlockedSharingGroup, u, at);
@@ -448,12 +508,18 @@ impl Oracle<'_> {
     }
 
     fn event(&mut self, v: &Value, path: &str, related: bool) {
+        self.event_with(v, path, !related, true);
+    }
+
+    fn event_with(&mut self, v: &Value, path: &str, taxonomies: bool, dist_required: bool) {
         let Some(o) = self.obj(v, path) else { return };
         let have = self.tags(o, path);
-        if !related {
+        let have = self.tag_links(o, path, "EventTag", have);
+        self.galaxies(o, path);
+        if taxonomies {
             self.required(have, path);
         }
-        let dist = self.distribution(o, path, true);
+        let dist = self.distribution(o, path, dist_required);
         self.each(o, path, "EventReport", |s, r, at| s.report(r, at));
         self.sharing_group(o, path, dist);
         self.analyst_lists(o, path);
@@ -468,17 +534,34 @@ impl Oracle<'_> {
     }
 
     fn attribute(&mut self, v: &Value, path: &str) {
+        self.attribute_with(v, path, false);
+    }
+
+    /// `summary`: a sighting's copy, type and category optional, no
+    /// required taxonomies.
+    fn attribute_with(&mut self, v: &Value, path: &str, summary: bool) {
         let Some(o) = self.obj(v, path) else { return };
-        self.field(o, path, "category", true, Rule::BlockedAttributeCategory);
-        self.field(o, path, "type", true, Rule::BlockedAttributeType);
+        self.field(
+            o,
+            path,
+            "category",
+            !summary,
+            Rule::BlockedAttributeCategory,
+        );
+        self.field(o, path, "type", !summary, Rule::BlockedAttributeType);
         let dist = self.distribution(o, path, false);
         let have = self.tags(o, path);
-        if !self.policy.required_taxonomies.is_empty() {
+        let have = self.tag_links(o, path, "AttributeTag", have);
+        self.galaxies(o, path);
+        if !self.policy.required_taxonomies.is_empty() && !summary {
             self.required(have, path);
         }
         self.sharing_group(o, path, dist);
         self.each(o, path, "ShadowAttribute", |s, a, at| s.attribute(a, at));
         self.analyst_lists(o, path);
+        if let Some(inner) = o.get("Attribute") {
+            self.attribute(inner, &join(path, "Attribute"));
+        }
     }
 
     fn object(&mut self, v: &Value, path: &str) {
@@ -489,6 +572,23 @@ impl Oracle<'_> {
         self.tags(o, path);
         self.each(o, path, "Attribute", |s, a, at| s.attribute(a, at));
         self.analyst_lists(o, path);
+        if let Some(inner) = o.get("Object") {
+            self.object(inner, &join(path, "Object"));
+        }
+    }
+
+    /// A sighting: what it embeds of its attribute and event.
+    fn sighting(&mut self, v: &Value, path: &str) {
+        let Some(o) = self.obj(v, path) else { return };
+        if let Some(a) = o.get("Attribute") {
+            self.attribute_with(a, &join(path, "Attribute"), true);
+        }
+        if let Some(e) = o.get("Event") {
+            self.event_with(e, &join(path, "Event"), false, false);
+        }
+        if let Some(s) = o.get("Sighting") {
+            self.sighting(s, &join(path, "Sighting"));
+        }
     }
 
     fn report(&mut self, v: &Value, path: &str) {
@@ -507,6 +607,28 @@ impl Oracle<'_> {
             let dist = s.distribution(r, at, false);
             s.tags(r, at);
             s.sharing_group(r, at, dist);
+        });
+        let at = join(path, "tag_name");
+        match o.get("tag_name") {
+            None => {}
+            Some(Value::String(t)) if t.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, t, at)
+            }
+            Some(Value::String(t)) if self.policy.blocked_tags.contains(&norm(t)) => {
+                self.hit(Rule::BlockedTag, t, at)
+            }
+            Some(Value::String(_)) => {}
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
+            Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
+    }
+
+    /// `Galaxy` list of an event or attribute: its clusters, whose
+    /// distribution may be absent.
+    fn galaxies(&mut self, o: &Map<String, Value>, path: &str) {
+        self.each(o, path, "Galaxy", |s, g, at| {
+            let Some(g) = s.obj(g, at) else { return };
+            s.each(g, at, "GalaxyCluster", |s, c, at| s.cluster(c, at, true));
         });
     }
 

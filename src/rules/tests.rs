@@ -1426,6 +1426,10 @@ mod generated {
             "\"tlp:rainbow\"",
             "\"foo:bar\"",
             "\"tlpx:green\"",
+            "\"ｔｌｐ：ｒｅｄ\"",
+            "\"ＴＬＰ:green\"",
+            "\"tlp:\\u200bred\"",
+            "\"tlp:red\\u0000\"",
             "5",
         ];
         option::weighted(0.95, raw(names))
@@ -1434,6 +1438,57 @@ mod generated {
 
     fn tags() -> impl Strategy<Value = Option<J>> {
         option::of(vec(tag(), 0..3).prop_map(J::Arr))
+    }
+
+    /// `EventTag` / `AttributeTag`: a list of links or one link.
+    fn tag_link() -> impl Strategy<Value = J> {
+        (tag(), proptest::bool::weighted(0.9)).prop_map(|(t, with_tag)| {
+            obj(vec![
+                ("id", Some(J::Raw("\"7\"".into()))),
+                ("Tag", with_tag.then_some(t)),
+            ])
+        })
+    }
+
+    /// `EventTag` / `AttributeTag`: a list of links or one link.
+    fn tag_links() -> BoxedStrategy<Option<J>> {
+        option::weighted(
+            0.3,
+            prop_oneof![vec(tag_link(), 0..3).prop_map(J::Arr), tag_link()],
+        )
+        .boxed()
+    }
+
+    fn galaxies() -> BoxedStrategy<Option<J>> {
+        let tag_name = option::weighted(
+            0.8,
+            raw(&[
+                "\"misp-galaxy:x=\\\"y\\\"\"",
+                "\"tlp:red\"",
+                "\"ｔｌｐ:red\"",
+                "\"a:b\\r\"",
+                "1",
+            ]),
+        );
+        let cluster = (
+            tag_name,
+            option::weighted(0.3, raw(DISTRIBUTIONS)),
+            sharing_group(),
+        )
+            .prop_map(|(t, d, sg)| {
+                obj(vec![
+                    ("tag_name", t),
+                    ("distribution", d),
+                    ("SharingGroup", sg),
+                ])
+            });
+        let galaxy = vec(cluster, 0..3).prop_map(|c| {
+            obj(vec![
+                ("name", Some(J::Raw("\"g\"".into()))),
+                ("GalaxyCluster", Some(J::Arr(c))),
+            ])
+        });
+        option::weighted(0.3, vec(galaxy, 0..2).prop_map(J::Arr)).boxed()
     }
 
     fn sharing_group() -> impl Strategy<Value = Option<J>> {
@@ -1471,7 +1526,9 @@ mod generated {
         )
     }
 
-    fn attribute_fields(shadows: Option<J>, notes: Option<J>) -> impl Strategy<Value = J> {
+    // Boxed: nested tuple strategies make value trees large enough to
+    // overflow a test thread's stack in debug builds.
+    fn attribute_fields(shadows: Option<J>, notes: Option<J>) -> BoxedStrategy<J> {
         let kind = option::weighted(
             0.95,
             raw(&[
@@ -1479,6 +1536,8 @@ mod generated {
                 "\"passport-number\"",
                 "\"Email\"",
                 "\"text\"",
+                "\"ｅｍａｉｌ\"",
+                "\"email\\u0000\"",
                 "5",
             ]),
         );
@@ -1497,19 +1556,24 @@ mod generated {
             option::weighted(0.7, raw(DISTRIBUTIONS)),
             tags(),
             sharing_group(),
+            tag_links(),
+            galaxies(),
         )
-            .prop_map(move |(kind, category, dist, tags, sg)| {
+            .prop_map(move |(kind, category, dist, tags, sg, links, galaxies)| {
                 obj(vec![
                     ("type", kind),
                     ("category", category),
                     ("distribution", dist),
                     ("value", Some(J::Raw("\"8.8.8.8\"".into()))),
                     ("Tag", tags),
+                    ("AttributeTag", links),
+                    ("Galaxy", galaxies),
                     ("SharingGroup", sg),
                     ("ShadowAttribute", shadows.clone()),
                     ("Note", notes.clone()),
                 ])
             })
+            .boxed()
     }
 
     fn note() -> impl Strategy<Value = J> {
@@ -1521,7 +1585,7 @@ mod generated {
         })
     }
 
-    fn attribute() -> impl Strategy<Value = J> {
+    fn attribute() -> BoxedStrategy<J> {
         (
             option::of(vec(attribute_fields(None, None), 0..2)),
             option::of(vec(note(), 0..2)),
@@ -1529,29 +1593,56 @@ mod generated {
             .prop_flat_map(|(shadows, notes)| {
                 attribute_fields(shadows.map(J::Arr), notes.map(J::Arr))
             })
+            .boxed()
     }
 
-    fn object() -> impl Strategy<Value = J> {
-        let name = option::weighted(
+    fn object_name() -> impl Strategy<Value = Option<J>> {
+        option::weighted(
             0.95,
-            raw(&["\"file\"", "\"person\"", "\"Person\"", "\"domain-ip\""]),
-        );
+            raw(&[
+                "\"file\"",
+                "\"person\"",
+                "\"Person\"",
+                "\"domain-ip\"",
+                "\"per\\u00adson\"",
+                "\"person\\u000b\"",
+            ]),
+        )
+    }
+
+    fn object() -> BoxedStrategy<J> {
+        // What MISP saves instead when an item has an `Object` key.
+        let inner = (
+            object_name(),
+            dist(),
+            vec(attribute_fields(None, None), 0..2),
+        )
+            .prop_map(|(name, dist, attrs)| {
+                obj(vec![
+                    ("name", name),
+                    ("distribution", dist),
+                    ("Attribute", Some(J::Arr(attrs))),
+                ])
+            });
         (
-            name,
+            object_name(),
             dist(),
             sharing_group(),
             vec(attribute(), 0..3),
             option::of(vec(note(), 0..2)),
+            option::weighted(0.15, inner),
         )
-            .prop_map(|(name, dist, sg, attrs, notes)| {
+            .prop_map(|(name, dist, sg, attrs, notes, inner)| {
                 obj(vec![
                     ("name", name),
                     ("distribution", dist),
                     ("SharingGroup", sg),
                     ("Attribute", Some(J::Arr(attrs))),
                     ("Opinion", notes.map(J::Arr)),
+                    ("Object", inner),
                 ])
             })
+            .boxed()
     }
 
     fn small_event() -> impl Strategy<Value = J> {
@@ -1592,28 +1683,45 @@ mod generated {
                 0..2,
             )),
         );
-        (dist(), tags(), sharing_group(), lists).prop_map(
-            |(d, t, sg, (attrs, objects, reports, notes, rels, shadows, related))| {
-                let event = obj(vec![
-                    ("distribution", d),
-                    ("info", Some(J::Raw("\"generated\"".into()))),
-                    (
-                        "Org",
-                        Some(obj(vec![("uuid", Some(J::Raw("\"o\"".into())))])),
-                    ),
-                    ("Tag", t),
-                    ("SharingGroup", sg),
-                    ("Attribute", Some(J::Arr(attrs))),
-                    ("Object", Some(J::Arr(objects))),
-                    ("EventReport", reports.map(J::Arr)),
-                    ("Note", notes.map(J::Arr)),
-                    ("Relationship", rels.map(J::Arr)),
-                    ("ShadowAttribute", shadows.map(J::Arr)),
-                    ("RelatedEvent", related.map(J::Arr)),
-                ]);
-                obj(vec![("Event", Some(event))])
-            },
+        (
+            dist(),
+            tags(),
+            sharing_group(),
+            lists,
+            tag_links(),
+            galaxies(),
         )
+            .prop_map(
+                |(
+                    d,
+                    t,
+                    sg,
+                    (attrs, objects, reports, notes, rels, shadows, related),
+                    links,
+                    galaxies,
+                )| {
+                    let event = obj(vec![
+                        ("distribution", d),
+                        ("info", Some(J::Raw("\"generated\"".into()))),
+                        (
+                            "Org",
+                            Some(obj(vec![("uuid", Some(J::Raw("\"o\"".into())))])),
+                        ),
+                        ("Tag", t),
+                        ("EventTag", links),
+                        ("Galaxy", galaxies),
+                        ("SharingGroup", sg),
+                        ("Attribute", Some(J::Arr(attrs))),
+                        ("Object", Some(J::Arr(objects))),
+                        ("EventReport", reports.map(J::Arr)),
+                        ("Note", notes.map(J::Arr)),
+                        ("Relationship", rels.map(J::Arr)),
+                        ("ShadowAttribute", shadows.map(J::Arr)),
+                        ("RelatedEvent", related.map(J::Arr)),
+                    ]);
+                    obj(vec![("Event", Some(event))])
+                },
+            )
     }
 
     pub(super) fn setting() -> impl Strategy<Value = (Policy, Context)> {
@@ -1623,6 +1731,40 @@ mod generated {
                 user_org_uuid: org.then(|| ORG.to_string()),
             };
             (policy, ctx)
+        })
+    }
+
+    /// Sightings, bare or under `response`, embedding an attribute and an
+    /// event summary now and then.
+    pub(super) fn sightings_doc() -> impl Strategy<Value = J> {
+        let sighting = (
+            option::weighted(0.5, attribute_fields(None, None)),
+            option::weighted(0.3, (option::weighted(0.5, raw(DISTRIBUTIONS)), tags())),
+        )
+            .prop_map(|(attr, ev)| {
+                let ev = ev.map(|(d, t)| {
+                    obj(vec![
+                        ("info", Some(J::Raw("\"x\"".into()))),
+                        ("distribution", d),
+                        ("Tag", t),
+                    ])
+                });
+                obj(vec![
+                    ("uuid", Some(J::Raw("\"s\"".into()))),
+                    ("Attribute", attr),
+                    ("Event", ev),
+                ])
+            });
+        (vec(sighting, 0..3), any::<bool>()).prop_map(|(list, wrapped)| {
+            if wrapped {
+                let items = list
+                    .into_iter()
+                    .map(|s| obj(vec![("Sighting", Some(s))]))
+                    .collect();
+                obj(vec![("response", Some(J::Arr(items)))])
+            } else {
+                J::Arr(list)
+            }
         })
     }
 
@@ -1652,6 +1794,15 @@ proptest::proptest! {
         let text = doc.text(&mut seed);
         let got = block_of(run(&text, Document::AnalystDataItem, &policy, &ctx));
         let want = oracle::judge(&text, Document::AnalystDataItem, &policy, &ctx);
+        proptest::prop_assert_eq!(got, want, "{}", text);
+    }
+
+    #[test]
+    fn sightings_agree_with_oracle(doc in generated::sightings_doc(), seed in proptest::prelude::any::<u64>(), (policy, ctx) in generated::setting()) {
+        let mut seed = seed;
+        let text = doc.text(&mut seed);
+        let got = block_of(run(&text, Document::Sightings, &policy, &ctx));
+        let want = oracle::judge(&text, Document::Sightings, &policy, &ctx);
         proptest::prop_assert_eq!(got, want, "{}", text);
     }
 
@@ -1691,5 +1842,587 @@ fn generated_events_cover_the_rules() {
         Some(Rule::Malformed),
     ] {
         assert!(seen.contains(&want), "never saw {want:?} in {seen:?}");
+    }
+}
+
+// ===== red-team findings =====
+
+#[test]
+fn wrapped_objects_and_attributes() {
+    check(
+        vec![
+            case(
+                "object inside an object (MISP saves the inner one)",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"person","distribution":"1","Attribute":[{"type":"passport-number","category":"Person","value":"X1234567","distribution":"1"}]}}]"#,
+                ),
+                Some((
+                    Rule::BlockedObjectType,
+                    "person",
+                    "Event.Object[0].Object.name",
+                )),
+            ),
+            case(
+                "attribute of an inner object",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file","distribution":"1","Attribute":[{"type":"email","category":"Other","distribution":"1"}]}}]"#,
+                ),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "Event.Object[0].Object.Attribute[0].type",
+                )),
+            ),
+            case(
+                "inner object without distribution",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file"}}]"#,
+                ),
+                Some((
+                    Rule::Malformed,
+                    "missing",
+                    "Event.Object[0].Object.distribution",
+                )),
+            ),
+            case(
+                "inner object that is not an object",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":[]}]"#,
+                ),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "outer object still checked",
+                event(
+                    r#""distribution":"1","Object":[{"name":"person","distribution":"1","Object":{"name":"file","distribution":"1"}}]"#,
+                ),
+                Some((Rule::BlockedObjectType, "person", "Event.Object[0].name")),
+            ),
+            case(
+                "harmless inner object",
+                event(
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file","distribution":"1","Attribute":[]}}]"#,
+                ),
+                None,
+            ),
+            case(
+                "attribute inside an attribute",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"passport-number","category":"Other"}}}}]"#
+                )),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "passport-number",
+                    "Event.Attribute[0].Attribute.type",
+                )),
+            ),
+            case(
+                "attribute inside an object's attribute",
+                event(&format!(
+                    r#""distribution":"1","Object":[{{"name":"file","distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"text","category":"Person"}}}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "Person",
+                    "Event.Object[0].Attribute[0].Attribute.category",
+                )),
+            ),
+            case(
+                "harmless inner attribute",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{{ATTR}}}}}]"#
+                )),
+                None,
+            ),
+            case(
+                "inner attribute null is not read as absent",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":null}}]"#
+                )),
+                Some((Rule::Malformed, "", "")),
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn tag_links() {
+    let tlp = |name, body: String, want| Case {
+        policy: tlp_policy(),
+        ..case(name, body, want)
+    };
+    check(
+        vec![
+            case(
+                "event tag list",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"tlp:red"}}]"#),
+                Some((Rule::BlockedTag, "tlp:red", "Event.EventTag[0].Tag.name")),
+            ),
+            case(
+                "event tag single-link form",
+                event(r#""distribution":"1","EventTag":{"id":"1","Tag":{"name":"tlp:red"}}"#),
+                Some((Rule::BlockedTag, "tlp:red", "Event.EventTag.Tag.name")),
+            ),
+            case(
+                "attribute tag",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"AttributeTag":[{{"id":"3","Tag":{{"name":"TLP:RED"}}}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    "TLP:RED",
+                    "Event.Attribute[0].AttributeTag[0].Tag.name",
+                )),
+            ),
+            case(
+                "attribute tag in an object",
+                event(&format!(
+                    r#""distribution":"1","Object":[{{"name":"file","distribution":"1","Attribute":[{{{ATTR},"AttributeTag":{{"Tag":{{"name":"tlp:red"}}}}}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "Event.Object[0].Attribute[0].AttributeTag.Tag.name",
+                )),
+            ),
+            case(
+                "link without Tag (PHP reads {\"0\":…} as a list)",
+                event(r#""distribution":"1","EventTag":{"0":{"Tag":{"name":"tlp:red"}}}"#),
+                Some((Rule::Malformed, "missing", "Event.EventTag.Tag")),
+            ),
+            case(
+                "link whose Tag is a list",
+                event(r#""distribution":"1","EventTag":[{"Tag":[{"name":"tlp:red"}]}]"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "link list of strings",
+                event(r#""distribution":"1","EventTag":["tlp:red"]"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "link tag without name",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"id":"5"}}]"#),
+                Some((Rule::Malformed, "missing", "Event.EventTag[0].Tag.name")),
+            ),
+            case(
+                "harmless links",
+                event(&format!(
+                    r#""distribution":"1","EventTag":[{{"Tag":{{"name":"tlp:green"}}}}],"Attribute":[{{{ATTR},"AttributeTag":[]}}]"#
+                )),
+                None,
+            ),
+            tlp(
+                "event tag link satisfies a required taxonomy",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"tlp:green"}}]"#),
+                None,
+            ),
+            tlp(
+                "Tag and EventTag together",
+                event(
+                    r#""distribution":"1","Tag":[{"name":"foo:bar"}],"EventTag":{"Tag":{"name":"tlp:clear"}}"#,
+                ),
+                None,
+            ),
+            tlp(
+                "a disallowed link does not satisfy it",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"tlp:amber"}}]"#),
+                Some((Rule::MissingTaxonomy, "tlp", "Event.Tag")),
+            ),
+            tlp(
+                "attribute tag link satisfies it on attributes",
+                event(&format!(
+                    r#""distribution":"1","Tag":[{{"name":"tlp:green"}}],"Attribute":[{{{ATTR},"AttributeTag":[{{"Tag":{{"name":"tlp:white"}}}}]}}]"#
+                )),
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn galaxies_in_events() {
+    let cluster_doc = |name, body: &str, want| Case {
+        doc: Document::GalaxyCluster,
+        ..case(name, body, want)
+    };
+    check(
+        vec![
+            case(
+                "cluster tag name",
+                event(
+                    r#""distribution":"1","Galaxy":[{"name":"g","GalaxyCluster":[{"tag_name":"misp-galaxy:x=\"y\""},{"tag_name":"tlp:red"}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "Event.Galaxy[0].GalaxyCluster[1].tag_name",
+                )),
+            ),
+            case(
+                "cluster distribution",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"a:b","distribution":"0"}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.Galaxy[0].GalaxyCluster[0].distribution",
+                )),
+            ),
+            case(
+                "cluster sharing group",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb"}}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "",
+                    "Event.Galaxy[0].GalaxyCluster[0].SharingGroup.uuid",
+                )),
+            ),
+            case(
+                "attribute galaxy",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Galaxy":[{{"GalaxyCluster":[{{"tag_name":" TLP:RED "}}]}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    " TLP:RED ",
+                    "Event.Attribute[0].Galaxy[0].GalaxyCluster[0].tag_name",
+                )),
+            ),
+            case(
+                "tag name of a wrong type",
+                event(r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":5}]}]"#),
+                Some((
+                    Rule::Malformed,
+                    "5",
+                    "Event.Galaxy[0].GalaxyCluster[0].tag_name",
+                )),
+            ),
+            case(
+                "clusters not in a list",
+                event(r#""distribution":"1","Galaxy":[{"GalaxyCluster":{"tag_name":"tlp:red"}}]"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "harmless galaxies, distribution absent",
+                event(
+                    r#""distribution":"1","Galaxy":[{"name":"g","GalaxyCluster":[{"tag_name":"misp-galaxy:a=\"b\"","value":"b"}]},{"name":"h"}]"#,
+                ),
+                None,
+            ),
+            cluster_doc(
+                "a pulled cluster's own tag name",
+                r#"{"GalaxyCluster":{"distribution":"1","tag_name":"tlp:red"}}"#,
+                Some((Rule::BlockedTag, "tlp:red", "GalaxyCluster.tag_name")),
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn control_characters_in_rule_fields() {
+    let attr = |kind: &str, category: &str| {
+        event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}"}}]"#
+        ))
+    };
+    check(
+        vec![
+            case(
+                "type with NUL (PHP trim strips it)",
+                attr(r"email\u0000", "Other"),
+                Some((Rule::Malformed, r"email\u{0000}", "Event.Attribute[0].type")),
+            ),
+            case(
+                "category with vertical tab",
+                attr("text", r"Person\u000b"),
+                Some((
+                    Rule::Malformed,
+                    r"Person\u{000b}",
+                    "Event.Attribute[0].category",
+                )),
+            ),
+            case(
+                "harmless type with a control character",
+                attr(r"text\t", "Other"),
+                Some((Rule::Malformed, r"text\u{0009}", "Event.Attribute[0].type")),
+            ),
+            case(
+                "DEL",
+                attr("text\u{7f}", "Other"),
+                Some((Rule::Malformed, r"text\u{007f}", "Event.Attribute[0].type")),
+            ),
+            case(
+                "object name",
+                event(
+                    r#""distribution":"1","Object":[{"name":"person\u0000","distribution":"1"}]"#,
+                ),
+                Some((Rule::Malformed, r"person\u{0000}", "Event.Object[0].name")),
+            ),
+            case(
+                "tag name",
+                event(r#""distribution":"1","Tag":[{"name":"tlp:red\u0000"}]"#),
+                Some((Rule::Malformed, r"tlp:red\u{0000}", "Event.Tag[0].name")),
+            ),
+            case(
+                "tag link name",
+                event(r#""distribution":"1","EventTag":[{"Tag":{"name":"\u0000tlp:red"}}]"#),
+                Some((
+                    Rule::Malformed,
+                    r"\u{0000}tlp:red",
+                    "Event.EventTag[0].Tag.name",
+                )),
+            ),
+            case(
+                "cluster tag name",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"tlp:red\r"}]}]"#,
+                ),
+                Some((
+                    Rule::Malformed,
+                    r"tlp:red\u{000d}",
+                    "Event.Galaxy[0].GalaxyCluster[0].tag_name",
+                )),
+            ),
+            case(
+                "sharing group uuid",
+                event(
+                    r#""distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb\u0000"}"#,
+                ),
+                Some((Rule::Malformed, "", "Event.SharingGroup.uuid")),
+            ),
+            case(
+                "blanks are still trimmed",
+                attr(" \u{3000}email\u{a0} ", "Other"),
+                Some((Rule::BlockedAttributeType, "", "Event.Attribute[0].type")),
+            ),
+            case(
+                "non-control characters are fine",
+                attr("ip-src", "Network activity"),
+                None,
+            ),
+            case(
+                "value with a control character is not a rule field",
+                event(
+                    r#""distribution":"1","Attribute":[{"type":"text","category":"Other","value":"a\u0000b"}]"#,
+                ),
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn look_alike_names_are_folded() {
+    let tlp = |name, body: String, want| Case {
+        policy: tlp_policy(),
+        ..case(name, body, want)
+    };
+    let tag = |t: &str| event(&format!(r#""distribution":"1","Tag":[{{"name":"{t}"}}]"#));
+    let attr = |kind: &str, category: &str| {
+        event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}"}}]"#
+        ))
+    };
+    check(
+        vec![
+            case(
+                "full-width tag",
+                tag("ｔｌｐ：ｒｅｄ"),
+                Some((Rule::BlockedTag, "ｔｌｐ：ｒｅｄ", "Event.Tag[0].name")),
+            ),
+            case(
+                "full-width upper-case tag",
+                tag("ＴＬＰ:ＲＥＤ"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "zero-width space inside",
+                tag(r"tlp:\u200bred"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "zero-width characters around a blank",
+                tag(r"\ufeff tlp:red\u2060 \u00ad"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "full-width type",
+                attr("ｅｍａｉｌ", "Other"),
+                Some((Rule::BlockedAttributeType, "ｅｍａｉｌ", "")),
+            ),
+            case(
+                "soft hyphen in a type",
+                attr(r"passport\u00ad-number", "Other"),
+                Some((Rule::BlockedAttributeType, "", "")),
+            ),
+            case(
+                "full-width category",
+                attr("text", "Ｐｅｒｓｏｎ"),
+                Some((Rule::BlockedAttributeCategory, "", "")),
+            ),
+            case(
+                "object name with a zero-width joiner",
+                event(
+                    r#""distribution":"1","Object":[{"name":"per\u200dson","distribution":"1"}]"#,
+                ),
+                Some((Rule::BlockedObjectType, "", "Event.Object[0].name")),
+            ),
+            case(
+                "full-width cluster tag name",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"ｔｌｐ:red"}]}]"#,
+                ),
+                Some((Rule::BlockedTag, "", "")),
+            ),
+            case(
+                "other look-alikes are left alone (not NFKC)",
+                tag("tlp:ʀed"),
+                None,
+            ),
+            case("full-width harmless tag", tag("ｔｌｐ：ｇｒｅｅｎ"), None),
+            tlp(
+                "full-width allowed tag satisfies the taxonomy",
+                tag("ＴＬＰ:ＧＲＥＥＮ"),
+                None,
+            ),
+            tlp(
+                "full-width blocked tag of the taxonomy",
+                tag("tlp:ｒａｉｎｂｏｗ"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn sightings_with_embedded_attribute_and_event() {
+    let doc = |name, body: &str, want| Case {
+        doc: Document::Sightings,
+        ..case(name, body, want)
+    };
+    let tlp = |name, body: &str, want| Case {
+        policy: tlp_policy(),
+        ..doc(name, body, want)
+    };
+    check(
+        vec![
+            doc("empty object", "{}", None),
+            doc("empty list", "[]", None),
+            doc(
+                "plain sightings",
+                r#"[{"uuid":"s","type":"0","attribute_uuid":"a"},{}]"#,
+                None,
+            ),
+            doc(
+                "embedded attribute type",
+                r#"{"response":[{"Sighting":{"id":"1","Attribute":{"type":"passport-number","category":"Other","value":"X1234567"}}}]}"#,
+                Some((
+                    Rule::BlockedAttributeType,
+                    "passport-number",
+                    "response[0].Sighting.Attribute.type",
+                )),
+            ),
+            doc(
+                "embedded attribute category in a bulk list",
+                r#"[{"uuid":"s"},{"uuid":"t","Attribute":{"type":"text","category":"Person"}}]"#,
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "Person",
+                    "[1].Attribute.category",
+                )),
+            ),
+            doc(
+                "embedded attribute distribution",
+                r#"[{"Attribute":{"type":"text","category":"Other","distribution":"0"}}]"#,
+                Some((Rule::BlockedDistribution, "0", "[0].Attribute.distribution")),
+            ),
+            doc(
+                "embedded attribute tag",
+                r#"[{"Attribute":{"type":"text","category":"Other","Tag":[{"name":"tlp:red"}]}}]"#,
+                Some((Rule::BlockedTag, "tlp:red", "[0].Attribute.Tag[0].name")),
+            ),
+            doc(
+                "embedded attribute sharing group",
+                r#"[{"Attribute":{"distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb"}}}]"#,
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "",
+                    "[0].Attribute.SharingGroup.uuid",
+                )),
+            ),
+            doc(
+                "embedded event distribution",
+                r#"{"response":[{"Sighting":{"Event":{"id":"1","info":"x","distribution":"0"}}}]}"#,
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "response[0].Sighting.Event.distribution",
+                )),
+            ),
+            doc(
+                "embedded event tag",
+                r#"[{"Event":{"info":"x","Tag":[{"name":"tlp:red"}]}}]"#,
+                Some((Rule::BlockedTag, "tlp:red", "[0].Event.Tag[0].name")),
+            ),
+            doc(
+                "wrapped sighting in a bulk list",
+                r#"[{"Sighting":{"Attribute":{"type":"email","category":"Other"}}}]"#,
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "[0].Sighting.Attribute.type",
+                )),
+            ),
+            doc(
+                "embedded attribute that is not an object",
+                r#"[{"Attribute":"x"}]"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            doc(
+                "harmless summaries, fields absent",
+                r#"{"response":[{"Sighting":{"id":"1","Attribute":{"uuid":"a","value":"8.8.8.8"},"Event":{"id":"1","uuid":"e","info":"x","Orgc":{"name":"o"}}}}]}"#,
+                None,
+            ),
+            tlp(
+                "summaries need no required taxonomy",
+                r#"[{"Attribute":{"type":"ip-src","category":"Network activity"},"Event":{"info":"x","distribution":"1"}}]"#,
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+/// Entities nested to the depth limit (objects in objects, sightings in
+/// sightings) fit in the stack of a tokio worker (2 MiB), debug build.
+#[test]
+fn nested_entities_fit_a_worker_stack() {
+    let chain = |open: &str, close: &str, n: usize| open.repeat(n) + "{}" + &close.repeat(n);
+    let objects = event(&format!(
+        r#""distribution":"1","Object":[{}]"#,
+        chain(r#"{"name":"file","distribution":"1","Object":"#, "}", 70)
+    ));
+    let sightings = format!("[{}]", chain(r#"{"Sighting":"#, "}", 70));
+    let run_small = |body: String, doc: Document| {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || block_of(run(&body, doc, &base_policy(), &ctx())))
+            .unwrap()
+            .join()
+            .unwrap()
+    };
+    for (body, doc) in [(objects, Document::Event), (sightings, Document::Sightings)] {
+        let b = run_small(body, doc).expect("too deep");
+        assert_eq!(b.rule, Rule::Malformed);
+        assert!(b.value.contains("nesting"), "{b}");
     }
 }

@@ -14,7 +14,7 @@
 //! * a *rule hit* (a blocked value, or a rule field with a value of the
 //!   wrong type) is ranked by where the older guard would have met it, and
 //!   the walk goes on; the lowest rank is the verdict. The rank is a path
-//!   of small numbers: the entity's place (`Attribute` list = 8, item 3)
+//!   of small numbers: the entity's place (`Attribute` list = 10, item 3)
 //!   then the check's stage in the older guard's order.
 
 use std::cmp::Ordering;
@@ -139,12 +139,18 @@ impl<'p> Engine<'p> {
         mark
     }
 
-    /// Lower-case and trim `s` into the scratch buffer.
+    /// Fold (see [`fold`]), lower-case and trim `s` into the scratch
+    /// buffer. Trimmed after folding, so a zero-width space cannot hide a
+    /// blank from the trim.
     fn norm(&mut self, s: &str) {
         self.scratch.clear();
-        for c in s.trim().chars() {
+        for c in s.chars().filter_map(fold) {
             self.scratch.extend(c.to_lowercase());
         }
+        let end = self.scratch.trim_end().len();
+        self.scratch.truncate(end);
+        let start = self.scratch.len() - self.scratch.trim_start().len();
+        self.scratch.drain(..start);
     }
 
     fn sg_end(&mut self, stage: u32, dist: Option<Option<u8>>, sg: Option<(bool, bool)>) {
@@ -301,6 +307,8 @@ pub(super) enum Field {
     Category,
     ObjectName,
     TagName,
+    /// A galaxy cluster's `tag_name`: MISP attaches it as a tag.
+    ClusterTag,
     SgUuid,
 }
 
@@ -310,6 +318,7 @@ impl Field {
             Field::Type => "type",
             Field::Category => "category",
             Field::ObjectName | Field::TagName => "name",
+            Field::ClusterTag => "tag_name",
             Field::SgUuid => "SharingGroup.uuid",
         }
     }
@@ -318,15 +327,28 @@ impl Field {
 /// Entities: objects read key by key.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Ent {
-    Event { related: bool },
+    Event {
+        related: bool,
+    },
+    /// The event summary a sighting may embed (`includeEvent`).
+    EventSummary,
     Attribute,
+    /// The attribute a sighting may embed (`includeAttribute`).
+    AttributeSummary,
+    Sighting,
     Object,
     Report,
     Analyst(AKind),
-    Cluster { minimal: bool },
+    Cluster {
+        minimal: bool,
+    },
+    Galaxy,
     Relation,
     Tag,
-    Sg { stage: u32 },
+    TagLink,
+    Sg {
+        stage: u32,
+    },
     SgOrg,
     SgServer,
     Organisation,
@@ -347,7 +369,7 @@ pub(super) enum Wrap {
 }
 
 impl Wrap {
-    fn allowed(self) -> u64 {
+    fn allowed(self) -> u128 {
         match self {
             Wrap::Event | Wrap::RelatedEvent | Wrap::EventUuidTimestamp => K::Event.bit(),
             Wrap::Cluster { .. } => K::GalaxyCluster.bit(),
@@ -374,7 +396,7 @@ impl Wrap {
             Wrap::Cluster { minimal } => Kind::Ent(Ent::Cluster { minimal }),
             Wrap::Shadow => Kind::Ent(Ent::Attribute),
             Wrap::AnyAnalyst => Kind::Ent(Ent::Analyst(akind_of(k))),
-            Wrap::Sighting => Kind::SkipMap,
+            Wrap::Sighting => Kind::Ent(Ent::Sighting),
             Wrap::EventUuidTimestamp => Kind::Ent(Ent::EventUuidTimestamp),
         }
     }
@@ -423,6 +445,12 @@ pub(super) enum Kind {
         group: u32,
         name: &'static str,
     },
+    /// `EventTag` / `AttributeTag`: a list of `{"Tag":{…}}` links, or
+    /// PHP's single-link form, one such object.
+    Links {
+        group: u32,
+        name: &'static str,
+    },
     Dist {
         stage: u32,
     },
@@ -449,6 +477,7 @@ impl Kind {
             Kind::Skip => "a value",
             Kind::SkipMap | Kind::Wrap(_) | Kind::Ent(_) => "an object",
             Kind::List { .. } => "an array",
+            Kind::Links { .. } => "an array or an object",
             Kind::Str => "a string",
             Kind::Scalar => "a string or a number",
             Kind::Root(doc) => match doc {
@@ -472,7 +501,7 @@ impl Kind {
 
     fn field(self) -> &'static str {
         match self {
-            Kind::List { name, .. } => name,
+            Kind::List { name, .. } | Kind::Links { name, .. } => name,
             Kind::Dist { .. } => "distribution",
             Kind::Field { field, .. } => field.name(),
             Kind::RelType => "related_object_type",
@@ -586,6 +615,13 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
         eng.hit(&[stage], Rule::Malformed, &s.render(), field.name());
         return Out::Unit;
     };
+    // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
+    // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
+    // control character legitimately, so none is guessed at.
+    if text.chars().any(is_c0_or_del) {
+        eng.hit(&[stage], Rule::Malformed, text, field.name());
+        return Out::Unit;
+    }
     eng.norm(text);
     let policy = eng.policy;
     let norm = eng.scratch.as_str();
@@ -610,6 +646,7 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
             Rule::BlockedSharingGroup,
             0,
         ),
+        Field::ClusterTag => (policy.blocked_tags.contains(norm), Rule::BlockedTag, 0),
         Field::TagName => {
             let mut bits = 0u64;
             for (i, rt) in policy.required_taxonomies.iter().enumerate() {
@@ -627,6 +664,27 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
         eng.hit(&[stage], rule, text, field.name());
     }
     Out::Bits(bits)
+}
+
+/// The narrow look-alike folding applied before comparing with the policy:
+/// MySQL's `*_unicode_ci` / `utf8mb4_general_ci` collations, which MISP's
+/// tag look-ups go through, compare full-width `ｔｌｐ:ｒｅｄ` equal to
+/// `tlp:red` and ignore zero-width characters. Full-width ASCII
+/// (U+FF01..U+FF5E) becomes ASCII; zero-width characters (U+200B..U+200F,
+/// U+2060, U+FEFF) and the soft hyphen (U+00AD) are dropped. Not NFKC:
+/// only what is cheap and cannot turn a harmless name into a blocked one
+/// by accident.
+pub(super) fn fold(c: char) -> Option<char> {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0),
+        '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}' | '\u{AD}' => None,
+        c => Some(c),
+    }
+}
+
+/// A C0 control character or DEL.
+pub(super) fn is_c0_or_del(c: char) -> bool {
+    c < ' ' || c == '\u{7f}'
 }
 
 fn rel_type(t: &str) -> RelType {
@@ -700,6 +758,15 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             Kind::Ent(e) => entity(eng, depth, e, map),
             Kind::Related { stage } => related(eng, depth, stage, map),
             Kind::MinimalValue => entity(eng, depth, Ent::StrMap, map),
+            Kind::Links { group, name } => {
+                let rank = eng.rank.len();
+                eng.rank.push(group);
+                let mark = eng.push_path(name);
+                let out = entity(eng, depth, Ent::TagLink, map)?;
+                eng.path.truncate(mark);
+                eng.rank.truncate(rank);
+                Ok(out)
+            }
             _ => Err(Walk { eng, depth, kind }.shape("an object")),
         }
     }
@@ -712,12 +779,14 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                 return skip_seq(eng, depth, seq);
             }
             Kind::List { item, group, name } => (item, group, name),
+            Kind::Links { group, name } => (Item::Ent(Ent::TagLink), group, name),
             Kind::Root(doc) => {
                 let item = match doc {
                     Document::GalaxyClusterList => Item::Wrap(Wrap::Cluster { minimal: false }),
                     Document::GalaxyClusterSearch => Item::Wrap(Wrap::Cluster { minimal: true }),
                     Document::ShadowAttributeList => Item::Wrap(Wrap::Shadow),
-                    Document::Sightings | Document::EventIndex => Item::SkipMap,
+                    Document::Sightings => Item::Ent(Ent::Sighting),
+                    Document::EventIndex => Item::SkipMap,
                     Document::AnalystDataList => Item::Wrap(Wrap::AnyAnalyst),
                     Document::EventUuidTimestamps => Item::Wrap(Wrap::EventUuidTimestamp),
                     Document::UuidList => Item::Str,
@@ -796,7 +865,7 @@ fn list<'de, S: SeqAccess<'de>>(
 struct KeySeed<'a, 'p> {
     eng: &'a mut Engine<'p>,
     frame: &'a mut Frame,
-    allowed: Option<u64>,
+    allowed: Option<u128>,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
@@ -854,7 +923,7 @@ fn drive<'de, A: MapAccess<'de>, N: Node>(
     mut node: N,
     mut frame: Frame,
     first: Option<Option<K>>,
-    allowed: Option<u64>,
+    allowed: Option<u128>,
 ) -> Result<Out, A::Error> {
     if let Some(k) = first {
         node.key(eng, depth, k, &mut map)?;
@@ -891,12 +960,35 @@ fn skip<'de, A: MapAccess<'de>>(
     val(eng, depth, map, Kind::Skip).map(|_| ())
 }
 
+fn links(group: u32, name: &'static str) -> Kind {
+    Kind::Links { group, name }
+}
+
 fn items(item: Ent, group: u32, name: &'static str) -> Kind {
     Kind::List {
         item: Item::Ent(item),
         group,
         name,
     }
+}
+
+/// One entity held under key `name` of another (an object's `Object`),
+/// checked at `stage` of its holder, under its own path.
+fn nested<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    map: &mut A,
+    stage: u32,
+    name: &str,
+    kind: Kind,
+) -> Result<Out, A::Error> {
+    let rank = eng.rank.len();
+    eng.rank.push(stage);
+    let mark = eng.push_path(name);
+    let out = val(eng, depth, map, kind)?;
+    eng.path.truncate(mark);
+    eng.rank.truncate(rank);
+    Ok(out)
 }
 
 fn dist_of(out: Out) -> Option<Option<u8>> {
@@ -1030,9 +1122,22 @@ fn entity<'de, A: MapAccess<'de>>(
     let frame = eng.keys.open();
     match e {
         Ent::Event { related } => {
-            drive(eng, depth, map, EventNode::new(related), frame, None, None)
+            let node = EventNode::new(!related, true);
+            drive(eng, depth, map, node, frame, None, None)
+        }
+        Ent::EventSummary => {
+            let node = EventNode::new(false, false);
+            drive(eng, depth, map, node, frame, None, None)
         }
         Ent::Attribute => drive(eng, depth, map, AttributeNode::default(), frame, None, None),
+        Ent::AttributeSummary => {
+            let node = AttributeNode {
+                summary: true,
+                ..AttributeNode::default()
+            };
+            drive(eng, depth, map, node, frame, None, None)
+        }
+        Ent::Sighting => drive(eng, depth, map, SightingNode, frame, None, None),
         Ent::Object => drive(eng, depth, map, ObjectNode::default(), frame, None, None),
         Ent::Report => drive(eng, depth, map, ReportNode::default(), frame, None, None),
         Ent::Analyst(kind) => drive(eng, depth, map, AnalystNode::new(kind), frame, None, None),
@@ -1046,7 +1151,21 @@ fn entity<'de, A: MapAccess<'de>>(
             None,
         ),
         Ent::Relation => drive(eng, depth, map, RelationNode::default(), frame, None, None),
+        Ent::Galaxy => drive(
+            eng,
+            depth,
+            map,
+            Pick(
+                K::GalaxyCluster,
+                items(Ent::Cluster { minimal: true }, 0, "GalaxyCluster"),
+                0,
+            ),
+            frame,
+            None,
+            None,
+        ),
         Ent::Tag => drive(eng, depth, map, TagNode::default(), frame, None, None),
+        Ent::TagLink => drive(eng, depth, map, TagLinkNode::default(), frame, None, None),
         Ent::Sg { stage } => drive(eng, depth, map, SgNode::new(stage), frame, None, None),
         Ent::SgOrg => drive(
             eng,
@@ -1200,16 +1319,20 @@ impl Node for Pick {
 }
 
 struct EventNode {
-    related: bool,
+    /// Required taxonomies apply (not to summaries of other events).
+    taxonomies: bool,
+    /// A missing distribution is malformed (not in a sighting's summary).
+    dist_required: bool,
     dist: Option<Option<u8>>,
     tags: Option<u64>,
     sg: Option<(bool, bool)>,
 }
 
 impl EventNode {
-    fn new(related: bool) -> EventNode {
+    fn new(taxonomies: bool, dist_required: bool) -> EventNode {
         EventNode {
-            related,
+            taxonomies,
+            dist_required,
             dist: None,
             tags: None,
             sg: None,
@@ -1217,10 +1340,11 @@ impl EventNode {
     }
 }
 
-// Event stages, in the older guard's order: tags 0, required taxonomies 1,
-// distribution 2, event reports 3, sharing group 4, notes 5, opinions 6,
-// relationships 7, then attributes 8, objects 9, and what it never looked
-// at: event-level proposals 10, related events 11.
+// Event stages, in the older guard's order: tags 0, required taxonomies 3,
+// distribution 4, event reports 5, sharing group 6, notes 7, opinions 8,
+// relationships 9, then attributes 10, objects 11, and what it never
+// looked at: event tag links 1 and galaxies 2 (tags MISP attaches too),
+// event-level proposals 12, related events 13.
 impl Node for EventNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1233,38 +1357,48 @@ impl Node for EventNode {
             return skip(eng, depth, map);
         };
         match k {
-            K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 0, "Tag"))?.bits()),
-            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
+            K::Tag => {
+                let bits = val(eng, depth, map, items(Ent::Tag, 0, "Tag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::EventTag => {
+                let bits = val(eng, depth, map, links(1, "EventTag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::Galaxy => {
+                val(eng, depth, map, items(Ent::Galaxy, 2, "Galaxy"))?;
+            }
+            K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 4 })?),
             K::EventReport => {
-                val(eng, depth, map, items(Ent::Report, 3, "EventReport"))?;
+                val(eng, depth, map, items(Ent::Report, 5, "EventReport"))?;
             }
             K::SharingGroup => {
-                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 4 }))?)
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 6 }))?)
             }
             K::Attribute => {
-                val(eng, depth, map, items(Ent::Attribute, 8, "Attribute"))?;
+                val(eng, depth, map, items(Ent::Attribute, 10, "Attribute"))?;
             }
             K::Object => {
-                val(eng, depth, map, items(Ent::Object, 9, "Object"))?;
+                val(eng, depth, map, items(Ent::Object, 11, "Object"))?;
             }
             K::ShadowAttribute => {
                 val(
                     eng,
                     depth,
                     map,
-                    items(Ent::Attribute, 10, "ShadowAttribute"),
+                    items(Ent::Attribute, 12, "ShadowAttribute"),
                 )?;
             }
             K::RelatedEvent => {
                 let kind = Kind::List {
                     item: Item::Wrap(Wrap::RelatedEvent),
-                    group: 11,
+                    group: 13,
                     name: "RelatedEvent",
                 };
                 val(eng, depth, map, kind)?;
             }
             _ => {
-                if !analyst_lists(eng, depth, k, 5, map)? {
+                if !analyst_lists(eng, depth, k, 7, map)? {
                     skip(eng, depth, map)?;
                 }
             }
@@ -1273,19 +1407,22 @@ impl Node for EventNode {
     }
 
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
-        if !self.related {
-            eng.required_taxonomies(1, self.tags);
+        if self.taxonomies {
+            eng.required_taxonomies(3, self.tags);
         }
-        if self.dist.is_none() {
-            eng.hit(&[2], Rule::Malformed, "missing", "distribution");
+        if self.dist.is_none() && self.dist_required {
+            eng.hit(&[4], Rule::Malformed, "missing", "distribution");
         }
-        eng.sg_end(4, self.dist, self.sg);
+        eng.sg_end(6, self.dist, self.sg);
         Ok(Out::Unit)
     }
 }
 
 #[derive(Default)]
 struct AttributeNode {
+    /// A sighting's copy: type and category may be absent, required
+    /// taxonomies do not apply (it carries no tags).
+    summary: bool,
     category: bool,
     kind: bool,
     dist: Option<Option<u8>>,
@@ -1293,9 +1430,11 @@ struct AttributeNode {
     sg: Option<(bool, bool)>,
 }
 
-// Attribute stages: category 0, type 1, distribution 2, tags 3, required
-// taxonomies 4, sharing group 5, proposals 6, notes 7, opinions 8,
-// relationships 9.
+// Attribute stages: category 0, type 1, distribution 2, tags 3, tag
+// links 4, galaxies 5, required taxonomies 6, sharing group 7, proposals 8,
+// notes 9, opinions 10, relationships 11, wrapped attribute 12. An `Attribute` key inside an
+// attribute is the attribute MISP may save instead (PHP code unwraps
+// `$attribute['Attribute']` in several places), so it is checked as one.
 impl Node for AttributeNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1333,15 +1472,28 @@ impl Node for AttributeNode {
                 )?;
             }
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 2 })?),
-            K::Tag => self.tags = Some(val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?.bits()),
+            K::Tag => {
+                let bits = val(eng, depth, map, items(Ent::Tag, 3, "Tag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::AttributeTag => {
+                let bits = val(eng, depth, map, links(4, "AttributeTag"))?.bits();
+                self.tags = Some(self.tags.unwrap_or(0) | bits);
+            }
+            K::Galaxy => {
+                val(eng, depth, map, items(Ent::Galaxy, 5, "Galaxy"))?;
+            }
             K::SharingGroup => {
-                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 5 }))?)
+                self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 7 }))?)
             }
             K::ShadowAttribute => {
-                val(eng, depth, map, items(Ent::Attribute, 6, "ShadowAttribute"))?;
+                val(eng, depth, map, items(Ent::Attribute, 8, "ShadowAttribute"))?;
+            }
+            K::Attribute => {
+                nested(eng, depth, map, 12, "Attribute", Kind::Ent(Ent::Attribute))?;
             }
             _ => {
-                if !analyst_lists(eng, depth, k, 7, map)? {
+                if !analyst_lists(eng, depth, k, 9, map)? {
                     skip(eng, depth, map)?;
                 }
             }
@@ -1350,16 +1502,16 @@ impl Node for AttributeNode {
     }
 
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
-        if !self.category {
+        if !self.category && !self.summary {
             eng.hit(&[0], Rule::Malformed, "missing", "category");
         }
-        if !self.kind {
+        if !self.kind && !self.summary {
             eng.hit(&[1], Rule::Malformed, "missing", "type");
         }
-        if !eng.policy.required_taxonomies.is_empty() {
-            eng.required_taxonomies(4, self.tags);
+        if !eng.policy.required_taxonomies.is_empty() && !self.summary {
+            eng.required_taxonomies(6, self.tags);
         }
-        eng.sg_end(5, self.dist, self.sg);
+        eng.sg_end(7, self.dist, self.sg);
         Ok(Out::Unit)
     }
 }
@@ -1372,7 +1524,10 @@ struct ObjectNode {
 }
 
 // Object stages: distribution 0, sharing group 1, name 2, tags 3,
-// attributes 4, notes 5, opinions 6, relationships 7.
+// attributes 4, notes 5, opinions 6, relationships 7, wrapped object 8.
+// MISP's captureObject saves `$object['Object']` instead of the item when
+// the item has that key, so the inner object gets every object rule; the
+// outer one is still checked too (MISP ignores it, but never mind).
 impl Node for ObjectNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1407,6 +1562,9 @@ impl Node for ObjectNode {
             K::Attribute => {
                 val(eng, depth, map, items(Ent::Attribute, 4, "Attribute"))?;
             }
+            K::Object => {
+                nested(eng, depth, map, 8, "Object", Kind::Ent(Ent::Object))?;
+            }
             _ => {
                 if !analyst_lists(eng, depth, k, 5, map)? {
                     skip(eng, depth, map)?;
@@ -1424,6 +1582,34 @@ impl Node for ObjectNode {
         if !self.name {
             eng.hit(&[2], Rule::Malformed, "missing", "name");
         }
+        Ok(Out::Unit)
+    }
+}
+
+/// One sighting. Its own fields carry no rule, but a puller that asked
+/// for `includeAttribute` / `includeEvent` gets the attribute (type,
+/// category, value, …) and a summary of its event embedded.
+struct SightingNode;
+
+// Sighting stages: attribute 0, event 1, a wrapped sighting 2.
+impl Node for SightingNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let (stage, name, e) = match k {
+            Some(K::Attribute) => (0, "Attribute", Ent::AttributeSummary),
+            Some(K::Event) => (1, "Event", Ent::EventSummary),
+            Some(K::Sighting) => (2, "Sighting", Ent::Sighting),
+            _ => return skip(eng, depth, map),
+        };
+        nested(eng, depth, map, stage, name, Kind::Ent(e)).map(|_| ())
+    }
+
+    fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
         Ok(Out::Unit)
     }
 }
@@ -1574,7 +1760,9 @@ impl ClusterNode {
     }
 }
 
-// Galaxy cluster stages: distribution 0, sharing group 1, relations 2.
+// Galaxy cluster stages: distribution 0, sharing group 1, relations 2,
+// tag name 3 (MISP tags the event or attribute that holds the cluster
+// with it).
 impl Node for ClusterNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1597,6 +1785,13 @@ impl Node for ClusterNode {
                     map,
                     items(Ent::Relation, 2, "GalaxyClusterRelation"),
                 )?;
+            }
+            Some(K::TagName) => {
+                let kind = Kind::Field {
+                    field: Field::ClusterTag,
+                    stage: 3,
+                };
+                val(eng, depth, map, kind)?;
             }
             _ => skip(eng, depth, map)?,
         }
@@ -1683,6 +1878,42 @@ impl Node for TagNode {
     fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
         if !self.name {
             eng.hit(&[0], Rule::Malformed, "missing", "name");
+        }
+        Ok(Out::Bits(self.bits))
+    }
+}
+
+/// One `EventTag` / `AttributeTag` item: MISP attaches its `Tag`.
+#[derive(Default)]
+struct TagLinkNode {
+    tag: bool,
+    bits: u64,
+}
+
+impl Node for TagLinkNode {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        if k == Some(K::Tag) {
+            self.tag = true;
+            let mark = eng.push_path("Tag");
+            self.bits = val(eng, depth, map, Kind::Ent(Ent::Tag))?.bits();
+            eng.path.truncate(mark);
+            Ok(())
+        } else {
+            skip(eng, depth, map)
+        }
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        // Without a `Tag` the link is unreadable for us: `{"0":{…}}` is a
+        // list to PHP, and MISP would read it so.
+        if !self.tag {
+            eng.hit(&[0], Rule::Malformed, "missing", "Tag");
         }
         Ok(Out::Bits(self.bits))
     }
