@@ -144,6 +144,14 @@ impl<'p> Engine<'p> {
     /// blank from the trim.
     fn norm(&mut self, s: &str) {
         self.scratch.clear();
+        // Nearly every name is ASCII: fold, lower-case and trim it without
+        // going through `char`s (same result as the general path below).
+        if s.is_ascii() {
+            let t = s.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\u{b}');
+            self.scratch.push_str(t);
+            self.scratch.make_ascii_lowercase();
+            return;
+        }
         for c in s.chars().filter_map(fold) {
             self.scratch.extend(c.to_lowercase());
         }
