@@ -12,7 +12,7 @@
 //! malformed addresses, uuids, distribution levels and tags. What it only
 //! warns about: rule values MISP does not know (see [`vocab`]), which would
 //! silently never block. The keys, defaults and their reasons are listed in
-//! `docs/configuration.md`.
+//! the README (Configuration).
 
 mod check;
 mod raw;
@@ -257,7 +257,7 @@ pub enum RouteError {
 
 // === defaults ===
 //
-// Each default with the reason for its value; docs/configuration.md repeats
+// Each default with the reason for its value; the README repeats
 // them.
 
 /// The transparent listener: all IPv4 addresses, because nftables `redirect`
