@@ -448,6 +448,7 @@ fn run() -> Result<(), String> {
     let upstream = Upstream::start(&transports, &pki)?;
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut fresh_rows = Vec::new();
     let mut idle_mib = 0.0;
     for &transport in &transports {
         let config = guard_config(transport, dir.path(), &pki)?;
@@ -465,6 +466,7 @@ fn run() -> Result<(), String> {
                     kind,
                     Path::Direct,
                     transport,
+                    Connections::Kept,
                     &request,
                     &event,
                     n,
@@ -479,6 +481,7 @@ fn run() -> Result<(), String> {
                     kind,
                     Path::Guard,
                     transport,
+                    Connections::Kept,
                     &request,
                     &event,
                     n,
@@ -503,11 +506,79 @@ fn run() -> Result<(), String> {
                 rows.push(row);
             }
         }
+        if sizes.iter().any(|z| z.1 == FRESH_SIZE) {
+            fresh_rows.push(fresh_series(
+                transport,
+                &config_path,
+                dir.path(),
+                &upstream,
+                &pki,
+            )?);
+        }
     }
     let took = started.elapsed();
     print!("{}", table(&rows, idle_mib, took));
+    print!("{}", fresh_table(&fresh_rows));
     targets_report(&rows);
     Ok(())
+}
+
+/// The event size of the new-connection series (the 10 KB push).
+const FRESH_SIZE: usize = 10_000;
+/// Exchanges measured in the new-connection series.
+const FRESH_N: usize = 300;
+
+/// The 10 KB push with a new connection for each exchange, direct and
+/// through one guard: what the connection setup (and for TLS the
+/// handshakes, two of them through the guard) adds per exchange.
+fn fresh_series(
+    transport: Transport,
+    config_path: &std::path::Path,
+    dir: &std::path::Path,
+    upstream: &Upstream,
+    pki: &Pki,
+) -> Result<FreshRow, String> {
+    let kind = Kind::Push;
+    let event = Arc::new(event_of_size(FRESH_SIZE));
+    upstream.expect(kind, event.clone());
+    let request = request_bytes(kind, Path::Direct, transport, &event);
+    let direct = measure(
+        kind,
+        Path::Direct,
+        transport,
+        Connections::Fresh,
+        &request,
+        &event,
+        FRESH_N,
+        upstream,
+        pki,
+    )?;
+    let guard = GuardProc::start(config_path, dir)?;
+    let request = request_bytes(kind, Path::Guard, transport, &event);
+    let through = measure(
+        kind,
+        Path::Guard,
+        transport,
+        Connections::Fresh,
+        &request,
+        &event,
+        FRESH_N,
+        upstream,
+        pki,
+    )
+    .map_err(|e| format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20)))?;
+    let row = FreshRow {
+        transport,
+        direct,
+        guard: through,
+    };
+    eprintln!(
+        "push 10KB {} new connection each: direct p50 {:.3} ms, guard p50 {:.3} ms",
+        transport.label(),
+        row.direct.percentile_ms(0.5),
+        row.guard.percentile_ms(0.5)
+    );
+    Ok(row)
 }
 
 /// The rule engine alone on `event` under the rules the guard applies to
@@ -875,13 +946,26 @@ fn request_bytes(kind: Kind, path: Path, transport: Transport, event: &[u8]) -> 
     out
 }
 
-/// Send `n` requests (after a warm-up) on one keep-alive connection, one
-/// at a time, and time each from first byte written to last byte read.
+/// How a series uses connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connections {
+    /// One keep-alive connection, set up before the timing.
+    Kept,
+    /// A new connection for each exchange, its setup (TCP, `CONNECT`, TLS
+    /// handshakes) timed with it, as a client that does not keep
+    /// connections alive pays it.
+    Fresh,
+}
+
+/// Send `n` requests (after a warm-up), one at a time, and time each from
+/// first byte written (or, with [`Connections::Fresh`], from the dial) to
+/// last byte read.
 #[allow(clippy::too_many_arguments)]
 fn measure(
     kind: Kind,
     path: Path,
     transport: Transport,
+    connections: Connections,
     request: &[u8],
     event: &[u8],
     n: usize,
@@ -899,10 +983,16 @@ fn measure(
     );
     // Counted from before the dial: the direct path's own connection is 1.
     let accepted_before = upstream.accepted();
-    let mut conn = transport
-        .dial(kind, path, pki)
-        .map_err(|e| format!("{what}: {e}"))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, &mut conn);
+    let dial = || -> Result<BufReader<Box<dyn Conn>>, String> {
+        let conn = transport
+            .dial(kind, path, pki)
+            .map_err(|e| format!("{what}: {e}"))?;
+        Ok(BufReader::with_capacity(256 * 1024, conn))
+    };
+    let mut kept = match connections {
+        Connections::Kept => Some(dial()?),
+        Connections::Fresh => None,
+    };
     let expected_answer: &[u8] = match kind {
         Kind::Push => PUSH_ANSWER,
         Kind::Pull => event,
@@ -917,13 +1007,20 @@ fn measure(
             wall = Duration::ZERO;
         }
         let t = Instant::now();
+        let mut fresh;
+        let reader = match kept.as_mut() {
+            Some(reader) => reader,
+            None => {
+                fresh = dial()?;
+                &mut fresh
+            }
+        };
         let writer = reader.get_mut();
         writer
             .write_all(request)
             .and_then(|()| writer.flush())
             .map_err(|e| format!("{what}: request {i}: write: {e}"))?;
-        read_answer(&mut reader, expected_answer)
-            .map_err(|e| format!("{what}: request {i}: {e}"))?;
+        read_answer(reader, expected_answer).map_err(|e| format!("{what}: request {i}: {e}"))?;
         let took = t.elapsed();
         wall += took;
         if i >= warmup {
@@ -1103,6 +1200,49 @@ fn table(rows: &[Row], idle_mib: f64, took: Duration) -> String {
          a time;\npeak = guard VmHWM (fresh guard per row, {idle_mib:.1} MiB just after start); \
          run took {:.0} s",
         took.as_secs_f64()
+    );
+    s
+}
+
+/// One row of the new-connection table.
+struct FreshRow {
+    transport: Transport,
+    direct: Series,
+    guard: Series,
+}
+
+fn fresh_table(rows: &[FreshRow]) -> String {
+    let mut s = String::new();
+    if rows.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\npush 10KB, a new connection per exchange (n = {FRESH_N}):\n{:<6} | {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>13}",
+        "legs", "dir req/s", "grd req/s", "dir p50", "dir p99", "grd p50", "grd p99", "added p50",
+        "upstream conns"
+    );
+    let _ = writeln!(s, "{}", "-".repeat(96));
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<6} | {:>9.1} {:>9.1} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3} | {:>6} {:>6}",
+            r.transport.label(),
+            r.direct.requests_per_s(),
+            r.guard.requests_per_s(),
+            r.direct.percentile_ms(0.5),
+            r.direct.percentile_ms(0.99),
+            r.guard.percentile_ms(0.5),
+            r.guard.percentile_ms(0.99),
+            r.guard.percentile_ms(0.5) - r.direct.percentile_ms(0.5),
+            r.direct.upstream_connections,
+            r.guard.upstream_connections,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "latency from the dial (TCP; for tls through the guard also CONNECT and both handshakes, \
+         the guard's to the upstream on the first request) to the last byte of the answer"
     );
     s
 }
