@@ -16,9 +16,13 @@
 //! It checks every pushed body byte for byte, and the client checks every
 //! pulled body, so a figure never comes from a refused or mangled exchange.
 //!
-//! Structured for a TLS column later: [`Transport`] says how each leg is
-//! spoken and [`Path`] whether the guard is in between; only
-//! [`Transport::Plain`] exists today.
+//! [`Transport`] says how each leg is spoken and [`Path`] whether the guard
+//! is in between. [`Transport::Tls`] is TLS on both legs through the guard
+//! (client → guard after a `CONNECT` on the explicit-proxy listener, with
+//! the certificate the guard mints from its CA; guard → upstream, verified
+//! against the upstream CA) against TLS directly to the same upstream. Both
+//! CAs are made at bench start with rcgen. Arguments `plain` and `tls`
+//! select transports, e.g. `cargo bench --bench relay -- tls 1MB`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -33,6 +37,12 @@ use std::time::{Duration, Instant};
 
 use misp_guard::config::Config;
 use misp_guard::rules::{self, Context, Document, Verdict};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
 
 const GUARD: &str = env!("CARGO_BIN_EXE_misp-guard");
 const CONFORMANCE_CONFIG: &str = concat!(
@@ -44,8 +54,11 @@ const CONFORMANCE_CONFIG: &str = concat!(
 const PROXY: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 18080);
 
 /// Plain HTTP port of every instance. Not 443: an instance on 443 is spoken
-/// to over TLS by default (`tls.upstream`), which is the later TLS column.
+/// to over TLS by default (`tls.upstream`).
 const PLAIN_PORT: u16 = 80;
+
+/// TLS port of every instance: the guard speaks TLS upstream by default.
+const TLS_PORT: u16 = 443;
 
 /// The pinned pull URL of the conformance scenario `pull_event_non-blocked`.
 const EVENT_UUID: &str = "385283a1-b5e0-4e10-a532-dce11c365a56";
@@ -69,17 +82,24 @@ const RSS_TARGET_MIB: f64 = 64.0;
 const RATIO_TARGET: f64 = 0.5;
 const ADDED_LATENCY_TARGET_MS: f64 = 0.5;
 
-/// How each leg is spoken. A TLS variant (TLS client→guard and
-/// guard→upstream, compared with TLS client→upstream) slots in here.
+/// How each leg is spoken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
+    /// HTTP/1.1 over TCP on both legs; through the guard, absolute-form
+    /// requests to the proxy listener.
     Plain,
+    /// HTTP/1.1 over TLS on both legs; through the guard, a `CONNECT` per
+    /// connection, then TLS inside the tunnel and origin-form requests.
+    Tls,
 }
 
 impl Transport {
+    const ALL: [Transport; 2] = [Transport::Plain, Transport::Tls];
+
     fn label(self) -> &'static str {
         match self {
             Transport::Plain => "plain",
+            Transport::Tls => "tls",
         }
     }
 
@@ -87,26 +107,200 @@ impl Transport {
     fn port(self) -> u16 {
         match self {
             Transport::Plain => PLAIN_PORT,
+            Transport::Tls => TLS_PORT,
         }
     }
 
-    /// Open a client connection from `source` to `to`.
-    fn dial(self, source: IpAddr, to: SocketAddr) -> io::Result<Box<dyn Conn>> {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        s.bind(&SocketAddr::new(source, 0).into())?;
-        s.connect_timeout(&to.into(), Duration::from_secs(5))?;
-        let s: TcpStream = s.into();
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        match self {
-            Transport::Plain => Ok(Box::new(s)),
+    /// Open a client connection for `kind` along `path`, ready for the
+    /// first request: for TLS through the guard, after the `CONNECT` and
+    /// the handshake with the guard. Not timed: the series measure
+    /// requests on a kept-alive connection.
+    fn dial(self, kind: Kind, path: Path, pki: &Pki) -> Result<Box<dyn Conn>, String> {
+        let (source, host, ip) = kind.endpoints();
+        let to = match path {
+            Path::Direct => SocketAddr::new(IpAddr::V4(ip), self.port()),
+            Path::Guard => PROXY,
+        };
+        let mut tcp = tcp_from(IpAddr::V4(source), to).map_err(|e| format!("connect {to}: {e}"))?;
+        match (self, path) {
+            (Transport::Plain, _) => Ok(Box::new(tcp)),
+            (Transport::Tls, Path::Direct) => {
+                Ok(Box::new(tls_client(tcp, host, &pki.client_direct)?))
+            }
+            (Transport::Tls, Path::Guard) => {
+                let port = self.port();
+                tcp.write_all(
+                    format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n")
+                        .as_bytes(),
+                )
+                .map_err(|e| format!("CONNECT: {e}"))?;
+                let head = read_head(&mut tcp).map_err(|e| format!("CONNECT: {e}"))?;
+                if !head.starts_with("HTTP/1.1 200") {
+                    return Err(format!("CONNECT answered {head:?}"));
+                }
+                Ok(Box::new(tls_client(tcp, host, &pki.client_guard)?))
+            }
         }
     }
 }
 
-/// A client byte stream (TCP today, TLS later).
+/// A TCP connection from `source` to `to`, Nagle off, reads bounded.
+fn tcp_from(source: IpAddr, to: SocketAddr) -> io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(source, 0).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let s: TcpStream = s.into();
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    Ok(s)
+}
+
+/// A completed TLS handshake over `tcp` naming `host`.
+fn tls_client(
+    tcp: TcpStream,
+    host: &str,
+    config: &Arc<ClientConfig>,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
+    let conn = ClientConnection::new(config.clone(), name).map_err(|e| format!("TLS: {e}"))?;
+    let mut s = StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn
+            .complete_io(&mut s.sock)
+            .map_err(|e| format!("TLS handshake with {host}: {e}"))?;
+    }
+    Ok(s)
+}
+
+/// An answer head, up to its blank line, read byte by byte so nothing of
+/// what follows (the TLS handshake) is consumed.
+fn read_head(s: &mut impl Read) -> io::Result<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed inside the head",
+            ));
+        }
+        buf.push(byte[0]);
+        if buf.len() > 16 * 1024 {
+            return Err(io::Error::other("head over 16 KiB"));
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// A client byte stream: TCP or TLS over TCP.
 trait Conn: Read + Write + Send {}
 impl<T: Read + Write + Send> Conn for T {}
+
+// ---------------------------------------------------------------------------
+// The certificates
+
+/// The two CAs of the TLS column and the rustls configs made from them.
+struct Pki {
+    /// The guard's CA (`guard.tls.ca_cert`/`ca_key`), PEM; the guard mints
+    /// each instance's certificate from it.
+    guard_ca_cert: String,
+    guard_ca_key: String,
+    /// The upstream CA (`guard.tls.upstream_ca_bundle`), PEM.
+    upstream_ca_cert: String,
+    /// The upstream's server side: a certificate for every instance host,
+    /// signed by the upstream CA.
+    upstream_server: Arc<ServerConfig>,
+    /// Trusts only the guard CA: the client through the guard.
+    client_guard: Arc<ClientConfig>,
+    /// Trusts only the upstream CA: the client going direct.
+    client_direct: Arc<ClientConfig>,
+}
+
+/// A CA made now: its issuer, DER and PEM certificate, PKCS#8 PEM key.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    der: CertificateDer<'static>,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Result<Ca, String> {
+        let key = KeyPair::generate().map_err(|e| format!("{name} key: {e}"))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("{name}: {e}"))?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| format!("{name}: {e}"))?;
+        Ok(Ca {
+            der: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+}
+
+impl Pki {
+    fn new() -> Result<Pki, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let guard_ca = Ca::new("relay bench guard CA")?;
+        let upstream_ca = Ca::new("relay bench upstream CA")?;
+
+        let hosts: Vec<String> = [Kind::Push, Kind::Pull]
+            .iter()
+            .map(|k| k.endpoints().1.to_string())
+            .collect();
+        let key = KeyPair::generate().map_err(|e| format!("upstream key: {e}"))?;
+        let mut params =
+            CertificateParams::new(hosts.clone()).map_err(|e| format!("upstream cert: {e}"))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, hosts.join(" "));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &upstream_ca.issuer)
+            .map_err(|e| format!("upstream cert: {e}"))?;
+        let mut upstream_server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(|e| format!("upstream server config: {e}"))?;
+        upstream_server.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        let client = |ca: &Ca| -> Result<Arc<ClientConfig>, String> {
+            let mut roots = RootCertStore::empty();
+            roots.add(ca.der.clone()).map_err(|e| e.to_string())?;
+            let mut config = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            // What MISP's curl offers.
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(Arc::new(config))
+        };
+        Ok(Pki {
+            client_guard: client(&guard_ca)?,
+            client_direct: client(&upstream_ca)?,
+            guard_ca_cert: guard_ca.cert_pem,
+            guard_ca_key: guard_ca.key_pem,
+            upstream_ca_cert: upstream_ca.cert_pem,
+            upstream_server: Arc::new(upstream_server),
+        })
+    }
+}
 
 /// Whether the guard is in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +379,9 @@ struct Series {
     latencies: Vec<Duration>,
     wall: Duration,
     bytes_per_request: usize,
+    /// Connections the upstream accepted during the series (warm-up
+    /// included): 1 when the guard keeps its upstream connection.
+    upstream_connections: u64,
 }
 
 impl Series {
@@ -224,26 +421,37 @@ fn run() -> Result<(), String> {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let sizes: Vec<_> = SIZES
-        .iter()
-        .filter(|(label, _, _)| {
-            selected.is_empty() || selected.iter().any(|s| s.eq_ignore_ascii_case(label))
-        })
-        .collect();
-    if sizes.is_empty() {
+    let is = |s: &String, label: &str| s.eq_ignore_ascii_case(label);
+    if let Some(unknown) = selected.iter().find(|s| {
+        !SIZES.iter().any(|z| is(s, z.0)) && !Transport::ALL.iter().any(|t| is(s, t.label()))
+    }) {
         return Err(format!(
-            "no size matches {selected:?}; sizes are 10KB 1MB 20MB 100MB"
+            "unknown argument {unknown:?}; sizes are 10KB 1MB 20MB 100MB, transports plain tls"
         ));
     }
+    // No size named means every size; no transport named, every transport.
+    let any_size = !selected.iter().any(|s| SIZES.iter().any(|z| is(s, z.0)));
+    let sizes: Vec<_> = SIZES
+        .iter()
+        .filter(|z| any_size || selected.iter().any(|s| is(s, z.0)))
+        .collect();
+    let any_transport = !selected
+        .iter()
+        .any(|s| Transport::ALL.iter().any(|t| is(s, t.label())));
+    let transports: Vec<Transport> = Transport::ALL
+        .into_iter()
+        .filter(|t| any_transport || selected.iter().any(|s| is(s, t.label())))
+        .collect();
 
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
-    let transports = [Transport::Plain];
-    let upstream = Upstream::start(&transports)?;
+    let pki = Pki::new()?;
+    let upstream = Upstream::start(&transports, &pki)?;
     let started = Instant::now();
     let mut rows = Vec::new();
+    let mut fresh_rows = Vec::new();
     let mut idle_mib = 0.0;
     for &transport in &transports {
-        let config = guard_config(transport, &dir.path().join("spill"))?;
+        let config = guard_config(transport, dir.path(), &pki)?;
         let config_path = dir
             .path()
             .join(format!("config-{}.json", transport.label()));
@@ -258,19 +466,29 @@ fn run() -> Result<(), String> {
                     kind,
                     Path::Direct,
                     transport,
+                    Connections::Kept,
                     &request,
                     &event,
                     n,
                     &upstream,
+                    &pki,
                 )?;
                 // A fresh guard per row: its VmHWM is this row's peak.
                 let guard = GuardProc::start(&config_path, dir.path())?;
                 idle_mib = guard.peak_mib().unwrap_or(0.0);
                 let request = request_bytes(kind, Path::Guard, transport, &event);
-                let through = measure(kind, Path::Guard, transport, &request, &event, n, &upstream)
-                    .map_err(|e| {
-                        format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20))
-                    })?;
+                let through = measure(
+                    kind,
+                    Path::Guard,
+                    transport,
+                    Connections::Kept,
+                    &request,
+                    &event,
+                    n,
+                    &upstream,
+                    &pki,
+                )
+                .map_err(|e| format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20)))?;
                 let peak_mib = guard.peak_mib()?;
                 drop(guard);
                 let engine_mb_s = engine_rate(&loaded, kind, transport, &event, n)?;
@@ -288,11 +506,79 @@ fn run() -> Result<(), String> {
                 rows.push(row);
             }
         }
+        if sizes.iter().any(|z| z.1 == FRESH_SIZE) {
+            fresh_rows.push(fresh_series(
+                transport,
+                &config_path,
+                dir.path(),
+                &upstream,
+                &pki,
+            )?);
+        }
     }
     let took = started.elapsed();
     print!("{}", table(&rows, idle_mib, took));
+    print!("{}", fresh_table(&fresh_rows));
     targets_report(&rows);
     Ok(())
+}
+
+/// The event size of the new-connection series (the 10 KB push).
+const FRESH_SIZE: usize = 10_000;
+/// Exchanges measured in the new-connection series.
+const FRESH_N: usize = 300;
+
+/// The 10 KB push with a new connection for each exchange, direct and
+/// through one guard: what the connection setup (and for TLS the
+/// handshakes, two of them through the guard) adds per exchange.
+fn fresh_series(
+    transport: Transport,
+    config_path: &std::path::Path,
+    dir: &std::path::Path,
+    upstream: &Upstream,
+    pki: &Pki,
+) -> Result<FreshRow, String> {
+    let kind = Kind::Push;
+    let event = Arc::new(event_of_size(FRESH_SIZE));
+    upstream.expect(kind, event.clone());
+    let request = request_bytes(kind, Path::Direct, transport, &event);
+    let direct = measure(
+        kind,
+        Path::Direct,
+        transport,
+        Connections::Fresh,
+        &request,
+        &event,
+        FRESH_N,
+        upstream,
+        pki,
+    )?;
+    let guard = GuardProc::start(config_path, dir)?;
+    let request = request_bytes(kind, Path::Guard, transport, &event);
+    let through = measure(
+        kind,
+        Path::Guard,
+        transport,
+        Connections::Fresh,
+        &request,
+        &event,
+        FRESH_N,
+        upstream,
+        pki,
+    )
+    .map_err(|e| format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20)))?;
+    let row = FreshRow {
+        transport,
+        direct,
+        guard: through,
+    };
+    eprintln!(
+        "push 10KB {} new connection each: direct p50 {:.3} ms, guard p50 {:.3} ms",
+        transport.label(),
+        row.direct.percentile_ms(0.5),
+        row.guard.percentile_ms(0.5)
+    );
+    Ok(row)
 }
 
 /// The rule engine alone on `event` under the rules the guard applies to
@@ -333,9 +619,12 @@ fn engine_rate(
 
 /// The conformance config with its addresses mapped onto the namespace
 /// loopback (a.b.c.d → 127.a.c.d, as the end-to-end tests do), every
-/// instance on the transport's port, and a `guard` section. The rules are
-/// the conformance ones: the generated events pass them.
-fn guard_config(transport: Transport, spill: &std::path::Path) -> Result<String, String> {
+/// instance on the transport's port, and a `guard` section (for TLS with
+/// the two CAs, written into `dir`). The rules are the conformance ones:
+/// the generated events pass them.
+fn guard_config(transport: Transport, dir: &std::path::Path, pki: &Pki) -> Result<String, String> {
+    let spill = dir.join("spill");
+    let spill = spill.as_path();
     let text =
         fs::read_to_string(CONFORMANCE_CONFIG).map_err(|e| format!("{CONFORMANCE_CONFIG}: {e}"))?;
     let mut config: serde_json::Value =
@@ -361,6 +650,21 @@ fn guard_config(transport: Transport, spill: &std::path::Path) -> Result<String,
         "log": { "level": "info" },
         "spill_dir": spill.display().to_string(),
     });
+    if transport == Transport::Tls {
+        let write = |name: &str, text: &str| -> Result<String, String> {
+            let p = dir.join(name);
+            fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(p.display().to_string())
+        };
+        // Instances on 443 are reached over TLS (`tls.upstream` defaults to
+        // true there); their certificates for clients are minted from the
+        // guard CA.
+        config["guard"]["tls"] = serde_json::json!({
+            "ca_cert": write("guard-ca.crt", &pki.guard_ca_cert)?,
+            "ca_key": write("guard-ca.key", &pki.guard_ca_key)?,
+            "upstream_ca_bundle": write("upstream-ca.crt", &pki.upstream_ca_cert)?,
+        });
+    }
     serde_json::to_string_pretty(&config).map_err(|e| e.to_string())
 }
 
@@ -444,15 +748,18 @@ struct UpstreamState {
     errors: AtomicU64,
     /// Requests answered.
     served: AtomicU64,
+    /// Connections accepted.
+    accepted: AtomicU64,
 }
 
 impl Upstream {
-    fn start(transports: &[Transport]) -> Result<Upstream, String> {
+    fn start(transports: &[Transport], pki: &Pki) -> Result<Upstream, String> {
         let state = Arc::new(UpstreamState {
             push_body: RwLock::new(Arc::new(Vec::new())),
             pull_body: RwLock::new(Arc::new(Vec::new())),
             errors: AtomicU64::new(0),
             served: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
         });
         for &transport in transports {
             for kind in [Kind::Push, Kind::Pull] {
@@ -461,11 +768,24 @@ impl Upstream {
                 let listener =
                     TcpListener::bind(addr).map_err(|e| format!("upstream bind {addr}: {e}"))?;
                 let state = state.clone();
+                let tls = pki.upstream_server.clone();
                 thread::spawn(move || {
                     for conn in listener.incoming().flatten() {
+                        state.accepted.fetch_add(1, Ordering::SeqCst);
                         let state = state.clone();
+                        let tls = tls.clone();
                         thread::spawn(move || {
-                            let _ = serve_upstream(conn, &state);
+                            // An error ends this connection; the client
+                            // sees it and the bench fails with it.
+                            let _ = conn.set_nodelay(true);
+                            let _ = match transport {
+                                Transport::Plain => serve_upstream(conn, &state),
+                                Transport::Tls => rustls::ServerConnection::new(tls)
+                                    .map_err(io::Error::other)
+                                    .and_then(|c| {
+                                        serve_upstream(StreamOwned::new(c, conn), &state)
+                                    }),
+                            };
                         });
                     }
                 });
@@ -491,11 +811,13 @@ impl Upstream {
     fn served(&self) -> u64 {
         self.state.served.load(Ordering::SeqCst)
     }
+
+    fn accepted(&self) -> u64 {
+        self.state.accepted.load(Ordering::SeqCst)
+    }
 }
 
-fn serve_upstream(conn: TcpStream, state: &UpstreamState) -> io::Result<()> {
-    conn.set_nodelay(true)?;
-    let mut writer = conn.try_clone()?;
+fn serve_upstream(conn: impl Read + Write, state: &UpstreamState) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(256 * 1024, conn);
     let mut line = Vec::new();
     loop {
@@ -544,10 +866,11 @@ fn serve_upstream(conn: TcpStream, state: &UpstreamState) -> io::Result<()> {
                 .unwrap_or_default(),
             _ => {
                 state.errors.fetch_add(1, Ordering::SeqCst);
+                let writer = reader.get_mut();
                 writer.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 )?;
-                return Ok(());
+                return writer.flush();
             }
         };
         // Counted before answering, so the client never sees an answer
@@ -557,8 +880,9 @@ fn serve_upstream(conn: TcpStream, state: &UpstreamState) -> io::Result<()> {
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             answer.len()
         );
+        let writer = reader.get_mut();
         if answer.len() <= 64 * 1024 {
-            // One write: a small answer in one segment.
+            // One write: a small answer in one segment (one TLS record).
             let mut out = head.into_bytes();
             out.extend_from_slice(&answer);
             writer.write_all(&out)?;
@@ -566,6 +890,8 @@ fn serve_upstream(conn: TcpStream, state: &UpstreamState) -> io::Result<()> {
             writer.write_all(head.as_bytes())?;
             writer.write_all(&answer)?;
         }
+        // TLS may still hold the last record.
+        writer.flush()?;
     }
 }
 
@@ -596,9 +922,10 @@ fn read_compare(reader: &mut impl Read, expected: &[u8]) -> io::Result<bool> {
 fn request_bytes(kind: Kind, path: Path, transport: Transport, event: &[u8]) -> Vec<u8> {
     let (_, host, _) = kind.endpoints();
     let port = transport.port();
-    let target = match path {
-        Path::Direct => kind.path().to_string(),
-        Path::Guard => format!("http://{host}:{port}{}", kind.path()),
+    // Inside a CONNECT tunnel requests are origin-form, as to the origin.
+    let target = match (path, transport) {
+        (Path::Guard, Transport::Plain) => format!("http://{host}:{port}{}", kind.path()),
+        (Path::Direct, _) | (Path::Guard, Transport::Tls) => kind.path().to_string(),
     };
     let method = match kind {
         Kind::Push => "POST",
@@ -619,27 +946,53 @@ fn request_bytes(kind: Kind, path: Path, transport: Transport, event: &[u8]) -> 
     out
 }
 
-/// Send `n` requests (after a warm-up) on one keep-alive connection, one
-/// at a time, and time each from first byte written to last byte read.
+/// How a series uses connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connections {
+    /// One keep-alive connection, set up before the timing.
+    Kept,
+    /// A new connection for each exchange, its setup (TCP, `CONNECT`, TLS
+    /// handshakes) timed with it, as a client that does not keep
+    /// connections alive pays it.
+    Fresh,
+}
+
+/// Send `n` requests (after a warm-up), one at a time, and time each from
+/// first byte written (or, with [`Connections::Fresh`], from the dial) to
+/// last byte read.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     kind: Kind,
     path: Path,
     transport: Transport,
+    connections: Connections,
     request: &[u8],
     event: &[u8],
     n: usize,
     upstream: &Upstream,
+    pki: &Pki,
 ) -> Result<Series, String> {
-    let (source, host, ip) = kind.endpoints();
-    let to = match path {
-        Path::Direct => SocketAddr::new(IpAddr::V4(ip), transport.port()),
-        Path::Guard => PROXY,
+    let (_, host, _) = kind.endpoints();
+    let what = format!(
+        "{} {} {} {} via {:?}",
+        kind.label(),
+        transport.label(),
+        event.len(),
+        host,
+        path
+    );
+    // Counted from before the dial: the direct path's own connection is 1.
+    let accepted_before = upstream.accepted();
+    let dial = || -> Result<BufReader<Box<dyn Conn>>, String> {
+        let conn = transport
+            .dial(kind, path, pki)
+            .map_err(|e| format!("{what}: {e}"))?;
+        Ok(BufReader::with_capacity(256 * 1024, conn))
     };
-    let what = format!("{} {} {} via {:?}", kind.label(), event.len(), host, path);
-    let mut conn = transport
-        .dial(IpAddr::V4(source), to)
-        .map_err(|e| format!("{what}: connect {to}: {e}"))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, &mut conn);
+    let mut kept = match connections {
+        Connections::Kept => Some(dial()?),
+        Connections::Fresh => None,
+    };
     let expected_answer: &[u8] = match kind {
         Kind::Push => PUSH_ANSWER,
         Kind::Pull => event,
@@ -654,12 +1007,20 @@ fn measure(
             wall = Duration::ZERO;
         }
         let t = Instant::now();
-        reader
-            .get_mut()
+        let mut fresh;
+        let reader = match kept.as_mut() {
+            Some(reader) => reader,
+            None => {
+                fresh = dial()?;
+                &mut fresh
+            }
+        };
+        let writer = reader.get_mut();
+        writer
             .write_all(request)
+            .and_then(|()| writer.flush())
             .map_err(|e| format!("{what}: request {i}: write: {e}"))?;
-        read_answer(&mut reader, expected_answer)
-            .map_err(|e| format!("{what}: request {i}: {e}"))?;
+        read_answer(reader, expected_answer).map_err(|e| format!("{what}: request {i}: {e}"))?;
         let took = t.elapsed();
         wall += took;
         if i >= warmup {
@@ -678,6 +1039,7 @@ fn measure(
         latencies,
         wall,
         bytes_per_request: event.len(),
+        upstream_connections: upstream.accepted() - accepted_before,
     })
 }
 
@@ -777,7 +1139,8 @@ fn event_of_size(size: usize) -> Vec<u8> {
 
 fn row_line(r: &Row) -> String {
     format!(
-        "{} {} {}: direct {:.0} req/s {:.1} MB/s, guard {:.0} req/s {:.1} MB/s, peak {:.1} MiB",
+        "{} {} {}: direct {:.0} req/s {:.1} MB/s, guard {:.0} req/s {:.1} MB/s, peak {:.1} MiB, \
+         upstream connections direct {} guard {}",
         r.kind.label(),
         r.label,
         r.transport.label(),
@@ -785,7 +1148,9 @@ fn row_line(r: &Row) -> String {
         r.direct.mb_per_s(),
         r.guard.requests_per_s(),
         r.guard.mb_per_s(),
-        r.peak_mib
+        r.peak_mib,
+        r.direct.upstream_connections,
+        r.guard.upstream_connections,
     )
 }
 
@@ -798,7 +1163,10 @@ fn table(rows: &[Row], idle_mib: f64, took: Duration) -> String {
         "eng MB/s", "grd/eng", "dir p50", "dir p99", "grd p50", "grd p99", "added p50", "peak MiB"
     );
     let _ = writeln!(s, "{}", "-".repeat(170));
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 && rows[i - 1].transport != r.transport {
+            let _ = writeln!(s, "{}", "-".repeat(170));
+        }
         let added = r.guard.percentile_ms(0.5) - r.direct.percentile_ms(0.5);
         let _ = writeln!(
             s,
@@ -825,10 +1193,56 @@ fn table(rows: &[Row], idle_mib: f64, took: Duration) -> String {
     }
     let _ = writeln!(
         s,
-        "ratio = guard/direct MB/s; eng = rule engine alone on the same event; latencies in ms, \
-         one keep-alive connection, one request at a time;\npeak = guard VmHWM (fresh guard per \
-         row, {idle_mib:.1} MiB just after start); run took {:.0} s",
+        "legs: plain = HTTP on both legs, tls = TLS on both legs (through the guard: CONNECT, \
+         TLS to the guard, TLS from the guard; direct: TLS to the upstream);\nratio = \
+         guard/direct MB/s of the same legs; eng = rule engine alone on the same event; \
+         latencies in ms, one keep-alive connection (set up before the timing), one request at \
+         a time;\npeak = guard VmHWM (fresh guard per row, {idle_mib:.1} MiB just after start); \
+         run took {:.0} s",
         took.as_secs_f64()
+    );
+    s
+}
+
+/// One row of the new-connection table.
+struct FreshRow {
+    transport: Transport,
+    direct: Series,
+    guard: Series,
+}
+
+fn fresh_table(rows: &[FreshRow]) -> String {
+    let mut s = String::new();
+    if rows.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\npush 10KB, a new connection per exchange (n = {FRESH_N}):\n{:<6} | {:>9} {:>9} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>13}",
+        "legs", "dir req/s", "grd req/s", "dir p50", "dir p99", "grd p50", "grd p99", "added p50",
+        "upstream conns"
+    );
+    let _ = writeln!(s, "{}", "-".repeat(96));
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<6} | {:>9.1} {:>9.1} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3} | {:>6} {:>6}",
+            r.transport.label(),
+            r.direct.requests_per_s(),
+            r.guard.requests_per_s(),
+            r.direct.percentile_ms(0.5),
+            r.direct.percentile_ms(0.99),
+            r.guard.percentile_ms(0.5),
+            r.guard.percentile_ms(0.99),
+            r.guard.percentile_ms(0.5) - r.direct.percentile_ms(0.5),
+            r.direct.upstream_connections,
+            r.guard.upstream_connections,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "latency from the dial (TCP; for tls through the guard also CONNECT and both handshakes, \
+         the guard's to the upstream on the first request) to the last byte of the answer"
     );
     s
 }
