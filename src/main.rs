@@ -276,7 +276,8 @@ async fn serve(
         }
     }
 
-    let limit = Arc::new(Semaphore::new(config.guard.limits.max_connections));
+    let mut max_connections = config.guard.limits.max_connections;
+    let limit = Arc::new(Semaphore::new(max_connections));
     let grace = config.guard.timeouts.shutdown_grace;
     let (tx, rx) = watch::channel(Arc::new(snapshot));
     let shared = Arc::new(Shared { current: rx });
@@ -304,6 +305,21 @@ async fn serve(
             _ = int.recv() => break,
             _ = hup.recv() => match reload(&path) {
                 Ok(new) => {
+                    // The connection cap follows the config: raised at once,
+                    // lowered as slots free up (busy ones are not cut).
+                    let wanted = new.config.guard.limits.max_connections;
+                    if wanted > max_connections {
+                        limit.add_permits(wanted - max_connections);
+                    } else {
+                        let limit = limit.clone();
+                        let fewer = (max_connections - wanted) as u32;
+                        tokio::spawn(async move {
+                            if let Ok(p) = limit.acquire_many(fewer).await {
+                                p.forget();
+                            }
+                        });
+                    }
+                    max_connections = wanted;
                     let _ = tx.send(Arc::new(new));
                     tracing::info!(config = %path.display(), "config reloaded (listeners unchanged)");
                 }

@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::*;
@@ -1296,4 +1296,161 @@ fn bodies_not_declared_json_are_refused() {
         failures.push("the JSON-declared body did not pass".into());
     }
     finish(&rig, failures);
+}
+
+/// An error answer where a document was expected is not judged, so its
+/// body is withheld: a 404 or 302 carrying a blocked event gives the
+/// client the status with the guard's own text, none of the event.
+#[test]
+fn error_answers_to_pulls_carry_nothing_of_their_body() {
+    if !can_run("error_answers_to_pulls_carry_nothing_of_their_body") {
+        return;
+    }
+    let rig = Rig::proxy("pullerr", serde_json::json!({}));
+    let mut failures = Vec::new();
+    let f = format!("{SHARED}/fixtures/test_event_blocked_tags.json");
+    for status in [404, 302, 500] {
+        rig.peer.answer(serde_json::json!({
+            "status": status, "body_file": f, "headers": { "Location": "/events/1" }
+        }));
+        let r = rig.send(
+            PULL_SRC,
+            head_to("GET", PULL_DST, VIEW, "").as_bytes(),
+            false,
+        );
+        match r {
+            Some(r) => {
+                if r.status != status {
+                    failures.push(format!("{status}: status {} reached the client", r.status));
+                }
+                if contains_part_of(&r.body, &blocked_event())
+                    || r.body.windows(7).any(|w| w == b"tlp:red")
+                {
+                    failures.push(format!("{status}: the withheld body reached the client"));
+                }
+                if !String::from_utf8_lossy(&r.body).contains("withheld") {
+                    failures.push(format!(
+                        "{status}: no guard text in {:?}",
+                        String::from_utf8_lossy(&r.body)
+                    ));
+                }
+            }
+            None => failures.push(format!("{status}: no answer")),
+        }
+    }
+    finish(&rig, failures);
+}
+
+/// `Connection` naming a header would drop it on forwarding, after the
+/// guard checked it.
+#[test]
+fn connection_naming_a_checked_header_is_refused() {
+    if !can_run("connection_naming_a_checked_header_is_refused") {
+        return;
+    }
+    let rig = Rig::proxy("conntok", serde_json::json!({}));
+    let mut failures = Vec::new();
+    for token in ["Content-Type", "Host", "close, Content-Encoding"] {
+        let bytes = post(PUSH, &format!("Connection: {token}\r\n"), &allowed_event());
+        expect_refused(
+            &rig,
+            &format!("Connection: {token}"),
+            &bytes,
+            &[400],
+            &mut failures,
+        );
+    }
+    finish(&rig, failures);
+}
+
+/// A connection from an address that is no instance gets its 403 and is
+/// closed: it cannot keep a slot by asking again and again.
+#[test]
+fn unknown_source_is_answered_once_and_closed() {
+    if !can_run("unknown_source_is_answered_once_and_closed") {
+        return;
+    }
+    let rig = Rig::proxy("unknownsrc", serde_json::json!({}));
+    let listen = rig.listen;
+    let closed_after = rig.ns.run(|| {
+        let mut c = connect("127.99.0.7".parse().unwrap(), listen);
+        let req = head("GET", "/servers/getVersion", "");
+        let first = roundtrip(&mut c, req.as_bytes(), false).map(|r| r.status);
+        let _ = c.write_all(req.as_bytes());
+        (first, closed(&mut c))
+    });
+    assert_eq!(closed_after, (Some(403), true));
+}
+
+/// An upstream that stops reading gives the client a gateway error within
+/// the body-idle time, not a hang.
+#[test]
+fn upstream_that_stops_reading_gives_a_gateway_error() {
+    if !can_run("upstream_that_stops_reading_gives_a_gateway_error") {
+        return;
+    }
+    // instance_1_4 moves to port 4444, where a listener accepts and never
+    // reads; instance_1_1 (compartment 1) may push to it (compartment 4).
+    let ns = Netns::new("stall");
+    let mut config = conformance_config(serde_json::json!({
+        "timeouts": { "body_idle": 2 },
+        "listen": { "transparent": [] },
+        "spill_dir": ns.dir.path().display().to_string(),
+    }));
+    config["instances"]["instance_1_4"]["port"] = serde_json::json!(4444);
+    let hole: SocketAddr = "127.40.0.1:4444".parse().unwrap();
+    let listener = ns.run(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(2048).unwrap();
+        s.bind(&hole.into()).unwrap();
+        s.listen(4).unwrap();
+        std::net::TcpListener::from(s)
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keep = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            listener.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            for _ in 0..600 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok((c, _)) = listener.accept() {
+                    held.push(c); // accepted, never read
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    let proxy: SocketAddr = RIG_PROXY.parse().unwrap();
+    let guard = start_guard(&ns, &config, &["--proxy-listen", RIG_PROXY], proxy);
+    let mut ev: serde_json::Value = serde_json::from_slice(&allowed_event()).unwrap();
+    ev["Event"]["info"] = serde_json::Value::String("x".repeat(8 << 20));
+    let body = serde_json::to_vec(&ev).unwrap();
+    let req = cat(&[
+        format!(
+            "POST http://instance1-comp4.com:4444{PUSH} HTTP/1.1\r\nHost: instance1-comp4.com:4444\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+        &body,
+    ]);
+    let started = std::time::Instant::now();
+    let status = ns.run(|| {
+        let mut c = connect("127.10.0.1".parse().unwrap(), proxy);
+        roundtrip(&mut c, &req, false).map(|r| r.status)
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = keep.join();
+    assert!(
+        matches!(status, Some(502 | 504)),
+        "status {status:?}\n{}",
+        log_tail(&guard.log(), 20)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -99,6 +100,11 @@ pub async fn run(
             },
         };
         let _ = stream.set_nodelay(true);
+        // A client that stops reading must not hold its slot forever: every
+        // write to it may wait at most `body_idle`.
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(shared.snapshot().config.guard.timeouts.body_idle));
+        let stream = Box::pin(stream);
         let span = match &origin {
             Origin::Transparent(dst) => {
                 tracing::info_span!("conn", client.addr = %peer, dst.addr = %dst)

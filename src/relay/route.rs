@@ -81,11 +81,7 @@ pub fn route(
 
     let source = config.source(peer);
     if config.allowlisted(&url, &url_host) {
-        let source = source.ok_or_else(|| {
-            Reject::forbidden(format!(
-                "source address {peer} is not a configured instance"
-            ))
-        })?;
+        let source = source.ok_or_else(|| unknown_source(peer))?;
         return Ok(Route {
             source,
             destination: Destination::Allowlisted {
@@ -95,11 +91,7 @@ pub fn route(
         });
     }
 
-    let source = source.ok_or_else(|| {
-        Reject::forbidden(format!(
-            "source address {peer} is not a configured instance"
-        ))
-    })?;
+    let source = source.ok_or_else(|| unknown_source(peer))?;
     let destination = match target {
         Target::Address(addr) => config.destination_by_addr(*addr),
         Target::Name { host, port } => config.destination_by_name(host, *port),
@@ -132,6 +124,17 @@ pub fn route(
         source,
         destination: Destination::Instance(destination),
     })
+}
+
+/// A connection from an address that is no instance is answered once and
+/// closed: it has nothing more to ask, and must not keep a slot.
+fn unknown_source(peer: IpAddr) -> Reject {
+    Reject {
+        close: true,
+        ..Reject::forbidden(format!(
+            "source address {peer} is not a configured instance"
+        ))
+    }
 }
 
 /// Split `host[:port]` or `[v6][:port]` (RFC 9110 §7.2); lower-cases the host.

@@ -32,7 +32,7 @@ pub struct Shared {
 
 impl Shared {
     /// The snapshot in force now.
-    fn snapshot(&self) -> Arc<Snapshot> {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.borrow().clone()
     }
 }
@@ -536,6 +536,22 @@ async fn exchange<S: Io>(
         .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
     // Until the body is consumed, a refusal must close the connection.
     outcome.keep_alive = is_empty(request_body) && !http::connection_close(head);
+    // `Connection` may name headers to drop on forwarding (RFC 9110 §7.6.1);
+    // naming one the guard has checked (Content-Type, Host…) would forward
+    // something other than what was judged. MISP sends at most
+    // `keep-alive` or `close`.
+    if let Some(token) = http::head::connection_tokens(&head.headers)
+        .find(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+    {
+        return Err(Reject::fatal(
+            400,
+            Side::Client,
+            format!(
+                "Connection names {}: only close and keep-alive are accepted",
+                escape(token)
+            ),
+        ));
+    }
 
     // Where does it go?
     let (target, path) = match origin {
@@ -705,6 +721,7 @@ async fn exchange<S: Io>(
                 upstream_addr,
                 config.guard.upstream_mark,
                 config.guard.timeouts.connect,
+                config.guard.timeouts.body_idle,
             )
             .await?;
             let io: Box<dyn Io> = match upstream_tls {
@@ -815,11 +832,13 @@ async fn exchange<S: Io>(
         Some(x) if success => x.response,
         _ => None,
     };
-    // An error answer where a document was expected carries no document:
-    // MISP's REST errors are small JSON objects. A large one is refused
-    // rather than passed uninspected.
+    // An error answer where a document was expected is not judged, so its
+    // body never reaches the client: it is read (a large one is refused)
+    // and replaced by the guard's own error text below. MISP's REST errors
+    // are small JSON objects and MISP only logs them.
+    let replace_error = !success && exchange.as_ref().is_some_and(|x| x.response.is_some());
     let mut body_limits = limits.clone();
-    if !success && exchange.as_ref().is_some_and(|x| x.response.is_some()) {
+    if replace_error {
         body_limits.max_body_bytes = body_limits.max_body_bytes.min(MAX_ERROR_ANSWER);
     }
     let job = match (response_doc, &exchange) {
@@ -870,6 +889,40 @@ async fn exchange<S: Io>(
     }
     let close = !outcome.keep_alive;
     let mut out = Vec::with_capacity(1024);
+    if replace_error && !is_empty(response_body) {
+        let body = serde_json::json!({
+            "name": response.reason,
+            "message": format!(
+                "misp-guard: the body of this {} answer was withheld (only 2xx answers of {} are inspected)",
+                response.status,
+                exchange.as_ref().map_or("-", |x| x.name),
+            ),
+            "url": path,
+        })
+        .to_string();
+        let mut replaced = response.clone();
+        replaced.headers.retain(|h| {
+            !(h.is("content-type")
+                || h.is("content-encoding")
+                || h.is("etag")
+                || h.is("content-md5"))
+        });
+        replaced.headers.push(http::Header {
+            name: "Content-Type".into(),
+            value: Bytes::from_static(b"application/json"),
+        });
+        if close {
+            http::encode_response_close(&replaced, Some(body.len() as u64), &mut out);
+        } else {
+            http::encode_response(&replaced, Some(body.len() as u64), &mut out);
+        }
+        out.extend_from_slice(body.as_bytes());
+        outcome.status = response.status;
+        if client.io.write_all(&out).await.is_err() || client.io.flush().await.is_err() {
+            outcome.keep_alive = false;
+        }
+        return Ok(());
+    }
     let length = match response_body {
         // A HEAD answer declares the length a GET would have had.
         BodyKind::Empty if is_head => declared_length(&response),
@@ -925,6 +978,7 @@ async fn blind_tunnel<S: Io>(
             first,
             config.guard.upstream_mark,
             config.guard.timeouts.connect,
+            config.guard.timeouts.body_idle,
         )
         .await
     }
@@ -942,6 +996,11 @@ async fn blind_tunnel<S: Io>(
             return;
         }
     };
+    // A tunnel nobody talks through ends: the upstream side's reads time
+    // out after the keep-alive idle time (the client side's writes already
+    // time out).
+    up.as_mut()
+        .set_read_timeout_pinned(Some(config.guard.timeouts.idle));
     let prefix = client.buf.split().freeze();
     let copied = async {
         up.write_all(&prefix).await?;
@@ -976,11 +1035,14 @@ async fn still_open<S: Io>(peer: &mut Peer<S>) -> bool {
         return false;
     }
     peer.buf.reserve(4 * 1024);
-    // A zero timeout polls the read once: pending means the connection is
-    // idle and open.
-    tokio::time::timeout(Duration::ZERO, peer.io.read_buf(&mut peer.buf))
-        .await
-        .is_err()
+    // Poll the read once: pending means the connection is idle and open.
+    // (Not a zero timeout: tokio rounds timers up to the next millisecond,
+    // which every reused connection would wait.)
+    let mut read = std::pin::pin!(peer.io.read_buf(&mut peer.buf));
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx).is_pending())
+    })
+    .await
 }
 
 fn is_empty(kind: BodyKind) -> bool {

@@ -6,10 +6,12 @@
 //! it by the nftables rules.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_io_timeout::TimeoutStream;
 
 use tokio_rustls::client::TlsStream;
 
@@ -17,8 +19,18 @@ use super::answer::{Reject, Side};
 use crate::config::Instance;
 use crate::tls::{self, Connector};
 
-/// Open a TCP connection to `addr` with the firewall `mark`.
-pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<TcpStream, Reject> {
+/// An upstream socket whose writes time out: an upstream that stops
+/// reading must not hold the exchange (and its connection slot) forever.
+pub type Stream = Pin<Box<TimeoutStream<TcpStream>>>;
+
+/// Open a TCP connection to `addr` with the firewall `mark`; each write may
+/// wait at most `write_timeout`.
+pub async fn connect(
+    addr: SocketAddr,
+    mark: u32,
+    timeout: Duration,
+    write_timeout: Duration,
+) -> Result<Stream, Reject> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -58,7 +70,9 @@ pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<T
     };
     // Requests and answers are written whole; Nagle would only add latency.
     let _ = stream.set_nodelay(true);
-    Ok(stream)
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(write_timeout));
+    Ok(Box::pin(stream))
 }
 
 /// The guard's TLS handshake with `instance` over `tcp`. The upstream's
@@ -67,10 +81,10 @@ pub async fn connect(addr: SocketAddr, mark: u32, timeout: Duration) -> Result<T
 /// plain HTTP.
 pub async fn tls(
     connector: &Connector,
-    tcp: TcpStream,
+    tcp: Stream,
     instance: &Instance,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, Reject> {
+) -> Result<TlsStream<Stream>, Reject> {
     connector
         .connect(tcp, instance, timeout)
         .await
