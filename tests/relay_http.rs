@@ -1454,3 +1454,70 @@ fn upstream_that_stops_reading_gives_a_gateway_error() {
         started.elapsed()
     );
 }
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
+/// Pull answers in every coding MISP's curl accepts: judged on the decoded
+/// event, the exact compressed bytes passed on when allowed, nothing of
+/// them when blocked.
+#[test]
+fn encoded_pull_answers_judged_on_the_decoded_event() {
+    if !can_run("encoded_pull_answers_judged_on_the_decoded_event") {
+        return;
+    }
+    let rig = Rig::proxy("pullenc", serde_json::json!({}));
+    let mut failures = Vec::new();
+    let codings: [(&str, fn(&[u8]) -> Vec<u8>); 4] = [
+        ("gzip", gzip),
+        ("deflate", zlib),
+        ("br", brotli),
+        ("zstd", zstd),
+    ];
+    for (name, encode) in codings {
+        for (allowed, event) in [(true, allowed_event()), (false, blocked_event())] {
+            let body = encode(&event);
+            let file = rig.ns.path(&format!("answer.{name}.{allowed}"));
+            std::fs::write(&file, &body).unwrap();
+            rig.peer.answer(serde_json::json!({
+                "body_file": file.display().to_string(),
+                "headers": { "Content-Encoding": name }
+            }));
+            let req = head_to(
+                "GET",
+                PULL_DST,
+                VIEW,
+                "Accept-Encoding: deflate, gzip, br, zstd\r\n",
+            );
+            let case = format!("{name} {}", if allowed { "allowed" } else { "blocked" });
+            match rig.send(PULL_SRC, req.as_bytes(), false) {
+                None => failures.push(format!("{case}: no answer")),
+                Some(r) if allowed => {
+                    if r.status != 200 || r.body != body {
+                        failures.push(format!(
+                            "{case}: status {}, exact bytes {}",
+                            r.status,
+                            r.body == body
+                        ));
+                    }
+                    if r.header("content-encoding").as_deref() != Some(name) {
+                        failures.push(format!(
+                            "{case}: Content-Encoding {:?}",
+                            r.header("content-encoding")
+                        ));
+                    }
+                }
+                Some(r) => {
+                    if r.status != 403 || contains_part_of(&r.body, &body) {
+                        failures.push(format!(
+                            "{case}: status {} or compressed bytes leaked",
+                            r.status
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    finish(&rig, failures);
+}
