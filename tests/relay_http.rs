@@ -1455,6 +1455,8 @@ fn upstream_that_stops_reading_gives_a_gateway_error() {
     );
 }
 
+type Encoder = fn(&[u8]) -> Vec<u8>;
+
 fn zstd(data: &[u8]) -> Vec<u8> {
     ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
 }
@@ -1469,7 +1471,7 @@ fn encoded_pull_answers_judged_on_the_decoded_event() {
     }
     let rig = Rig::proxy("pullenc", serde_json::json!({}));
     let mut failures = Vec::new();
-    let codings: [(&str, fn(&[u8]) -> Vec<u8>); 4] = [
+    let codings: [(&str, Encoder); 4] = [
         ("gzip", gzip),
         ("deflate", zlib),
         ("br", brotli),
