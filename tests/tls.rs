@@ -70,6 +70,19 @@ fn server_cert(ca: &Ca, hosts: &[String]) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
+/// A certificate for `host` from `ca` that expired yesterday.
+fn expired_cert(ca: &Ca, host: &str) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![host.to_string()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, host);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(30);
+    params.not_after = now - time::Duration::days(1);
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
 /// The namespace, the two upstreams and the guard.
 struct World {
     ns: Netns,
@@ -84,7 +97,22 @@ struct World {
     untrusted_ca: PathBuf,
 }
 
+/// What the rogue upstream presents.
+#[derive(Clone, Copy)]
+enum Rogue {
+    /// A certificate for its host from a CA the guard does not trust.
+    Untrusted,
+    /// A certificate for its host from the trusted CA, expired.
+    Expired,
+    /// A certificate from the trusted CA for another host.
+    OtherHost,
+}
+
 fn world(tag: &str) -> World {
+    world_with(tag, Rogue::Untrusted)
+}
+
+fn world_with(tag: &str, rogue_kind: Rogue) -> World {
     let ns = Netns::new(tag);
     let guard_ca = ca("test guard CA");
     let upstream_ca = ca("test upstream CA");
@@ -123,7 +151,11 @@ fn world(tag: &str) -> World {
     let untrusted = write("untrusted-ca.crt", &untrusted_ca.cert_pem);
     let (cert, key) = server_cert(&upstream_ca, &hosts);
     let (peer_cert, peer_key) = (write("peer.crt", &cert), write("peer.key", &key));
-    let (cert, key) = server_cert(&untrusted_ca, &[ROGUE_HOST.to_string()]);
+    let (cert, key) = match rogue_kind {
+        Rogue::Untrusted => server_cert(&untrusted_ca, &[ROGUE_HOST.to_string()]),
+        Rogue::Expired => expired_cert(&upstream_ca, ROGUE_HOST),
+        Rogue::OtherHost => server_cert(&upstream_ca, &["someone-else.example".to_string()]),
+    };
     let (rogue_cert, rogue_key) = (write("rogue.crt", &cert), write("rogue.key", &key));
 
     config["guard"] = serde_json::json!({
@@ -378,7 +410,33 @@ fn upstream_certificate_from_an_untrusted_ca_is_a_502_and_nothing_is_sent() {
     if !can_run("upstream_certificate_from_an_untrusted_ca_is_a_502_and_nothing_is_sent") {
         return;
     }
-    let w = world("tlsrogue");
+    refused_upstream(
+        Rogue::Untrusted,
+        "tlsrogue",
+        "certificate refused: unknown issuer",
+    );
+}
+
+#[test]
+fn expired_upstream_certificate_is_a_502_and_nothing_is_sent() {
+    if !can_run("expired_upstream_certificate_is_a_502_and_nothing_is_sent") {
+        return;
+    }
+    refused_upstream(Rogue::Expired, "tlsexpired", "expired");
+}
+
+#[test]
+fn upstream_certificate_for_another_host_is_a_502_and_nothing_is_sent() {
+    if !can_run("upstream_certificate_for_another_host_is_a_502_and_nothing_is_sent") {
+        return;
+    }
+    refused_upstream(Rogue::OtherHost, "tlsotherhost", "not valid for name");
+}
+
+/// A push to the rogue upstream: 502 naming `reason`, a log line saying
+/// it, and nothing reaches the rogue application.
+fn refused_upstream(kind: Rogue, tag: &str, reason: &str) {
+    let w = world_with(tag, kind);
     let event = std::fs::read(format!("{SHARED}/fixtures/test_event_non-blocked.json")).unwrap();
     let mut request = format!(
         "POST /events/add/metadata:1 HTTP/1.1\r\nHost: {ROGUE_HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -395,12 +453,9 @@ fn upstream_certificate_from_an_untrusted_ca_is_a_502_and_nothing_is_sent() {
     assert_eq!(r.status, 502, "{r:?}\n{}", w.guard.log());
     let answer: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let message = answer["message"].as_str().unwrap();
-    assert!(
-        message.contains("certificate refused: unknown issuer"),
-        "{message}"
-    );
+    assert!(message.contains(reason), "{message}");
     assert!(w.rogue.received().is_empty(), "{:?}", w.rogue.received());
-    assert!(log_with(&w.guard, "unknown issuer").contains("unknown issuer"));
+    assert!(log_with(&w.guard, reason).contains(reason));
 }
 
 #[test]
