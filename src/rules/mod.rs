@@ -72,6 +72,17 @@
 //!   control character or DEL is [`Rule::Malformed`] (the value is shown
 //!   escaped); what remains is trimmed of Unicode white space, a superset
 //!   of PHP's set. Distribution strings stay one digit, nothing trimmed.
+//! * **Blank categories.** MISP's `Attribute::beforeValidateMassage`
+//!   replaces a category that PHP's `empty()` calls empty (`""`, `"0"`,
+//!   after its trim `" "` and `"0 "`) by the type's default category, and
+//!   that may be a blocked one (`first-name` defaults to `Person`). So an
+//!   attribute or proposal category that is `""` or `"0"` after the trim
+//!   and folding above is [`Rule::Malformed`], wherever attributes are read
+//!   (events, objects, wrapped attributes, relationships, proposals). Our
+//!   trim is wider than PHP's (`"\u{a0}0"`, `"\u{200b}"` and full-width
+//!   `"０"` are refused too; MISP would refuse them as invalid categories).
+//!   `"00"` is not `empty()` and is compared as it is. The attribute a
+//!   sighting embeds may lack a category, and a blank one counts as absent.
 //! * **Types.** A rule field of the wrong JSON type (a number as `type`, a
 //!   tag without a string `name`) is [`Rule::Malformed`], where the older
 //!   guard silently compared unequal. Attributes need `type` and

@@ -324,6 +324,11 @@ impl Oracle<'_> {
             Some(Value::String(s)) if s.chars().any(is_c0_or_del) => {
                 self.hit(Rule::Malformed, s, at)
             }
+            // PHP's empty(): MISP swaps in the type's default category.
+            // Where the category may be absent, a blank one is absent.
+            Some(Value::String(s)) if key == "category" && ["", "0"].contains(&&*norm(s)) => {
+                self.blank_category(required, s, at)
+            }
             Some(Value::String(s)) => {
                 let n = norm(s);
                 let set = match rule {
@@ -337,6 +342,14 @@ impl Oracle<'_> {
             }
             Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
+    }
+
+    /// A category PHP's `empty()` calls empty: malformed where one is
+    /// required, absent where it is not.
+    fn blank_category(&mut self, required: bool, s: &str, at: String) {
+        if required {
+            self.hit(Rule::Malformed, &format!("{s:?}"), at);
         }
     }
 

@@ -1548,6 +1548,8 @@ mod generated {
                 "\"Person\"",
                 "\"PERSON\"",
                 "\"Other\"",
+                "\"\"",
+                "\"0 \"",
             ]),
         );
         (
@@ -2425,4 +2427,151 @@ fn nested_entities_fit_a_worker_stack() {
         assert_eq!(b.rule, Rule::Malformed);
         assert!(b.value.contains("nesting"), "{b}");
     }
+}
+
+// ===== red-team round 3 =====
+
+/// MISP's `Attribute::beforeValidateMassage` replaces an `empty()`
+/// category by the type's default one (`first-name` → `Person`).
+#[test]
+fn blank_categories() {
+    let attr = |category: &str| {
+        event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"first-name","category":{category},"value":"John","distribution":"1"}}]"#
+        ))
+    };
+    let sighting = |name, body: &str, want| Case {
+        doc: Document::Sightings,
+        ..case(name, body, want)
+    };
+    let shadows = |name, body: &str, want| Case {
+        doc: Document::ShadowAttributeList,
+        ..case(name, body, want)
+    };
+    let at = "Event.Attribute[0].category";
+    let cases = vec![
+        case("empty", attr(r#""""#), Some((Rule::Malformed, r#""""#, at))),
+        case(
+            "zero",
+            attr(r#""0""#),
+            Some((Rule::Malformed, r#""0""#, at)),
+        ),
+        case(
+            "blank",
+            attr(r#"" ""#),
+            Some((Rule::Malformed, r#"" ""#, at)),
+        ),
+        case(
+            "zero and blank",
+            attr(r#""0 ""#),
+            Some((Rule::Malformed, r#""0 ""#, at)),
+        ),
+        case(
+            "zero among blanks",
+            attr(r#""\u00a0 0\u3000""#),
+            Some((Rule::Malformed, "", at)),
+        ),
+        case(
+            "zero-width only",
+            attr(r#""\u200b""#),
+            Some((Rule::Malformed, "", at)),
+        ),
+        case(
+            "full-width zero",
+            attr(r#""０""#),
+            Some((Rule::Malformed, "", at)),
+        ),
+        case("null", attr("null"), Some((Rule::Malformed, "null", at))),
+        case("two zeros are not empty()", attr(r#""00""#), None),
+        case("a real category", attr(r#""Other""#), None),
+        case("a zero inside", attr(r#""Other 0""#), None),
+        case(
+            "the category the default would give",
+            attr(r#""Person""#),
+            Some((Rule::BlockedAttributeCategory, "Person", at)),
+        ),
+        case(
+            "object attribute",
+            event(
+                r#""distribution":"1","Object":[{"name":"file","distribution":"1","Attribute":[{"type":"first-name","category":"","value":"John"}]}]"#,
+            ),
+            Some((
+                Rule::Malformed,
+                r#""""#,
+                "Event.Object[0].Attribute[0].category",
+            )),
+        ),
+        case(
+            "wrapped attribute",
+            event(&format!(
+                r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"first-name","category":"0"}}}}]"#
+            )),
+            Some((
+                Rule::Malformed,
+                r#""0""#,
+                "Event.Attribute[0].Attribute.category",
+            )),
+        ),
+        case(
+            "proposal in an event",
+            event(r#""distribution":"1","ShadowAttribute":[{"type":"first-name","category":" "}]"#),
+            Some((
+                Rule::Malformed,
+                r#"" ""#,
+                "Event.ShadowAttribute[0].category",
+            )),
+        ),
+        case(
+            "proposal of an attribute",
+            event(&format!(
+                r#""distribution":"1","Attribute":[{{{ATTR},"ShadowAttribute":[{{"type":"first-name","category":""}}]}}]"#
+            )),
+            Some((
+                Rule::Malformed,
+                "",
+                "Event.Attribute[0].ShadowAttribute[0].category",
+            )),
+        ),
+        case(
+            "relationship's related attribute",
+            event(
+                r#""distribution":"1","Relationship":[{"distribution":"1","related_object_type":"Attribute","related_object":{"Attribute":{"type":"first-name","category":"0"}}}]"#,
+            ),
+            Some((
+                Rule::Malformed,
+                r#""0""#,
+                "Event.Relationship[0].related_object.Attribute.category",
+            )),
+        ),
+        shadows(
+            "proposals pushed",
+            r#"[{"ShadowAttribute":{"type":"first-name","category":"","value":"John"}}]"#,
+            Some((Rule::Malformed, r#""""#, "[0].ShadowAttribute.category")),
+        ),
+        shadows(
+            "proposals with a category",
+            r#"[{"ShadowAttribute":{"type":"first-name","category":"Other","value":"John"}}]"#,
+            None,
+        ),
+        sighting(
+            "a sighting's attribute may leave it blank, as it may leave it out",
+            r#"[{"Attribute":{"type":"text","category":""}},{"Attribute":{"type":"text","category":"0 "}},{"Attribute":{"type":"text"}}]"#,
+            None,
+        ),
+        sighting(
+            "a sighting's blank category does not hide its type",
+            r#"[{"Attribute":{"type":"passport-number","category":"0"}}]"#,
+            Some((
+                Rule::BlockedAttributeType,
+                "passport-number",
+                "[0].Attribute.type",
+            )),
+        ),
+        sighting(
+            "an attribute wrapped in a sighting's is a full attribute",
+            r#"[{"Attribute":{"type":"text","Attribute":{"type":"first-name","category":""}}}]"#,
+            Some((Rule::Malformed, r#""""#, "[0].Attribute.Attribute.category")),
+        ),
+    ];
+    check(cases, true);
 }

@@ -312,7 +312,11 @@ pub(super) enum AKind {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Field {
     Type,
-    Category,
+    /// An attribute's category; `summary` for the copy a sighting embeds,
+    /// which may lack one (and so may leave it blank).
+    Category {
+        summary: bool,
+    },
     ObjectName,
     TagName,
     /// A galaxy cluster's `tag_name`: MISP attaches it as a tag.
@@ -324,7 +328,7 @@ impl Field {
     fn name(self) -> &'static str {
         match self {
             Field::Type => "type",
-            Field::Category => "category",
+            Field::Category { .. } => "category",
             Field::ObjectName | Field::TagName => "name",
             Field::ClusterTag => "tag_name",
             Field::SgUuid => "SharingGroup.uuid",
@@ -631,6 +635,18 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
         return Out::Unit;
     }
     eng.norm(text);
+    if let Field::Category { summary } = field {
+        // MISP's beforeValidateMassage replaces an `empty()` category
+        // ("", "0", after its trim) by the type's default category, which
+        // may be a blocked one: we cannot tell which, so it is refused.
+        // A summary may lack a category, so a blank one is as good as none.
+        if eng.scratch.is_empty() || eng.scratch == "0" {
+            if !summary {
+                eng.hit(&[stage], Rule::Malformed, &s.render(), field.name());
+            }
+            return Out::Unit;
+        }
+    }
     let policy = eng.policy;
     let norm = eng.scratch.as_str();
     let (blocked, rule, bits) = match field {
@@ -639,7 +655,7 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
             Rule::BlockedAttributeType,
             0,
         ),
-        Field::Category => (
+        Field::Category { .. } => (
             policy.blocked_attribute_categories.contains(norm),
             Rule::BlockedAttributeCategory,
             0,
@@ -1462,7 +1478,9 @@ impl Node for AttributeNode {
                     depth,
                     map,
                     Kind::Field {
-                        field: Field::Category,
+                        field: Field::Category {
+                            summary: self.summary,
+                        },
                         stage: 0,
                     },
                 )?;
