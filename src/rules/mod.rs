@@ -96,6 +96,16 @@
 //! * **Numbers** such as `1e400` are read as floats; none are rule fields
 //!   except distribution (see above) and `minimal`/`published`, which must
 //!   be `1` or `"1"` (Python accepted `true` and `1.0`).
+//! * **Search flags.** `EventsController::index` and `_harvestParameters`
+//!   search `$data['request']` instead of the body when it is set, and
+//!   `index` folds keys case-insensitively and drops a `search` prefix
+//!   (`Minimal`, `searchminimal`, `searchpublished` all land on the flags,
+//!   the last one winning). In a search body ([`Document::MinimalSearch`])
+//!   a `request` key in any case, and any key other than `minimal` and
+//!   `published` that folds to one of them (ASCII lower-case, an optional
+//!   `search` prefix dropped, whatever its case), is
+//!   [`Rule::NotMinimalSearch`] naming the key, at once. URL named
+//!   parameters (`/minimal:0`) are the path's business, not the body's.
 //! * **`RelatedEvent`** entries (`{"Event":{…}}` summaries of other events)
 //!   are checked like events (distribution, sharing group, tags) but not
 //!   for required taxonomies, which summaries never carry.

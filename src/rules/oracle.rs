@@ -236,6 +236,18 @@ impl Oracle<'_> {
             },
             Document::MinimalSearch => {
                 if let Some(o) = self.obj(v, "$") {
+                    // Written apart from the walk's `shadows_search_flag`.
+                    for key in o.keys() {
+                        let lower = key.to_ascii_lowercase();
+                        let flag = |k: &str| k == "minimal" || k == "published";
+                        let shadows = lower == "request"
+                            || (!flag(key)
+                                && (flag(&lower)
+                                    || lower.strip_prefix("search").is_some_and(flag)));
+                        if shadows {
+                            self.hit(Rule::NotMinimalSearch, key, key.clone());
+                        }
+                    }
                     for key in ["minimal", "published"] {
                         match o.get(key) {
                             None => self.hit(Rule::NotMinimalSearch, "missing", key.into()),

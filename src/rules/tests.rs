@@ -2575,3 +2575,68 @@ fn blank_categories() {
     ];
     check(cases, true);
 }
+
+/// `EventsController::index` reads `request` instead of the body and folds
+/// `Minimal`, `searchminimal`, … onto `minimal` (last one wins), so those
+/// keys could undo the flags the guard checked.
+#[test]
+fn search_flags_cannot_be_shadowed() {
+    let search = |name, body: &str, want| Case {
+        doc: Document::MinimalSearch,
+        ..case(name, body, want)
+    };
+    let shadow = |name, key: &'static str| {
+        search(
+            name,
+            &format!(r#"{{"minimal":1,"published":1,{key:?}:0}}"#),
+            Some((Rule::NotMinimalSearch, key, key)),
+        )
+    };
+    check(
+        vec![
+            search(
+                "request replaces the body",
+                r#"{"minimal":1,"published":1,"request":{"published":1}}"#,
+                Some((Rule::NotMinimalSearch, "request", "request")),
+            ),
+            search(
+                "request that would change nothing",
+                r#"{"request":{"minimal":1,"published":1},"minimal":1,"published":1}"#,
+                Some((Rule::NotMinimalSearch, "request", "request")),
+            ),
+            shadow("request in capitals", "Request"),
+            shadow("capital Minimal", "Minimal"),
+            shadow("shouting", "PUBLISHED"),
+            shadow("search prefix", "searchminimal"),
+            shadow("search prefix on published", "searchpublished"),
+            shadow("search prefix and capitals", "searchMinimal"),
+            shadow("capital search prefix (wider than PHP)", "SearchPublished"),
+            search(
+                "escaped key",
+                r#"{"minimal":1,"published":1,"Minim\u0061l":0}"#,
+                Some((Rule::NotMinimalSearch, "Minimal", "Minimal")),
+            ),
+            search(
+                "a shadow before the flags",
+                r#"{"Published":0,"minimal":1,"published":1}"#,
+                Some((Rule::NotMinimalSearch, "Published", "Published")),
+            ),
+            search(
+                "MISP's own pull search",
+                r#"{"published":1,"minimal":1,"custom":1,"uuid":["11111111-2222-4333-8444-555555555555"]}"#,
+                None,
+            ),
+            search(
+                "other keys, other cases",
+                r#"{"minimal":"1","published":1,"eventid":7,"Page":2,"searchall":"x","requested":1,"minimalist":0,"search":"minimal"}"#,
+                None,
+            ),
+            search(
+                "a missing flag is still missing",
+                r#"{"minimal":1}"#,
+                Some((Rule::NotMinimalSearch, "missing", "published")),
+            ),
+        ],
+        true,
+    );
+}

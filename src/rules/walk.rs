@@ -884,12 +884,15 @@ fn list<'de, S: SeqAccess<'de>>(
     Ok(Out::Bits(bits))
 }
 
-/// The seed for one key: classifies it, refuses a duplicate, and in an
-/// object of fixed shape refuses any key not in `allowed`.
+/// The seed for one key: classifies it, refuses a duplicate and what the
+/// node refuses by name, and in an object of fixed shape refuses any key
+/// not in `allowed`.
 struct KeySeed<'a, 'p> {
     eng: &'a mut Engine<'p>,
     frame: &'a mut Frame,
     allowed: Option<u128>,
+    /// Keys refused by their text, with the rule they break.
+    refuse: fn(&str) -> Option<Rule>,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
@@ -916,6 +919,9 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
                 return Err(self.eng.stop(Rule::Malformed, "too many object keys", s))
             }
         }
+        if let Some(rule) = (self.refuse)(s) {
+            return Err(self.eng.stop(rule, s, s));
+        }
         if let Some(mask) = self.allowed {
             if k.is_none_or(|k| mask & k.bit() == 0) {
                 return Err(self
@@ -929,6 +935,12 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
 
 /// An object read key by key.
 trait Node {
+    /// A key this node refuses outright, by its text (the walk hands
+    /// [`Node::key`] only the keys it knows), and the rule it breaks.
+    fn refuses(_key: &str) -> Option<Rule> {
+        None
+    }
+
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
         eng: &mut Engine<'_>,
@@ -956,6 +968,7 @@ fn drive<'de, A: MapAccess<'de>, N: Node>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed,
+        refuse: N::refuses,
     })? {
         node.key(eng, depth, k, &mut map)?;
     }
@@ -1118,6 +1131,7 @@ fn wrapped<'de, A: MapAccess<'de>>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed: Some(w.allowed()),
+        refuse: Skipper::refuses,
     })?;
     let Some(Some(k)) = first else {
         return Err(eng.stop(Rule::Malformed, &format!("missing {}", w.expected()), ""));
@@ -1129,6 +1143,7 @@ fn wrapped<'de, A: MapAccess<'de>>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed: Some(0),
+        refuse: Skipper::refuses,
     })?;
     if more.is_some() {
         return Err(eng.stop(Rule::Malformed, "unexpected key", ""));
@@ -1252,6 +1267,7 @@ fn related<'de, A: MapAccess<'de>>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed: None,
+        refuse: Skipper::refuses,
     })?;
     let wrapped_kind = match first {
         None => None,
@@ -1286,6 +1302,7 @@ fn related<'de, A: MapAccess<'de>>(
                 eng: &mut *eng,
                 frame: &mut frame,
                 allowed: Some(0),
+                refuse: Skipper::refuses,
             })?;
             if more.is_some() {
                 return Err(eng.stop(Rule::Malformed, "unexpected key", ""));
@@ -2089,7 +2106,28 @@ struct MinimalSearch {
     published: bool,
 }
 
+/// A key MISP would read instead of, or on top of, the body's `minimal`
+/// and `published`. `EventsController::index` (and `_harvestParameters`)
+/// search `$data['request']` instead of the body when it is set, and
+/// `index` folds keys case-insensitively, dropping a `search` prefix
+/// (`Minimal`, `searchminimal`, `SearchPublished`), the last one winning.
+/// `request` is refused in any case, the folded spellings of the two flags
+/// in any case and with any `search` prefix: wider than PHP (whose prefix
+/// is case-sensitive), never narrower.
+fn shadows_search_flag(key: &str) -> bool {
+    if key == "minimal" || key == "published" {
+        return false;
+    }
+    let lower = key.to_ascii_lowercase();
+    let bare = lower.strip_prefix("search").unwrap_or(&lower);
+    lower == "request" || bare == "minimal" || bare == "published"
+}
+
 impl Node for MinimalSearch {
+    fn refuses(key: &str) -> Option<Rule> {
+        shadows_search_flag(key).then_some(Rule::NotMinimalSearch)
+    }
+
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
         eng: &mut Engine<'_>,
