@@ -71,7 +71,7 @@
 //!   type or category, object name or sharing group uuid holding any C0
 //!   control character or DEL is [`Rule::Malformed`] (the value is shown
 //!   escaped); what remains is trimmed of Unicode white space, a superset
-//!   of PHP's set. Distribution strings stay one digit, nothing trimmed.
+//!   of PHP's set. A cluster `uuid` is held to the same rule. Distribution strings stay one digit, nothing trimmed.
 //! * **Blank categories.** MISP's `Attribute::beforeValidateMassage`
 //!   replaces a category that PHP's `empty()` calls empty (`""`, `"0"`,
 //!   after its trim `" "` and `"0 "`) by the type's default category, and
@@ -133,6 +133,19 @@
 //!   not count for required taxonomies), its distribution (optional there),
 //!   sharing group and relations the galaxy cluster rules. Clusters pulled
 //!   or pushed on their own get the `tag_name` check too.
+//! * **Rebuilt cluster tags.** When MISP saves a pushed or pulled cluster
+//!   it ignores the `tag_name` sent and builds
+//!   `misp-galaxy:<Galaxy.type>="<uuid>"`, with the type of *its own*
+//!   galaxy of that uuid (`Galaxy::captureGalaxy` returns the stored one),
+//!   which the sender need not state truly. So every cluster's `uuid`
+//!   (in cluster documents, search answers, events' and attributes'
+//!   `Galaxy[]`, related objects) is looked up among the blocked tags of
+//!   that form, whatever their type: a match is [`Rule::BlockedTag`] with
+//!   the blocked tag as value, at `….GalaxyCluster.uuid` (ranked just after
+//!   the cluster's own `tag_name`, which is still checked). Uuids are
+//!   unique, so no other cluster is caught. The uuid is folded, trimmed
+//!   and lower-cased like a tag; one that is not a string, or holds a
+//!   control character, is malformed.
 //! * **Sightings** carry no rule field of their own, but a puller that
 //!   asks for `includeAttribute` / `includeEvent` gets the attribute and a
 //!   summary of its event inside each sighting. An embedded `Attribute`

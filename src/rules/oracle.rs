@@ -646,6 +646,36 @@ impl Oracle<'_> {
             Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
         }
+        // MISP builds the tag itself: misp-galaxy:<type>="<uuid>", with the
+        // type of its own galaxy, so any blocked tag naming the uuid counts.
+        let at = join(path, "uuid");
+        match o.get("uuid") {
+            None => {}
+            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, u, at)
+            }
+            Some(Value::String(u)) => {
+                let want = format!("=\"{}\"", norm(u));
+                let mut named: Vec<&String> = self
+                    .policy
+                    .blocked_tags
+                    .iter()
+                    .filter(|t| {
+                        t.starts_with("misp-galaxy:")
+                            && t.ends_with(&want)
+                            && !t["misp-galaxy:".len()..t.len() - want.len()].contains("=\"")
+                            && want.len() > 3
+                    })
+                    .collect();
+                named.sort();
+                if let Some(tag) = named.first() {
+                    let tag = tag.to_string();
+                    self.hit(Rule::BlockedTag, &tag, at);
+                }
+            }
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
+            Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
     }
 
     /// `Galaxy` list of an event or attribute: its clusters, whose

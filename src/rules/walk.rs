@@ -18,6 +18,7 @@
 //!   then the check's stage in the older guard's order.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -41,6 +42,9 @@ pub(super) struct Engine<'p> {
     fatal: Option<Block>,
     keys: KeySet,
     scratch: String,
+    /// The blocked tags of the form `misp-galaxy:<type>="<uuid>"`, by
+    /// uuid: see [`galaxy_tags`].
+    galaxy_tags: HashMap<String, String>,
 }
 
 impl<'p> Engine<'p> {
@@ -58,6 +62,7 @@ impl<'p> Engine<'p> {
             fatal: None,
             keys: KeySet::new(),
             scratch: String::new(),
+            galaxy_tags: galaxy_tags(policy),
         }
     }
 
@@ -206,6 +211,33 @@ impl<'p> Engine<'p> {
     }
 }
 
+/// MISP ignores the `tag_name` a pushed or pulled cluster carries and
+/// builds its own, `misp-galaxy:<Galaxy.type>="<uuid>"`, where the type is
+/// that of the local galaxy of the same uuid (which the sender cannot be
+/// trusted to state). So a blocked tag of that form blocks the cluster of
+/// that uuid whatever galaxy it claims. Uuids are unique, so this cannot
+/// catch another cluster. Where several blocked tags name one uuid, the
+/// smallest is reported.
+fn galaxy_tags(policy: &Policy) -> HashMap<String, String> {
+    let mut by_uuid: HashMap<String, String> = HashMap::new();
+    for tag in &policy.blocked_tags {
+        let uuid = tag
+            .strip_prefix("misp-galaxy:")
+            .and_then(|rest| rest.split_once("=\""))
+            .and_then(|(_, quoted)| quoted.strip_suffix('"'));
+        let Some(uuid) = uuid.filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        let slot = by_uuid
+            .entry(uuid.to_string())
+            .or_insert_with(|| tag.clone());
+        if tag < slot {
+            slot.clone_from(tag);
+        }
+    }
+    by_uuid
+}
+
 /// Cut `s` to [`VALUE_CHARS`] characters, escaping control characters so a
 /// value cannot forge log lines.
 pub(super) fn clip(s: &str) -> String {
@@ -321,6 +353,8 @@ pub(super) enum Field {
     TagName,
     /// A galaxy cluster's `tag_name`: MISP attaches it as a tag.
     ClusterTag,
+    /// A galaxy cluster's `uuid`: MISP builds the tag it attaches from it.
+    ClusterUuid,
     SgUuid,
 }
 
@@ -331,6 +365,7 @@ impl Field {
             Field::Category { .. } => "category",
             Field::ObjectName | Field::TagName => "name",
             Field::ClusterTag => "tag_name",
+            Field::ClusterUuid => "uuid",
             Field::SgUuid => "SharingGroup.uuid",
         }
     }
@@ -647,6 +682,12 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
             return Out::Unit;
         }
     }
+    if let Field::ClusterUuid = field {
+        if let Some(tag) = eng.galaxy_tags.get(eng.scratch.as_str()).cloned() {
+            eng.hit(&[stage], Rule::BlockedTag, &tag, field.name());
+        }
+        return Out::Unit;
+    }
     let policy = eng.policy;
     let norm = eng.scratch.as_str();
     let (blocked, rule, bits) = match field {
@@ -671,6 +712,8 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
             0,
         ),
         Field::ClusterTag => (policy.blocked_tags.contains(norm), Rule::BlockedTag, 0),
+        // Handled above.
+        Field::ClusterUuid => (false, Rule::BlockedTag, 0),
         Field::TagName => {
             let mut bits = 0u64;
             for (i, rt) in policy.required_taxonomies.iter().enumerate() {
@@ -1805,7 +1848,7 @@ impl ClusterNode {
 
 // Galaxy cluster stages: distribution 0, sharing group 1, relations 2,
 // tag name 3 (MISP tags the event or attribute that holds the cluster
-// with it).
+// with it), uuid 4 (the tag name MISP builds for itself from it).
 impl Node for ClusterNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1833,6 +1876,13 @@ impl Node for ClusterNode {
                 let kind = Kind::Field {
                     field: Field::ClusterTag,
                     stage: 3,
+                };
+                val(eng, depth, map, kind)?;
+            }
+            Some(K::Uuid) => {
+                let kind = Kind::Field {
+                    field: Field::ClusterUuid,
+                    stage: 4,
                 };
                 val(eng, depth, map, kind)?;
             }
