@@ -57,14 +57,18 @@
 //!   names and sharing group uuids are compared lower-cased and trimmed
 //!   (the older guard was case-sensitive on some), so `" TLP:RED "` is
 //!   `tlp:red`. Required taxonomies are matched the same way.
-//! * **Look-alikes.** MySQL's `*_unicode_ci` collations, through which MISP
-//!   looks tags up, compare full-width `ｔｌｐ：ｒｅｄ` equal to `tlp:red` and
-//!   ignore zero-width characters. Before the comparison above, full-width
-//!   ASCII (U+FF01..U+FF5E) is folded to ASCII and zero-width characters
-//!   (U+200B..U+200F, U+2060, U+FEFF) and the soft hyphen (U+00AD) are
-//!   dropped, in tags, cluster tag names, types, categories, object names
-//!   and sharing group uuids. This is not NFKC: other look-alikes
-//!   (`tlp:ʀed`) are left as they are. Policy entries are not folded.
+//! * **Look-alikes.** MISP's schema declares `tags.name` `utf8mb3_bin`, a
+//!   binary collation, so MISP itself tells `ｔｌｐ：ｒｅｄ` from `tlp:red`;
+//!   a look-alike tag is a different tag there. Folding look-alikes
+//!   anyway can only block more (a look-alike of a blocked tag is blocked
+//!   too: a human reading the tag cannot tell the two apart, and other
+//!   columns or instances may use a `*_ci` collation). Before the
+//!   comparison above, full-width ASCII (U+FF01..U+FF5E) is folded to
+//!   ASCII and zero-width characters (U+200B..U+200F, U+2060, U+FEFF) and
+//!   the soft hyphen (U+00AD) are dropped, in tags, cluster tag names and
+//!   uuids, types, categories, object names and sharing group uuids. This
+//!   is not NFKC: other look-alikes (`tlp:ʀed`) are left as they are.
+//!   Policy entries are not folded.
 //! * **Control characters.** PHP's `trim()` strips `" \t\n\r\0\x0B"` and
 //!   MISP trims what it saves, so `"email\u0000"` is `email` to MISP but
 //!   not to a plain Unicode trim. A tag name, cluster `tag_name`, attribute

@@ -733,10 +733,10 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
     Out::Bits(bits)
 }
 
-/// The narrow look-alike folding applied before comparing with the policy:
-/// MySQL's `*_unicode_ci` / `utf8mb4_general_ci` collations, which MISP's
-/// tag look-ups go through, compare full-width `ｔｌｐ:ｒｅｄ` equal to
-/// `tlp:red` and ignore zero-width characters. Full-width ASCII
+/// The narrow look-alike folding applied before comparing with the policy.
+/// MISP's `tags.name` is `utf8mb3_bin`, so MISP tells `ｔｌｐ:ｒｅｄ` from
+/// `tlp:red`: folding only blocks more, look-alikes of blocked names that
+/// a reader cannot tell apart. Full-width ASCII
 /// (U+FF01..U+FF5E) becomes ASCII; zero-width characters (U+200B..U+200F,
 /// U+2060, U+FEFF) and the soft hyphen (U+00AD) are dropped. Not NFKC:
 /// only what is cheap and cannot turn a harmless name into a blocked one
