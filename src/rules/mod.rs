@@ -57,21 +57,36 @@
 //!   names and sharing group uuids are compared lower-cased and trimmed
 //!   (the older guard was case-sensitive on some), so `" TLP:RED "` is
 //!   `tlp:red`. Required taxonomies are matched the same way.
-//! * **Look-alikes.** MySQL's `*_unicode_ci` collations, through which MISP
-//!   looks tags up, compare full-width `ｔｌｐ：ｒｅｄ` equal to `tlp:red` and
-//!   ignore zero-width characters. Before the comparison above, full-width
-//!   ASCII (U+FF01..U+FF5E) is folded to ASCII and zero-width characters
-//!   (U+200B..U+200F, U+2060, U+FEFF) and the soft hyphen (U+00AD) are
-//!   dropped, in tags, cluster tag names, types, categories, object names
-//!   and sharing group uuids. This is not NFKC: other look-alikes
-//!   (`tlp:ʀed`) are left as they are. Policy entries are not folded.
+//! * **Look-alikes.** MISP's schema declares `tags.name` `utf8mb3_bin`, a
+//!   binary collation, so MISP itself tells `ｔｌｐ：ｒｅｄ` from `tlp:red`;
+//!   a look-alike tag is a different tag there. Folding look-alikes
+//!   anyway can only block more (a look-alike of a blocked tag is blocked
+//!   too: a human reading the tag cannot tell the two apart, and other
+//!   columns or instances may use a `*_ci` collation). Before the
+//!   comparison above, full-width ASCII (U+FF01..U+FF5E) is folded to
+//!   ASCII and zero-width characters (U+200B..U+200F, U+2060, U+FEFF) and
+//!   the soft hyphen (U+00AD) are dropped, in tags, cluster tag names and
+//!   uuids, types, categories, object names and sharing group uuids. This
+//!   is not NFKC: other look-alikes (`tlp:ʀed`) are left as they are.
+//!   Policy entries are not folded.
 //! * **Control characters.** PHP's `trim()` strips `" \t\n\r\0\x0B"` and
 //!   MISP trims what it saves, so `"email\u0000"` is `email` to MISP but
 //!   not to a plain Unicode trim. A tag name, cluster `tag_name`, attribute
 //!   type or category, object name or sharing group uuid holding any C0
 //!   control character or DEL is [`Rule::Malformed`] (the value is shown
 //!   escaped); what remains is trimmed of Unicode white space, a superset
-//!   of PHP's set. Distribution strings stay one digit, nothing trimmed.
+//!   of PHP's set. A cluster `uuid` is held to the same rule. Distribution strings stay one digit, nothing trimmed.
+//! * **Blank categories.** MISP's `Attribute::beforeValidateMassage`
+//!   replaces a category that PHP's `empty()` calls empty (`""`, `"0"`,
+//!   after its trim `" "` and `"0 "`) by the type's default category, and
+//!   that may be a blocked one (`first-name` defaults to `Person`). So an
+//!   attribute or proposal category that is `""` or `"0"` after the trim
+//!   and folding above is [`Rule::Malformed`], wherever attributes are read
+//!   (events, objects, wrapped attributes, relationships, proposals). Our
+//!   trim is wider than PHP's (`"\u{a0}0"`, `"\u{200b}"` and full-width
+//!   `"０"` are refused too; MISP would refuse them as invalid categories).
+//!   `"00"` is not `empty()` and is compared as it is. The attribute a
+//!   sighting embeds may lack a category, and a blank one counts as absent.
 //! * **Types.** A rule field of the wrong JSON type (a number as `type`, a
 //!   tag without a string `name`) is [`Rule::Malformed`], where the older
 //!   guard silently compared unequal. Attributes need `type` and
@@ -85,6 +100,16 @@
 //! * **Numbers** such as `1e400` are read as floats; none are rule fields
 //!   except distribution (see above) and `minimal`/`published`, which must
 //!   be `1` or `"1"` (Python accepted `true` and `1.0`).
+//! * **Search flags.** `EventsController::index` and `_harvestParameters`
+//!   search `$data['request']` instead of the body when it is set, and
+//!   `index` folds keys case-insensitively and drops a `search` prefix
+//!   (`Minimal`, `searchminimal`, `searchpublished` all land on the flags,
+//!   the last one winning). In a search body ([`Document::MinimalSearch`])
+//!   a `request` key in any case, and any key other than `minimal` and
+//!   `published` that folds to one of them (ASCII lower-case, an optional
+//!   `search` prefix dropped, whatever its case), is
+//!   [`Rule::NotMinimalSearch`] naming the key, at once. URL named
+//!   parameters (`/minimal:0`) are the path's business, not the body's.
 //! * **`RelatedEvent`** entries (`{"Event":{…}}` summaries of other events)
 //!   are checked like events (distribution, sharing group, tags) but not
 //!   for required taxonomies, which summaries never carry.
@@ -112,6 +137,19 @@
 //!   not count for required taxonomies), its distribution (optional there),
 //!   sharing group and relations the galaxy cluster rules. Clusters pulled
 //!   or pushed on their own get the `tag_name` check too.
+//! * **Rebuilt cluster tags.** When MISP saves a pushed or pulled cluster
+//!   it ignores the `tag_name` sent and builds
+//!   `misp-galaxy:<Galaxy.type>="<uuid>"`, with the type of *its own*
+//!   galaxy of that uuid (`Galaxy::captureGalaxy` returns the stored one),
+//!   which the sender need not state truly. So every cluster's `uuid`
+//!   (in cluster documents, search answers, events' and attributes'
+//!   `Galaxy[]`, related objects) is looked up among the blocked tags of
+//!   that form, whatever their type: a match is [`Rule::BlockedTag`] with
+//!   the blocked tag as value, at `….GalaxyCluster.uuid` (ranked just after
+//!   the cluster's own `tag_name`, which is still checked). Uuids are
+//!   unique, so no other cluster is caught. The uuid is folded, trimmed
+//!   and lower-cased like a tag; one that is not a string, or holds a
+//!   control character, is malformed.
 //! * **Sightings** carry no rule field of their own, but a puller that
 //!   asks for `includeAttribute` / `includeEvent` gets the attribute and a
 //!   summary of its event inside each sighting. An embedded `Attribute`

@@ -236,6 +236,18 @@ impl Oracle<'_> {
             },
             Document::MinimalSearch => {
                 if let Some(o) = self.obj(v, "$") {
+                    // Written apart from the walk's `shadows_search_flag`.
+                    for key in o.keys() {
+                        let lower = key.to_ascii_lowercase();
+                        let flag = |k: &str| k == "minimal" || k == "published";
+                        let shadows = lower == "request"
+                            || (!flag(key)
+                                && (flag(&lower)
+                                    || lower.strip_prefix("search").is_some_and(flag)));
+                        if shadows {
+                            self.hit(Rule::NotMinimalSearch, key, key.clone());
+                        }
+                    }
                     for key in ["minimal", "published"] {
                         match o.get(key) {
                             None => self.hit(Rule::NotMinimalSearch, "missing", key.into()),
@@ -324,6 +336,11 @@ impl Oracle<'_> {
             Some(Value::String(s)) if s.chars().any(is_c0_or_del) => {
                 self.hit(Rule::Malformed, s, at)
             }
+            // PHP's empty(): MISP swaps in the type's default category.
+            // Where the category may be absent, a blank one is absent.
+            Some(Value::String(s)) if key == "category" && ["", "0"].contains(&&*norm(s)) => {
+                self.blank_category(required, s, at)
+            }
             Some(Value::String(s)) => {
                 let n = norm(s);
                 let set = match rule {
@@ -337,6 +354,14 @@ impl Oracle<'_> {
             }
             Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
+    }
+
+    /// A category PHP's `empty()` calls empty: malformed where one is
+    /// required, absent where it is not.
+    fn blank_category(&mut self, required: bool, s: &str, at: String) {
+        if required {
+            self.hit(Rule::Malformed, &format!("{s:?}"), at);
         }
     }
 
@@ -618,6 +643,36 @@ impl Oracle<'_> {
                 self.hit(Rule::BlockedTag, t, at)
             }
             Some(Value::String(_)) => {}
+            Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
+            Some(other) => self.hit(Rule::Malformed, &render(other), at),
+        }
+        // MISP builds the tag itself: misp-galaxy:<type>="<uuid>", with the
+        // type of its own galaxy, so any blocked tag naming the uuid counts.
+        let at = join(path, "uuid");
+        match o.get("uuid") {
+            None => {}
+            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
+                self.hit(Rule::Malformed, u, at)
+            }
+            Some(Value::String(u)) => {
+                let want = format!("=\"{}\"", norm(u));
+                let mut named: Vec<&String> = self
+                    .policy
+                    .blocked_tags
+                    .iter()
+                    .filter(|t| {
+                        t.starts_with("misp-galaxy:")
+                            && t.ends_with(&want)
+                            && !t["misp-galaxy:".len()..t.len() - want.len()].contains("=\"")
+                            && want.len() > 3
+                    })
+                    .collect();
+                named.sort();
+                if let Some(tag) = named.first() {
+                    let tag = tag.to_string();
+                    self.hit(Rule::BlockedTag, &tag, at);
+                }
+            }
             Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
         }

@@ -12,10 +12,11 @@ fn set(items: &[&str]) -> HashSet<String> {
     items.iter().map(|s| s.trim().to_lowercase()).collect()
 }
 
-/// The rules every conformance instance has but `instance_1_4`.
+/// The rules every conformance instance has but `instance_1_4`, and a
+/// blocked custom galaxy cluster.
 fn base_policy() -> Policy {
     Policy {
-        blocked_tags: set(&["tlp:red"]),
+        blocked_tags: set(&["tlp:red", BLOCKED_CLUSTER_TAG]),
         required_taxonomies: Vec::new(),
         blocked_distributions: [true, false, false, false, false, false],
         blocked_sharing_groups: set(&["b9e656ba-b9c0-4506-83ed-7b54b43a57cb"]),
@@ -36,6 +37,11 @@ fn tlp_policy() -> Policy {
         ..base_policy()
     }
 }
+
+/// The tag MISP builds for the custom cluster [`BLOCKED_CLUSTER`].
+const BLOCKED_CLUSTER_TAG: &str =
+    r#"misp-galaxy:threat-actor="11111111-2222-4333-8444-555555555555""#;
+const BLOCKED_CLUSTER: &str = "11111111-2222-4333-8444-555555555555";
 
 fn ctx() -> Context {
     Context::default()
@@ -1470,16 +1476,28 @@ mod generated {
                 "1",
             ]),
         );
+        let uuid = option::weighted(
+            0.5,
+            raw(&[
+                "\"11111111-2222-4333-8444-555555555555\"",
+                "\" 11111111-2222-4333-8444-55555555555５\"",
+                "\"e5d5a2a7-d659-4022-8b59-6afa4b658fd5\"",
+                "\"\"",
+                "null",
+            ]),
+        );
         let cluster = (
             tag_name,
             option::weighted(0.3, raw(DISTRIBUTIONS)),
             sharing_group(),
+            uuid,
         )
-            .prop_map(|(t, d, sg)| {
+            .prop_map(|(t, d, sg, u)| {
                 obj(vec![
                     ("tag_name", t),
                     ("distribution", d),
                     ("SharingGroup", sg),
+                    ("uuid", u),
                 ])
             });
         let galaxy = vec(cluster, 0..3).prop_map(|c| {
@@ -1548,6 +1566,8 @@ mod generated {
                 "\"Person\"",
                 "\"PERSON\"",
                 "\"Other\"",
+                "\"\"",
+                "\"0 \"",
             ]),
         );
         (
@@ -2425,4 +2445,387 @@ fn nested_entities_fit_a_worker_stack() {
         assert_eq!(b.rule, Rule::Malformed);
         assert!(b.value.contains("nesting"), "{b}");
     }
+}
+
+// ===== red-team round 3 =====
+
+/// MISP's `Attribute::beforeValidateMassage` replaces an `empty()`
+/// category by the type's default one (`first-name` → `Person`).
+#[test]
+fn blank_categories() {
+    let attr = |category: &str| {
+        event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"first-name","category":{category},"value":"John","distribution":"1"}}]"#
+        ))
+    };
+    let sighting = |name, body: &str, want| Case {
+        doc: Document::Sightings,
+        ..case(name, body, want)
+    };
+    let shadows = |name, body: &str, want| Case {
+        doc: Document::ShadowAttributeList,
+        ..case(name, body, want)
+    };
+    let at = "Event.Attribute[0].category";
+    let cases = vec![
+        case("empty", attr(r#""""#), Some((Rule::Malformed, r#""""#, at))),
+        case(
+            "zero",
+            attr(r#""0""#),
+            Some((Rule::Malformed, r#""0""#, at)),
+        ),
+        case(
+            "blank",
+            attr(r#"" ""#),
+            Some((Rule::Malformed, r#"" ""#, at)),
+        ),
+        case(
+            "zero and blank",
+            attr(r#""0 ""#),
+            Some((Rule::Malformed, r#""0 ""#, at)),
+        ),
+        case(
+            "zero among blanks",
+            attr(r#""\u00a0 0\u3000""#),
+            Some((Rule::Malformed, "", at)),
+        ),
+        case(
+            "zero-width only",
+            attr(r#""\u200b""#),
+            Some((Rule::Malformed, "", at)),
+        ),
+        case(
+            "full-width zero",
+            attr(r#""０""#),
+            Some((Rule::Malformed, "", at)),
+        ),
+        case("null", attr("null"), Some((Rule::Malformed, "null", at))),
+        case("two zeros are not empty()", attr(r#""00""#), None),
+        case("a real category", attr(r#""Other""#), None),
+        case("a zero inside", attr(r#""Other 0""#), None),
+        case(
+            "the category the default would give",
+            attr(r#""Person""#),
+            Some((Rule::BlockedAttributeCategory, "Person", at)),
+        ),
+        case(
+            "object attribute",
+            event(
+                r#""distribution":"1","Object":[{"name":"file","distribution":"1","Attribute":[{"type":"first-name","category":"","value":"John"}]}]"#,
+            ),
+            Some((
+                Rule::Malformed,
+                r#""""#,
+                "Event.Object[0].Attribute[0].category",
+            )),
+        ),
+        case(
+            "wrapped attribute",
+            event(&format!(
+                r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"first-name","category":"0"}}}}]"#
+            )),
+            Some((
+                Rule::Malformed,
+                r#""0""#,
+                "Event.Attribute[0].Attribute.category",
+            )),
+        ),
+        case(
+            "proposal in an event",
+            event(r#""distribution":"1","ShadowAttribute":[{"type":"first-name","category":" "}]"#),
+            Some((
+                Rule::Malformed,
+                r#"" ""#,
+                "Event.ShadowAttribute[0].category",
+            )),
+        ),
+        case(
+            "proposal of an attribute",
+            event(&format!(
+                r#""distribution":"1","Attribute":[{{{ATTR},"ShadowAttribute":[{{"type":"first-name","category":""}}]}}]"#
+            )),
+            Some((
+                Rule::Malformed,
+                "",
+                "Event.Attribute[0].ShadowAttribute[0].category",
+            )),
+        ),
+        case(
+            "relationship's related attribute",
+            event(
+                r#""distribution":"1","Relationship":[{"distribution":"1","related_object_type":"Attribute","related_object":{"Attribute":{"type":"first-name","category":"0"}}}]"#,
+            ),
+            Some((
+                Rule::Malformed,
+                r#""0""#,
+                "Event.Relationship[0].related_object.Attribute.category",
+            )),
+        ),
+        shadows(
+            "proposals pushed",
+            r#"[{"ShadowAttribute":{"type":"first-name","category":"","value":"John"}}]"#,
+            Some((Rule::Malformed, r#""""#, "[0].ShadowAttribute.category")),
+        ),
+        shadows(
+            "proposals with a category",
+            r#"[{"ShadowAttribute":{"type":"first-name","category":"Other","value":"John"}}]"#,
+            None,
+        ),
+        sighting(
+            "a sighting's attribute may leave it blank, as it may leave it out",
+            r#"[{"Attribute":{"type":"text","category":""}},{"Attribute":{"type":"text","category":"0 "}},{"Attribute":{"type":"text"}}]"#,
+            None,
+        ),
+        sighting(
+            "a sighting's blank category does not hide its type",
+            r#"[{"Attribute":{"type":"passport-number","category":"0"}}]"#,
+            Some((
+                Rule::BlockedAttributeType,
+                "passport-number",
+                "[0].Attribute.type",
+            )),
+        ),
+        sighting(
+            "an attribute wrapped in a sighting's is a full attribute",
+            r#"[{"Attribute":{"type":"text","Attribute":{"type":"first-name","category":""}}}]"#,
+            Some((Rule::Malformed, r#""""#, "[0].Attribute.Attribute.category")),
+        ),
+    ];
+    check(cases, true);
+}
+
+/// `EventsController::index` reads `request` instead of the body and folds
+/// `Minimal`, `searchminimal`, … onto `minimal` (last one wins), so those
+/// keys could undo the flags the guard checked.
+#[test]
+fn search_flags_cannot_be_shadowed() {
+    let search = |name, body: &str, want| Case {
+        doc: Document::MinimalSearch,
+        ..case(name, body, want)
+    };
+    let shadow = |name, key: &'static str| {
+        search(
+            name,
+            &format!(r#"{{"minimal":1,"published":1,{key:?}:0}}"#),
+            Some((Rule::NotMinimalSearch, key, key)),
+        )
+    };
+    check(
+        vec![
+            search(
+                "request replaces the body",
+                r#"{"minimal":1,"published":1,"request":{"published":1}}"#,
+                Some((Rule::NotMinimalSearch, "request", "request")),
+            ),
+            search(
+                "request that would change nothing",
+                r#"{"request":{"minimal":1,"published":1},"minimal":1,"published":1}"#,
+                Some((Rule::NotMinimalSearch, "request", "request")),
+            ),
+            shadow("request in capitals", "Request"),
+            shadow("capital Minimal", "Minimal"),
+            shadow("shouting", "PUBLISHED"),
+            shadow("search prefix", "searchminimal"),
+            shadow("search prefix on published", "searchpublished"),
+            shadow("search prefix and capitals", "searchMinimal"),
+            shadow("capital search prefix (wider than PHP)", "SearchPublished"),
+            search(
+                "escaped key",
+                r#"{"minimal":1,"published":1,"Minim\u0061l":0}"#,
+                Some((Rule::NotMinimalSearch, "Minimal", "Minimal")),
+            ),
+            search(
+                "a shadow before the flags",
+                r#"{"Published":0,"minimal":1,"published":1}"#,
+                Some((Rule::NotMinimalSearch, "Published", "Published")),
+            ),
+            search(
+                "MISP's own pull search",
+                r#"{"published":1,"minimal":1,"custom":1,"uuid":["11111111-2222-4333-8444-555555555555"]}"#,
+                None,
+            ),
+            search(
+                "other keys, other cases",
+                r#"{"minimal":"1","published":1,"eventid":7,"Page":2,"searchall":"x","requested":1,"minimalist":0,"search":"minimal"}"#,
+                None,
+            ),
+            search(
+                "a missing flag is still missing",
+                r#"{"minimal":1}"#,
+                Some((Rule::NotMinimalSearch, "missing", "published")),
+            ),
+        ],
+        true,
+    );
+}
+
+/// MISP ignores a cluster's `tag_name` and builds
+/// `misp-galaxy:<type>="<uuid>"` itself, with the type of its own galaxy.
+#[test]
+fn cluster_tags_are_rebuilt_from_the_uuid() {
+    let with_doc = |doc, name, body: String, want| Case {
+        doc,
+        ..case(name, body, want)
+    };
+    let push =
+        |name, body: &str, want| with_doc(Document::GalaxyClusterList, name, body.into(), want);
+    let cluster = |uuid: &str, galaxy_type: &str| {
+        format!(
+            r#"{{"uuid":{uuid},"value":"Evil","distribution":"1","tag_name":"misp-galaxy:threat-actor=\"harmless\"","Galaxy":{{"uuid":"698774c7-8022-42c4-917f-8d6e4f06ada3","type":"{galaxy_type}"}},"GalaxyElement":[]}}"#
+        )
+    };
+    let blocked = Some((
+        Rule::BlockedTag,
+        BLOCKED_CLUSTER_TAG,
+        "[0].GalaxyCluster.uuid",
+    ));
+    let quoted = format!("{BLOCKED_CLUSTER:?}");
+    let no_galaxy_tags = Policy {
+        blocked_tags: set(&["tlp:red"]),
+        ..base_policy()
+    };
+    check(
+        vec![
+            push(
+                "pushed with a harmless tag name",
+                &format!(
+                    "[{{\"GalaxyCluster\":{}}}]",
+                    cluster(&quoted, "threat-actor")
+                ),
+                blocked,
+            ),
+            push(
+                "whatever galaxy type it claims",
+                &format!("[{{\"GalaxyCluster\":{}}}]", cluster(&quoted, "tool")),
+                blocked,
+            ),
+            push(
+                "upper-case uuid",
+                &format!(
+                    "[{{\"GalaxyCluster\":{}}}]",
+                    cluster(&quoted.to_uppercase(), "threat-actor")
+                ),
+                blocked,
+            ),
+            push(
+                "another cluster",
+                &format!(
+                    "[{{\"GalaxyCluster\":{}}}]",
+                    cluster(r#""e5d5a2a7-d659-4022-8b59-6afa4b658fd5""#, "threat-actor")
+                ),
+                None,
+            ),
+            push(
+                "uuid of a wrong type",
+                &format!("[{{\"GalaxyCluster\":{}}}]", cluster("5", "threat-actor")),
+                Some((Rule::Malformed, "5", "[0].GalaxyCluster.uuid")),
+            ),
+            push(
+                "the sent tag name still counts, and first",
+                r#"[{"GalaxyCluster":{"uuid":"11111111-2222-4333-8444-555555555555","distribution":"1","tag_name":"tlp:red"}}]"#,
+                Some((Rule::BlockedTag, "tlp:red", "[0].GalaxyCluster.tag_name")),
+            ),
+            Case {
+                policy: no_galaxy_tags,
+                ..push(
+                    "no galaxy tag blocked",
+                    &format!(
+                        "[{{\"GalaxyCluster\":{}}}]",
+                        cluster(&quoted, "threat-actor")
+                    ),
+                    None,
+                )
+            },
+            with_doc(
+                Document::GalaxyCluster,
+                "pulled",
+                format!("{{\"GalaxyCluster\":{}}}", cluster(&quoted, "threat-actor")),
+                Some((Rule::BlockedTag, BLOCKED_CLUSTER_TAG, "GalaxyCluster.uuid")),
+            ),
+            with_doc(
+                Document::GalaxyClusterSearch,
+                "in a search answer",
+                format!(
+                    r#"{{"response":[{{"GalaxyCluster":{{"uuid":{quoted},"version":"1"}}}}]}}"#
+                ),
+                Some((
+                    Rule::BlockedTag,
+                    BLOCKED_CLUSTER_TAG,
+                    "response[0].GalaxyCluster.uuid",
+                )),
+            ),
+            case(
+                "in an event's galaxy",
+                event(&format!(
+                    r#""distribution":"1","Galaxy":[{{"type":"threat-actor","GalaxyCluster":[{{"tag_name":"misp-galaxy:threat-actor=\"x\""}},{{"uuid":{quoted},"tag_name":"misp-galaxy:threat-actor=\"y\""}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    BLOCKED_CLUSTER_TAG,
+                    "Event.Galaxy[0].GalaxyCluster[1].uuid",
+                )),
+            ),
+            case(
+                "in an attribute's galaxy, type after the clusters",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"Galaxy":[{{"GalaxyCluster":[{{"uuid":{quoted}}}],"type":"tool"}}]}}]"#
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    BLOCKED_CLUSTER_TAG,
+                    "Event.Attribute[0].Galaxy[0].GalaxyCluster[0].uuid",
+                )),
+            ),
+            case(
+                "a relationship's related cluster",
+                event(&format!(
+                    r#""distribution":"1","Relationship":[{{"distribution":"1","related_object_type":"GalaxyCluster","related_object":{{"GalaxyCluster":{}}}}}]"#,
+                    cluster(&quoted, "threat-actor")
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    BLOCKED_CLUSTER_TAG,
+                    "Event.Relationship[0].related_object.GalaxyCluster.uuid",
+                )),
+            ),
+            case(
+                "harmless galaxies",
+                event(
+                    r#""distribution":"1","Galaxy":[{"type":"threat-actor","GalaxyCluster":[{"uuid":"e5d5a2a7-d659-4022-8b59-6afa4b658fd5","tag_name":"misp-galaxy:threat-actor=\"e5d5a2a7-d659-4022-8b59-6afa4b658fd5\""}]}]"#,
+                ),
+                None,
+            ),
+            case(
+                "an event's own uuid is no cluster",
+                event(&format!(r#""distribution":"1","uuid":{quoted}"#)),
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn galaxy_tags_of_the_policy() {
+    let policy = Policy {
+        blocked_tags: set(&[
+            r#"misp-galaxy:tool="abc""#,
+            r#"misp-galaxy:a-tool="abc""#,
+            r#"misp-galaxy:x="""#,
+            r#"misp-galaxy:y="d"e""#,
+            r#"misp-galaxy:z=abc"#,
+            r#"other:tool="abc2""#,
+            "tlp:red",
+        ]),
+        ..base_policy()
+    };
+    let found = |uuid: &str| {
+        let body = format!(r#"{{"GalaxyCluster":{{"distribution":"1","uuid":{uuid:?}}}}}"#);
+        judged(&body, Document::GalaxyCluster, &policy, &ctx()).map(|b| b.value)
+    };
+    assert_eq!(found("abc").as_deref(), Some(r#"misp-galaxy:a-tool="abc""#));
+    assert_eq!(found(r#"d"e"#).as_deref(), Some(r#"misp-galaxy:y="d"e""#));
+    assert_eq!(found(""), None);
+    assert_eq!(found("abc2"), None);
+    assert_eq!(found("e"), None);
 }

@@ -18,6 +18,7 @@
 //!   then the check's stage in the older guard's order.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -41,6 +42,9 @@ pub(super) struct Engine<'p> {
     fatal: Option<Block>,
     keys: KeySet,
     scratch: String,
+    /// The blocked tags of the form `misp-galaxy:<type>="<uuid>"`, by
+    /// uuid: see [`galaxy_tags`].
+    galaxy_tags: HashMap<String, String>,
 }
 
 impl<'p> Engine<'p> {
@@ -58,6 +62,7 @@ impl<'p> Engine<'p> {
             fatal: None,
             keys: KeySet::new(),
             scratch: String::new(),
+            galaxy_tags: galaxy_tags(policy),
         }
     }
 
@@ -206,6 +211,33 @@ impl<'p> Engine<'p> {
     }
 }
 
+/// MISP ignores the `tag_name` a pushed or pulled cluster carries and
+/// builds its own, `misp-galaxy:<Galaxy.type>="<uuid>"`, where the type is
+/// that of the local galaxy of the same uuid (which the sender cannot be
+/// trusted to state). So a blocked tag of that form blocks the cluster of
+/// that uuid whatever galaxy it claims. Uuids are unique, so this cannot
+/// catch another cluster. Where several blocked tags name one uuid, the
+/// smallest is reported.
+fn galaxy_tags(policy: &Policy) -> HashMap<String, String> {
+    let mut by_uuid: HashMap<String, String> = HashMap::new();
+    for tag in &policy.blocked_tags {
+        let uuid = tag
+            .strip_prefix("misp-galaxy:")
+            .and_then(|rest| rest.split_once("=\""))
+            .and_then(|(_, quoted)| quoted.strip_suffix('"'));
+        let Some(uuid) = uuid.filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        let slot = by_uuid
+            .entry(uuid.to_string())
+            .or_insert_with(|| tag.clone());
+        if tag < slot {
+            slot.clone_from(tag);
+        }
+    }
+    by_uuid
+}
+
 /// Cut `s` to [`VALUE_CHARS`] characters, escaping control characters so a
 /// value cannot forge log lines.
 pub(super) fn clip(s: &str) -> String {
@@ -312,11 +344,17 @@ pub(super) enum AKind {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Field {
     Type,
-    Category,
+    /// An attribute's category; `summary` for the copy a sighting embeds,
+    /// which may lack one (and so may leave it blank).
+    Category {
+        summary: bool,
+    },
     ObjectName,
     TagName,
     /// A galaxy cluster's `tag_name`: MISP attaches it as a tag.
     ClusterTag,
+    /// A galaxy cluster's `uuid`: MISP builds the tag it attaches from it.
+    ClusterUuid,
     SgUuid,
 }
 
@@ -324,9 +362,10 @@ impl Field {
     fn name(self) -> &'static str {
         match self {
             Field::Type => "type",
-            Field::Category => "category",
+            Field::Category { .. } => "category",
             Field::ObjectName | Field::TagName => "name",
             Field::ClusterTag => "tag_name",
+            Field::ClusterUuid => "uuid",
             Field::SgUuid => "SharingGroup.uuid",
         }
     }
@@ -631,6 +670,24 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
         return Out::Unit;
     }
     eng.norm(text);
+    if let Field::Category { summary } = field {
+        // MISP's beforeValidateMassage replaces an `empty()` category
+        // ("", "0", after its trim) by the type's default category, which
+        // may be a blocked one: we cannot tell which, so it is refused.
+        // A summary may lack a category, so a blank one is as good as none.
+        if eng.scratch.is_empty() || eng.scratch == "0" {
+            if !summary {
+                eng.hit(&[stage], Rule::Malformed, &s.render(), field.name());
+            }
+            return Out::Unit;
+        }
+    }
+    if let Field::ClusterUuid = field {
+        if let Some(tag) = eng.galaxy_tags.get(eng.scratch.as_str()).cloned() {
+            eng.hit(&[stage], Rule::BlockedTag, &tag, field.name());
+        }
+        return Out::Unit;
+    }
     let policy = eng.policy;
     let norm = eng.scratch.as_str();
     let (blocked, rule, bits) = match field {
@@ -639,7 +696,7 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
             Rule::BlockedAttributeType,
             0,
         ),
-        Field::Category => (
+        Field::Category { .. } => (
             policy.blocked_attribute_categories.contains(norm),
             Rule::BlockedAttributeCategory,
             0,
@@ -655,6 +712,8 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
             0,
         ),
         Field::ClusterTag => (policy.blocked_tags.contains(norm), Rule::BlockedTag, 0),
+        // Handled above.
+        Field::ClusterUuid => (false, Rule::BlockedTag, 0),
         Field::TagName => {
             let mut bits = 0u64;
             for (i, rt) in policy.required_taxonomies.iter().enumerate() {
@@ -674,10 +733,10 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
     Out::Bits(bits)
 }
 
-/// The narrow look-alike folding applied before comparing with the policy:
-/// MySQL's `*_unicode_ci` / `utf8mb4_general_ci` collations, which MISP's
-/// tag look-ups go through, compare full-width `ｔｌｐ:ｒｅｄ` equal to
-/// `tlp:red` and ignore zero-width characters. Full-width ASCII
+/// The narrow look-alike folding applied before comparing with the policy.
+/// MISP's `tags.name` is `utf8mb3_bin`, so MISP tells `ｔｌｐ:ｒｅｄ` from
+/// `tlp:red`: folding only blocks more, look-alikes of blocked names that
+/// a reader cannot tell apart. Full-width ASCII
 /// (U+FF01..U+FF5E) becomes ASCII; zero-width characters (U+200B..U+200F,
 /// U+2060, U+FEFF) and the soft hyphen (U+00AD) are dropped. Not NFKC:
 /// only what is cheap and cannot turn a harmless name into a blocked one
@@ -868,12 +927,15 @@ fn list<'de, S: SeqAccess<'de>>(
     Ok(Out::Bits(bits))
 }
 
-/// The seed for one key: classifies it, refuses a duplicate, and in an
-/// object of fixed shape refuses any key not in `allowed`.
+/// The seed for one key: classifies it, refuses a duplicate and what the
+/// node refuses by name, and in an object of fixed shape refuses any key
+/// not in `allowed`.
 struct KeySeed<'a, 'p> {
     eng: &'a mut Engine<'p>,
     frame: &'a mut Frame,
     allowed: Option<u128>,
+    /// Keys refused by their text, with the rule they break.
+    refuse: fn(&str) -> Option<Rule>,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
@@ -900,6 +962,9 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
                 return Err(self.eng.stop(Rule::Malformed, "too many object keys", s))
             }
         }
+        if let Some(rule) = (self.refuse)(s) {
+            return Err(self.eng.stop(rule, s, s));
+        }
         if let Some(mask) = self.allowed {
             if k.is_none_or(|k| mask & k.bit() == 0) {
                 return Err(self
@@ -913,6 +978,12 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
 
 /// An object read key by key.
 trait Node {
+    /// A key this node refuses outright, by its text (the walk hands
+    /// [`Node::key`] only the keys it knows), and the rule it breaks.
+    fn refuses(_key: &str) -> Option<Rule> {
+        None
+    }
+
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
         eng: &mut Engine<'_>,
@@ -940,6 +1011,7 @@ fn drive<'de, A: MapAccess<'de>, N: Node>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed,
+        refuse: N::refuses,
     })? {
         node.key(eng, depth, k, &mut map)?;
     }
@@ -1102,6 +1174,7 @@ fn wrapped<'de, A: MapAccess<'de>>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed: Some(w.allowed()),
+        refuse: Skipper::refuses,
     })?;
     let Some(Some(k)) = first else {
         return Err(eng.stop(Rule::Malformed, &format!("missing {}", w.expected()), ""));
@@ -1113,6 +1186,7 @@ fn wrapped<'de, A: MapAccess<'de>>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed: Some(0),
+        refuse: Skipper::refuses,
     })?;
     if more.is_some() {
         return Err(eng.stop(Rule::Malformed, "unexpected key", ""));
@@ -1236,6 +1310,7 @@ fn related<'de, A: MapAccess<'de>>(
         eng: &mut *eng,
         frame: &mut frame,
         allowed: None,
+        refuse: Skipper::refuses,
     })?;
     let wrapped_kind = match first {
         None => None,
@@ -1270,6 +1345,7 @@ fn related<'de, A: MapAccess<'de>>(
                 eng: &mut *eng,
                 frame: &mut frame,
                 allowed: Some(0),
+                refuse: Skipper::refuses,
             })?;
             if more.is_some() {
                 return Err(eng.stop(Rule::Malformed, "unexpected key", ""));
@@ -1462,7 +1538,9 @@ impl Node for AttributeNode {
                     depth,
                     map,
                     Kind::Field {
-                        field: Field::Category,
+                        field: Field::Category {
+                            summary: self.summary,
+                        },
                         stage: 0,
                     },
                 )?;
@@ -1770,7 +1848,7 @@ impl ClusterNode {
 
 // Galaxy cluster stages: distribution 0, sharing group 1, relations 2,
 // tag name 3 (MISP tags the event or attribute that holds the cluster
-// with it).
+// with it), uuid 4 (the tag name MISP builds for itself from it).
 impl Node for ClusterNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1798,6 +1876,13 @@ impl Node for ClusterNode {
                 let kind = Kind::Field {
                     field: Field::ClusterTag,
                     stage: 3,
+                };
+                val(eng, depth, map, kind)?;
+            }
+            Some(K::Uuid) => {
+                let kind = Kind::Field {
+                    field: Field::ClusterUuid,
+                    stage: 4,
                 };
                 val(eng, depth, map, kind)?;
             }
@@ -2071,7 +2156,28 @@ struct MinimalSearch {
     published: bool,
 }
 
+/// A key MISP would read instead of, or on top of, the body's `minimal`
+/// and `published`. `EventsController::index` (and `_harvestParameters`)
+/// search `$data['request']` instead of the body when it is set, and
+/// `index` folds keys case-insensitively, dropping a `search` prefix
+/// (`Minimal`, `searchminimal`, `SearchPublished`), the last one winning.
+/// `request` is refused in any case, the folded spellings of the two flags
+/// in any case and with any `search` prefix: wider than PHP (whose prefix
+/// is case-sensitive), never narrower.
+fn shadows_search_flag(key: &str) -> bool {
+    if key == "minimal" || key == "published" {
+        return false;
+    }
+    let lower = key.to_ascii_lowercase();
+    let bare = lower.strip_prefix("search").unwrap_or(&lower);
+    lower == "request" || bare == "minimal" || bare == "published"
+}
+
 impl Node for MinimalSearch {
+    fn refuses(key: &str) -> Option<Rule> {
+        shadows_search_flag(key).then_some(Rule::NotMinimalSearch)
+    }
+
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
         eng: &mut Engine<'_>,
