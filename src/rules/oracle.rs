@@ -258,8 +258,12 @@ impl Oracle<'_> {
                 }
             }
             Document::EventIndex => {
-                if !self.arr(v, "$").iter().all(Value::is_object) {
-                    self.fail("not an object", "$");
+                let flat = |e: &Value| {
+                    e.as_object()
+                        .is_some_and(|o| o.values().all(|x| !x.is_object() && !x.is_array()))
+                };
+                if !self.arr(v, "$").iter().all(flat) {
+                    self.fail("not a flat object", "$");
                 }
             }
             Document::EventUuidTimestamps => {

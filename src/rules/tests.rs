@@ -1187,6 +1187,24 @@ fn other_documents() {
             doc(EventIndex, "index", r#"[{"id":"1","uuid":"u"},{}]"#, None),
             doc(EventIndex, "index of strings", r#"["x"]"#, bad),
             doc(
+                EventIndex,
+                "minimal index",
+                r#"[{"id":"1","timestamp":"1","sighting_timestamp":"0","published":true,"uuid":"u","orgc_uuid":"o"}]"#,
+                None,
+            ),
+            doc(
+                EventIndex,
+                "full index with tags",
+                r#"[{"id":"1","uuid":"u","EventTag":[{"Tag":{"name":"tlp:red"}}]}]"#,
+                bad,
+            ),
+            doc(
+                EventIndex,
+                "full index with Org",
+                r#"[{"id":"1","Org":{"name":"x"}}]"#,
+                bad,
+            ),
+            doc(
                 EventUuidTimestamps,
                 "uuid timestamps",
                 r#"[{"Event":{"uuid":"u","timestamp":"1"}}]"#,

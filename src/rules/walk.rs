@@ -401,6 +401,7 @@ pub(super) enum Ent {
     Organisation,
     EventUuidTimestamp,
     StrMap,
+    IndexEntry,
 }
 
 /// Objects with exactly one key naming what they hold.
@@ -462,7 +463,6 @@ fn akind_of(k: K) -> AKind {
 pub(super) enum Item {
     Ent(Ent),
     Wrap(Wrap),
-    SkipMap,
     Str,
 }
 
@@ -471,7 +471,6 @@ impl Item {
         match self {
             Item::Ent(e) => Kind::Ent(e),
             Item::Wrap(w) => Kind::Wrap(w),
-            Item::SkipMap => Kind::SkipMap,
             Item::Str => Kind::Str,
         }
     }
@@ -481,7 +480,6 @@ impl Item {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Kind {
     Skip,
-    SkipMap,
     Str,
     Scalar,
     Root(Document),
@@ -516,13 +514,14 @@ pub(super) enum Kind {
         field: &'static str,
     },
     MinimalValue,
+    Flat,
 }
 
 impl Kind {
     fn expected(self) -> &'static str {
         match self {
             Kind::Skip => "a value",
-            Kind::SkipMap | Kind::Wrap(_) | Kind::Ent(_) => "an object",
+            Kind::Wrap(_) | Kind::Ent(_) => "an object",
             Kind::List { .. } => "an array",
             Kind::Links { .. } => "an array or an object",
             Kind::Str => "a string",
@@ -543,6 +542,7 @@ impl Kind {
             Kind::Related { .. } => "an object, an empty array or null",
             Kind::Truthy | Kind::One { .. } => "a scalar",
             Kind::MinimalValue => "an object or an array",
+            Kind::Flat => "a scalar (a minimal index entry)",
         }
     }
 
@@ -620,6 +620,7 @@ impl Walk<'_, '_> {
                 };
                 Ok(Out::Bits(u64::from(member)))
             }
+            Kind::Flat => Ok(Out::Unit),
             Kind::Truthy => {
                 let yes = matches!(s, Scalar::Bool(true) | Scalar::U64(1) | Scalar::Str("1"));
                 Ok(Out::Bits(u64::from(yes)))
@@ -816,7 +817,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
         self.enter()?;
         let Walk { eng, depth, kind } = self;
         match kind {
-            Kind::Skip | Kind::SkipMap | Kind::Root(Document::AnyJson) => {
+            Kind::Skip | Kind::Root(Document::AnyJson) => {
                 let frame = eng.keys.open();
                 drive(eng, depth, map, Skipper, frame, None, None)
             }
@@ -853,7 +854,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                     Document::GalaxyClusterSearch => Item::Wrap(Wrap::Cluster { minimal: true }),
                     Document::ShadowAttributeList => Item::Wrap(Wrap::Shadow),
                     Document::Sightings => Item::Ent(Ent::Sighting),
-                    Document::EventIndex => Item::SkipMap,
+                    Document::EventIndex => Item::Ent(Ent::IndexEntry),
                     Document::AnalystDataList => Item::Wrap(Wrap::AnyAnalyst),
                     Document::EventUuidTimestamps => Item::Wrap(Wrap::EventUuidTimestamp),
                     Document::UuidList => Item::Str,
@@ -1289,6 +1290,7 @@ fn entity<'de, A: MapAccess<'de>>(
             )
         }
         Ent::StrMap => drive(eng, depth, map, StrMap, frame, None, None),
+        Ent::IndexEntry => drive(eng, depth, map, IndexEntry, frame, None, None),
     }
 }
 
@@ -2143,6 +2145,28 @@ impl Node for StrMap {
         map: &mut A,
     ) -> Result<(), A::Error> {
         val(eng, depth, map, Kind::Str).map(|_| ())
+    }
+
+    fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
+        Ok(Out::Unit)
+    }
+}
+
+/// One entry of the `events/index` answer. A minimal index (the only kind
+/// the table lets a client ask for) has flat entries: id, uuid, timestamps,
+/// published, orgc_uuid. Nested values (`Org`, `EventTag`, …) mean the
+/// remote answered a full index, which carries tags and more: refused.
+struct IndexEntry;
+
+impl Node for IndexEntry {
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        _: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        val(eng, depth, map, Kind::Flat).map(|_| ())
     }
 
     fn end<E: de::Error>(self, _: &mut Engine<'_>) -> Result<Out, E> {
