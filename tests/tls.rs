@@ -167,7 +167,7 @@ fn world_with(tag: &str, rogue_kind: Rogue) -> World {
         },
     });
     let peer = Peer::start(&ns, &listen, Some((&peer_cert, &peer_key)));
-    let rogue = start_peer_as(
+    let rogue = Peer::start_as(
         &ns,
         "rogue",
         &[format!("{ROGUE_IP}:443").parse().unwrap()],

@@ -149,11 +149,23 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The fake MISP with its files named `peer.*`.
     pub fn start(ns: &Netns, listen: &[SocketAddr], tls: Option<(&Path, &Path)>) -> Peer {
-        let record = ns.path("record.jsonl");
-        let script = ns.path("script.json");
-        let ready = ns.path("peer.ready");
-        let stderr = ns.path("peer.stderr");
+        Peer::start_as(ns, "peer", listen, tls)
+    }
+
+    /// A fake MISP whose files are prefixed with `tag`, so several peers can
+    /// run in one namespace (e.g. one with a certificate from another CA).
+    pub fn start_as(
+        ns: &Netns,
+        tag: &str,
+        listen: &[SocketAddr],
+        tls: Option<(&Path, &Path)>,
+    ) -> Peer {
+        let record = ns.path(&format!("{tag}.record.jsonl"));
+        let script = ns.path(&format!("{tag}.script.json"));
+        let ready = ns.path(&format!("{tag}.ready"));
+        let stderr = ns.path(&format!("{tag}.stderr"));
         fs::write(&record, "").unwrap();
         fs::write(&script, "{}").unwrap();
         let mut c = ns.command("python3");
@@ -752,46 +764,4 @@ pub fn contains_part_of(body: &[u8], secret: &[u8]) -> bool {
     }
     body.windows(w)
         .any(|piece| secret.windows(w).any(|s| s == piece))
-}
-/// A second (third…) fake MISP in the same namespace: like [`Peer::start`]
-/// but its files are prefixed with `tag`, so several peers can run at once
-/// (e.g. one with a certificate from another CA).
-pub fn start_peer_as(
-    ns: &Netns,
-    tag: &str,
-    listen: &[SocketAddr],
-    tls: Option<(&Path, &Path)>,
-) -> Peer {
-    let record = ns.path(&format!("{tag}.record.jsonl"));
-    let script = ns.path(&format!("{tag}.script.json"));
-    let ready = ns.path(&format!("{tag}.ready"));
-    let stderr = ns.path(&format!("{tag}.stderr"));
-    fs::write(&record, "").unwrap();
-    fs::write(&script, "{}").unwrap();
-    let mut c = ns.command("python3");
-    c.arg(PEER)
-        .arg("--record")
-        .arg(&record)
-        .arg("--script")
-        .arg(&script)
-        .arg("--ready")
-        .arg(&ready);
-    for l in listen {
-        c.arg("--listen").arg(l.to_string());
-    }
-    if let Some((cert, key)) = tls {
-        c.arg("--cert").arg(cert).arg("--key").arg(key);
-    }
-    let child = c
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("start peer");
-    let proc = Proc { child, stderr };
-    wait_for(|| ready.exists(), "peer ready", &proc);
-    Peer {
-        proc,
-        record,
-        script,
-    }
 }
