@@ -24,57 +24,15 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::pki::{ca, server_cert};
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 const PROXY: &str = "127.0.0.1:18443";
 /// Where the allowlisted domains resolve inside the namespace.
 const ALLOWLIST_PEER: &str = "127.99.0.1";
 const ALLOWLISTED: [&str; 2] = ["snort-org-site.s3.amazonaws.com", "www.dan.me.uk"];
-
-/// A CA made at test time.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::CrlSign,
-    ];
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        der: cert.der().clone(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A server certificate for `hosts` signed by `ca`: (cert PEM, key PEM).
-fn server_cert(ca: &Ca, hosts: &[String]) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(hosts.to_vec()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, &hosts[0]);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
 
 /// Where a scenario's outcome is decided over TLS, and what it must be when
 /// that differs from the plain-HTTP verdict.

@@ -12,12 +12,9 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::pki::{ca, server_cert, server_params, Ca};
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 const PROXY: &str = "127.0.0.1:18443";
@@ -31,55 +28,13 @@ const MARK: u32 = 0x4d47;
 const ROGUE_IP: &str = "127.77.0.1";
 const ROGUE_HOST: &str = "rogue-comp1.com";
 
-/// A CA made at test time.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::CrlSign,
-    ];
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        der: cert.der().clone(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A server certificate for `hosts` signed by `ca`: (cert PEM, key PEM).
-fn server_cert(ca: &Ca, hosts: &[String]) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(hosts.to_vec()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, &hosts[0]);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 /// A certificate for `host` from `ca` that expired yesterday.
 fn expired_cert(ca: &Ca, host: &str) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec![host.to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, host);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut params = server_params(&[host.to_string()]).unwrap();
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(30);
     params.not_after = now - time::Duration::days(1);
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    let (cert, key) = ca.sign(params).unwrap();
     (cert.pem(), key.serialize_pem())
 }
 

@@ -5,6 +5,8 @@
 //! traffic only ever goes to addresses on that namespace's loopback.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
