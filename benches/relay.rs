@@ -37,12 +37,13 @@ use std::time::{Duration, Instant};
 
 use misp_guard::config::Config;
 use misp_guard::rules::{self, Context, Document, Verdict};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
+
+#[path = "../tests/common/pki.rs"]
+mod pki;
+
+use pki::{server_params, Ca};
 
 const GUARD: &str = env!("CARGO_BIN_EXE_misp-guard");
 const CONFORMANCE_CONFIG: &str = concat!(
@@ -216,57 +217,19 @@ struct Pki {
     client_direct: Arc<ClientConfig>,
 }
 
-/// A CA made now: its issuer, DER and PEM certificate, PKCS#8 PEM key.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    der: CertificateDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Result<Ca, String> {
-        let key = KeyPair::generate().map_err(|e| format!("{name} key: {e}"))?;
-        let mut params =
-            CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("{name}: {e}"))?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::CrlSign,
-        ];
-        let cert = params
-            .self_signed(&key)
-            .map_err(|e| format!("{name}: {e}"))?;
-        Ok(Ca {
-            der: cert.der().clone(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            issuer: Issuer::new(params, key),
-        })
-    }
-}
-
 impl Pki {
     fn new() -> Result<Pki, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let guard_ca = Ca::new("relay bench guard CA")?;
-        let upstream_ca = Ca::new("relay bench upstream CA")?;
+        let guard_ca = Ca::new("relay bench guard CA").map_err(|e| format!("guard CA: {e}"))?;
+        let upstream_ca =
+            Ca::new("relay bench upstream CA").map_err(|e| format!("upstream CA: {e}"))?;
 
         let hosts: Vec<String> = [Kind::Push, Kind::Pull]
             .iter()
             .map(|k| k.endpoints().1.to_string())
             .collect();
-        let key = KeyPair::generate().map_err(|e| format!("upstream key: {e}"))?;
-        let mut params =
-            CertificateParams::new(hosts.clone()).map_err(|e| format!("upstream cert: {e}"))?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, hosts.join(" "));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params
-            .signed_by(&key, &upstream_ca.issuer)
+        let (cert, key) = server_params(&hosts)
+            .and_then(|params| upstream_ca.sign(params))
             .map_err(|e| format!("upstream cert: {e}"))?;
         let mut upstream_server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
