@@ -680,7 +680,7 @@ pub fn scenario_request(s: &Scenario, absolute: bool) -> Vec<u8> {
 
 /// What is wrong with the outcome of scenario `s`: the response `r` and the
 /// requests `new` the peer received for it. Empty when all is right. The
-/// same checks as conformance_proxy.rs: the status, a 403 in MISP's
+/// checks every conformance run makes: the status, a 403 in MISP's
 /// save-fail shape naming the rule and value, blocked content never
 /// reaching the other side, allowed content arriving byte for byte.
 pub fn scenario_problems(s: &Scenario, r: &Response, new: &[serde_json::Value]) -> Vec<String> {
