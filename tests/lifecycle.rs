@@ -74,13 +74,16 @@ fn an_address_in_use_stops_start_up_with_one_line() {
     );
 }
 
+/// The head of a push from instance_2_2 of a `len`-byte event.
+fn push_head(len: usize) -> String {
+    format!(
+        "POST http://instance1-comp2.com:443/events/add/metadata:1 HTTP/1.1\r\nHost: instance1-comp2.com:443\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
 fn push(ns: &Netns, fixture: &str) -> u16 {
     let body = std::fs::read(format!("{SHARED}/fixtures/{fixture}")).unwrap();
-    let mut req = format!(
-        "POST http://instance1-comp2.com:443/events/add/metadata:1 HTTP/1.1\r\nHost: instance1-comp2.com:443\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let mut req = push_head(body.len()).into_bytes();
     req.extend_from_slice(&body);
     let source: IpAddr = "127.20.0.2".parse().unwrap();
     ns.run(|| {
@@ -158,10 +161,7 @@ fn sigterm_lets_the_exchange_in_flight_finish_then_exits() {
     let status = ns.run(|| {
         let mut c = connect(source, proxy);
         // Send the head and half the body, then ask the guard to stop.
-        let head = format!(
-            "POST http://instance1-comp2.com:443/events/add/metadata:1 HTTP/1.1\r\nHost: instance1-comp2.com:443\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
+        let head = push_head(body.len());
         std::io::Write::write_all(&mut c, head.as_bytes()).unwrap();
         std::io::Write::write_all(&mut c, &body[..body.len() / 2]).unwrap();
         std::thread::sleep(Duration::from_millis(200));
