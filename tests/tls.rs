@@ -223,15 +223,10 @@ fn scenario(name: &str) -> Scenario {
 /// Run a conformance scenario over CONNECT + TLS: (response, what the
 /// upstream received meanwhile).
 fn run(w: &World, s: &Scenario) -> (Response, Vec<serde_json::Value>) {
-    let mut script = serde_json::json!({});
-    if s.is_pull() {
-        if let Some(f) = &s.fixture {
-            script["body_file"] = f.display().to_string().into();
-        }
-    }
-    w.peer.answer(script);
+    w.peer.answer(script_for(s));
     let before = w.peer.received().len();
     let body = s.body();
+    // Not `scenario_request`: over https curl names no port in `Host`.
     let mut request = format!(
         "{} {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nContent-Type: application/json\r\nUser-Agent: MISP 2.5.1\r\n",
         s.method, s.url, s.host
