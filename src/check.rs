@@ -120,9 +120,15 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
                 Ok(c) => c,
                 Err(e) => return Ok(Outcome::Block(e)),
             };
-            if let Verdict::Block(b) =
-                judge_body(body, coding, caps.clone(), doc, policy, &Context::default())
-            {
+            if let Verdict::Block(b) = judge_body(
+                body,
+                coding,
+                caps.clone(),
+                doc,
+                policy,
+                &Context::default(),
+                config.guard.limits.max_json_depth,
+            ) {
                 return Ok(Outcome::Block(b.to_string()));
             }
         }
@@ -141,7 +147,15 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
                     .find(|(n, _)| n.eq_ignore_ascii_case("x-userorguuid"))
                     .map(|(_, v)| v.trim().to_ascii_lowercase()),
             };
-            if let Verdict::Block(b) = judge_body(body, coding, caps, doc, policy, &context) {
+            if let Verdict::Block(b) = judge_body(
+                body,
+                coding,
+                caps,
+                doc,
+                policy,
+                &context,
+                config.guard.limits.max_json_depth,
+            ) {
                 return Ok(Outcome::Block(b.to_string()));
             }
         }
@@ -160,10 +174,11 @@ fn judge_body(
     doc: Document,
     policy: &rules::Policy,
     context: &Context,
+    max_depth: usize,
 ) -> Verdict {
     let owned = body.to_vec();
     let reader: Box<dyn Read + Send> = http::decoder(coding, std::io::Cursor::new(owned), caps);
-    rules::evaluate(reader, doc, policy, context)
+    rules::evaluate_with_limits(reader, doc, policy, context, max_depth)
 }
 
 fn coding_of(headers: &[(String, String)], request: bool) -> Result<Coding, String> {

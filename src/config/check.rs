@@ -71,6 +71,7 @@ const LIMITS_KEYS: &[&str] = &[
     "hold_memory_bytes",
     "max_connections",
     "max_json_depth",
+    "max_spill_bytes",
 ];
 const TIMEOUTS_KEYS: &[&str] = &[
     "handshake",
@@ -695,6 +696,7 @@ impl Checker {
             ("max_body_bytes", &mut l.max_body_bytes),
             ("max_decoded_bytes", &mut l.max_decoded_bytes),
             ("max_decode_ratio", &mut l.max_decode_ratio),
+            ("max_spill_bytes", &mut l.max_spill_bytes),
         ] {
             if let Some(n) = obj
                 .get(key)

@@ -149,6 +149,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// `max_json_depth`: nesting depth of an inspected document (default 64).
     pub max_json_depth: usize,
+    /// `max_spill_bytes`: bytes of held bodies on disk at once, all
+    /// connections together (default 16 GiB).
+    pub max_spill_bytes: u64,
 }
 
 /// `guard.timeouts`, each in seconds in the file.
@@ -280,6 +283,9 @@ const DEFAULT_MAX_DECODED_BYTES: u64 = 2 << 30;
 const DEFAULT_MAX_DECODE_RATIO: u64 = 200;
 /// 4 MiB: most sync bodies fit in memory; larger ones spill to `spill_dir`.
 const DEFAULT_HOLD_MEMORY_BYTES: usize = 4 << 20;
+/// 16 GiB: a few of the largest events at once; past it the disk of the
+/// guard, not the rules, would decide what passes.
+const DEFAULT_MAX_SPILL_BYTES: u64 = 16 << 30;
 /// 512 connections: a MISP sync uses a handful; this bounds file descriptors.
 const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// 64 levels: a MISP event nests about 8 deep; deeper is an attack.
@@ -316,6 +322,7 @@ impl Default for Limits {
             hold_memory_bytes: DEFAULT_HOLD_MEMORY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+            max_spill_bytes: DEFAULT_MAX_SPILL_BYTES,
         }
     }
 }

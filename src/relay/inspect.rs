@@ -65,7 +65,9 @@ impl Inspection {
                 hit: None,
             };
             let policy = &job.config.instance(job.instance).policy;
-            let verdict = rules::evaluate(&mut body, job.doc, policy, &job.context);
+            let depth = job.config.guard.limits.max_json_depth;
+            let verdict =
+                rules::evaluate_with_limits(&mut body, job.doc, policy, &job.context, depth);
             match body.hit {
                 Some((status, reason)) => Judged::Limit(status, reason),
                 None => Judged::Verdict(verdict),

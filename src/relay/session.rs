@@ -660,7 +660,10 @@ async fn exchange<S: Io>(
             .map_err(|e| Reject::fatal(400, Side::Client, format!("write: {e}")))?;
     }
 
-    let mut hold = Hold::new(config.guard.limits.hold_memory_bytes);
+    let mut hold = Hold::new(
+        config.guard.limits.hold_memory_bytes,
+        config.guard.limits.max_spill_bytes,
+    );
     let job = match (request_doc, &exchange) {
         (Some(doc), _) if is_empty(request_body) && super::empty_body_allowed(doc) => None,
         (Some(doc), Some(x)) => Some(Job {
@@ -854,7 +857,10 @@ async fn exchange<S: Io>(
         }),
         _ => None,
     };
-    let mut hold = Hold::new(config.guard.limits.hold_memory_bytes);
+    let mut hold = Hold::new(
+        config.guard.limits.hold_memory_bytes,
+        config.guard.limits.max_spill_bytes,
+    );
     let verdict = match take_body(
         &mut up.peer,
         response_body,
