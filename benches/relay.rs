@@ -67,7 +67,9 @@ const PULL_PATH: &str = "/events/view/385283a1-b5e0-4e10-a532-dce11c365a56/delet
 const PUSH_PATH: &str = "/events/add/metadata:1";
 
 /// What the upstream answers to a push (MISP's answer is not inspected).
-const PUSH_ANSWER: &[u8] = br#"{"saved":true,"success":true,"name":"Event saved"}"#;
+/// What MISP answers an add with: the event's metadata (judged by the
+/// guard under the remote's rules).
+const PUSH_ANSWER: &[u8] = br#"{"Event":{"id":"1","uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","info":"pushed","distribution":"1","published":false,"Tag":[{"name":"tlp:green"}]}}"#;
 
 /// Event sizes under test: label, target body size, measured requests.
 /// Counts keep the whole run within a few minutes on a busy 2-core box.

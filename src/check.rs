@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::http::{self, Coding, DecodeCaps};
 use crate::relay::{self, Destination, Target};
 use crate::rules::{self, Context, Document, Verdict};
-use crate::sync::{self, Direction};
+use crate::sync;
 
 /// One exchange to judge.
 #[derive(Debug, Default)]
@@ -96,11 +96,10 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
             return Ok(Outcome::Block(r.to_string()));
         }
     }
-    let rules_of = match exchange.direction {
-        Direction::Push => route.source,
-        Direction::Pull => dst,
-    };
-    let policy = &config.instance(rules_of).policy;
+    // As in the relay: the request is the source's data, the answer the
+    // destination's.
+    let policy = &config.instance(route.source).policy;
+    let answer_policy = &config.instance(dst).policy;
     let caps = DecodeCaps {
         max_decoded_bytes: config.guard.limits.max_decoded_bytes,
         max_ratio: config.guard.limits.max_decode_ratio,
@@ -152,7 +151,7 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
                 coding,
                 caps,
                 doc,
-                policy,
+                answer_policy,
                 &context,
                 config.guard.limits.max_json_depth,
             ) {

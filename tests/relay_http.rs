@@ -1523,3 +1523,70 @@ fn encoded_pull_answers_judged_on_the_decoded_event() {
     }
     finish(&rig, failures);
 }
+
+/// What the remote answers a push with is the remote's data: judged under
+/// the remote's rules (here a related event of distribution 0 would flow
+/// back to the pusher).
+#[test]
+fn answers_to_pushes_are_judged_under_the_remotes_rules() {
+    if !can_run("answers_to_pushes_are_judged_under_the_remotes_rules") {
+        return;
+    }
+    let rig = Rig::proxy("pushanswer", serde_json::json!({}));
+    let mut failures = Vec::new();
+    let leak = r#"{"Event":{"id":"1","info":"x","distribution":"1","RelatedEvent":[{"Event":{"id":"2","info":"other","distribution":"0"}}]}}"#;
+    rig.peer.answer(serde_json::json!({ "body": leak }));
+    match rig.send(SRC, &post(PUSH, "", &allowed_event()), false) {
+        Some(r) => {
+            if r.status != 403 || r.body.windows(5).any(|w| w == b"other") {
+                failures.push(format!("leaky answer: status {}", r.status));
+            }
+        }
+        None => failures.push("no answer".into()),
+    }
+    finish(&rig, failures);
+}
+
+/// Only the headers MISP sync sends reach an instance: a Cookie or an
+/// X-Forwarded-For would change what the remote does.
+#[test]
+fn only_sync_headers_reach_the_instance() {
+    if !can_run("only_sync_headers_reach_the_instance") {
+        return;
+    }
+    let rig = Rig::proxy("headers", serde_json::json!({}));
+    let before = rig.count();
+    let extra = "Authorization: 0123456789012345678901234567890123456789\r\nCookie: MISP-session=abc\r\nX-Forwarded-For: 10.9.9.9\r\nRange: bytes=0-10\r\n";
+    let r = rig.send(
+        SRC,
+        head("GET", "/servers/getVersion", extra).as_bytes(),
+        false,
+    );
+    assert_eq!(r.map(|r| r.status), Some(200));
+    let got = rig.since(before);
+    assert_eq!(got.len(), 1);
+    let names: Vec<String> = got[0]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    for gone in ["cookie", "x-forwarded-for", "range"] {
+        assert!(
+            !names.contains(&gone.to_string()),
+            "{gone} reached the instance: {names:?}"
+        );
+    }
+    for kept in [
+        "authorization",
+        "accept",
+        "content-type",
+        "user-agent",
+        "host",
+    ] {
+        assert!(
+            names.contains(&kept.to_string()),
+            "{kept} did not reach the instance: {names:?}"
+        );
+    }
+}

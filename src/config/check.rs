@@ -1194,9 +1194,11 @@ fn base_path(s: &str) -> Result<String, &'static str> {
     for seg in rest.split('/') {
         let plain = seg
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        // The same characters the sync table accepts in paths: a base path
+        // with others would load and then refuse every request.
         if seg.is_empty() || seg == "." || seg == ".." || !plain {
-            return Err("is not a plain path (no empty, '.' or '..' segments, no '%', '?', '#')");
+            return Err("is not a plain path (segments of letters, digits, '-', '.', '_'; no '.' or '..' segment)");
         }
     }
     Ok(trimmed.to_owned())

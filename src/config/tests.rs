@@ -989,6 +989,12 @@ fn validation_errors_name_their_path() {
         ),
         (
             "/guard",
+            json!({"instances": {"a": {"base_path": "/~user/misp"}}}),
+            "guard.instances.a.base_path",
+            "not a plain path",
+        ),
+        (
+            "/guard",
             json!({"tls": {"ca_key": "/k"}}),
             "guard.tls.ca_key",
             "ca_key without ca_cert",

@@ -110,6 +110,20 @@ pub enum Origin {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// The request headers MISP sync sends (protocol doc §1.1); the framing
+/// and hop-by-hop ones among them are rewritten by `http::encode_request`.
+const SYNC_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "accept",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "user-agent",
+    "if-none-match",
+    "x-pgp-signature",
+];
+
 /// The largest error answer passed on where a document was expected.
 const MAX_ERROR_ANSWER: u64 = 64 * 1024;
 
@@ -638,10 +652,10 @@ async fn exchange<S: Io>(
         }
         None => None,
     };
-    let rules_of = |direction: Direction| match direction {
-        Direction::Push => source,
-        Direction::Pull => dst_id.unwrap_or(source),
-    };
+    // A body is judged under the rules of the instance whose data it is:
+    // the request's are the source's, the answer's the destination's (a
+    // pull's event, but also what the remote answers a push with).
+    let answer_rules = dst_id.unwrap_or(source);
     let expect = http::expects_continue(head)
         .map_err(|e| Reject::fatal(e.status(), Side::Client, e.to_string()))?;
     let request_coding = match request_doc {
@@ -668,7 +682,7 @@ async fn exchange<S: Io>(
         (Some(doc), _) if is_empty(request_body) && super::empty_body_allowed(doc) => None,
         (Some(doc), Some(x)) => Some(Job {
             config: config.clone(),
-            instance: rules_of(x.direction),
+            instance: source,
             doc,
             coding: request_coding,
             caps: decode_caps(config),
@@ -760,6 +774,15 @@ async fn exchange<S: Io>(
     };
     let mut forwarded = head.clone();
     forwarded.headers.retain(|h| !h.is("accept-encoding"));
+    if exchange.is_some() {
+        // To an instance only the headers MISP sync sends go on: others
+        // change what the remote does behind the table's back (a Cookie
+        // logs in by session, X-Forwarded-For passes an API key's IP
+        // check, Range cuts the answer into slices).
+        forwarded
+            .headers
+            .retain(|h| SYNC_HEADERS.iter().any(|name| h.is(name)));
+    }
     forwarded.headers.push(http::Header {
         name: "Accept-Encoding".into(),
         value: Bytes::from(accept),
@@ -839,15 +862,21 @@ async fn exchange<S: Io>(
     // body never reaches the client: it is read (a large one is refused)
     // and replaced by the guard's own error text below. MISP's REST errors
     // are small JSON objects and MISP only logs them.
-    let replace_error = !success && exchange.as_ref().is_some_and(|x| x.response.is_some());
+    // Only pulls: the error answers to a push (MISP's save-fail texts, which
+    // the pushing MISP reads, e.g. "not newer than the local copy") pass,
+    // small.
+    let replace_error = !success
+        && exchange
+            .as_ref()
+            .is_some_and(|x| x.response.is_some() && x.direction == Direction::Pull);
     let mut body_limits = limits.clone();
     if replace_error {
         body_limits.max_body_bytes = body_limits.max_body_bytes.min(MAX_ERROR_ANSWER);
     }
     let job = match (response_doc, &exchange) {
-        (Some(doc), Some(x)) => Some(Job {
+        (Some(doc), Some(_)) => Some(Job {
             config: config.clone(),
-            instance: rules_of(x.direction),
+            instance: answer_rules,
             doc,
             coding: response_coding,
             caps: decode_caps(config),

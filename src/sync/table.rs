@@ -106,15 +106,6 @@ const fn exact(key: &'static str, value: &'static str) -> Named {
     }
 }
 
-const fn optional(key: &'static str, value: &'static str) -> Named {
-    Named {
-        key,
-        value: Value::Exact(value),
-        min: 0,
-        max: 1,
-    }
-}
-
 const fn number(key: &'static str) -> Named {
     Named {
         key,
@@ -148,13 +139,14 @@ const EVENT_UUID: &[Positional] = &[Positional {
 }];
 
 /// `metadata:1` (ServerSyncTool `createEvent`/`updateEvent`): the remote
-/// answers with the event's metadata only. Optional because MISP before
-/// the `ServerSyncTool` rewrite posted to `/events/add` and
-/// `/events/edit/<id>`, which the older guard allowed.
-const METADATA: &[&[Named]] = &[&[optional("metadata", "1")]];
+/// answers with the event's metadata only. Required: without it the answer
+/// to an add or edit is the whole event as the remote holds it, the
+/// remote's data flowing back to the pusher.
+const METADATA: &[&[Named]] = &[&[exact("metadata", "1")]];
 
-/// L5: `Server.php` pull of one event. `excludeLocalTags:1` is left out
-/// when the Server is flagged internal.
+/// L5: `Server.php` pull of one event. `excludeLocalTags:1` is required
+/// although MISP leaves it out when the Server is flagged internal: without
+/// it the remote's local tags (never meant to leave it) come along.
 const VIEW_L5: &[Named] = &[
     exact("deleted[]", "0"),
     exact("deleted[]", "1"),
@@ -162,7 +154,7 @@ const VIEW_L5: &[Named] = &[
     exact("includeEventCorrelations", "0"),
     exact("includeFeedCorrelations", "0"),
     exact("includeWarninglistHits", "0"),
-    optional("excludeLocalTags", "1"),
+    exact("excludeLocalTags", "1"),
 ];
 
 /// L8 on remotes ≤ 2.4.164: `Sighting::pullSightingOldWay` fetches the
@@ -317,14 +309,21 @@ pub(super) static TABLE: &[Row] = &[
         json: false,
         exchange: exchange("events/view:head", Push, None, None),
     },
-    // P8: push of a new event, inspected under the sender's rules.
+    // P8: push of a new event, inspected under the sender's rules; the
+    // answer (the event's metadata, related events included) is the
+    // remote's data, inspected under the remote's rules.
     Row {
         method: "POST",
         route: "events/add",
         positional: &[],
         named: METADATA,
         json: false,
-        exchange: exchange("events/add", Push, Some(Document::Event), None),
+        exchange: exchange(
+            "events/add",
+            Push,
+            Some(Document::Event),
+            Some(Document::Event),
+        ),
     },
     // P8 and its fallbacks (§4 G): edit by uuid, or by the numeric id the
     // remote's `Location` gave after an add of an existing event.
@@ -334,7 +333,12 @@ pub(super) static TABLE: &[Row] = &[
         positional: EVENT_ID,
         named: METADATA,
         json: false,
-        exchange: exchange("events/edit", Push, Some(Document::Event), None),
+        exchange: exchange(
+            "events/edit",
+            Push,
+            Some(Document::Event),
+            Some(Document::Event),
+        ),
     },
     // L4/L7 (puller), P9/P11 (pusher, for proposals and sightings): the
     // remote's minimal index. The body must say minimal and published; the

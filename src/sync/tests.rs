@@ -54,11 +54,8 @@ fn accepted() -> Vec<(&'static str, String, &'static str)> {
         ),
         ("HEAD", format!("/events/view/{U}"), "events/view:head"),
         ("POST", "/events/add/metadata:1".into(), "events/add"),
-        ("POST", "/events/add".into(), "events/add"),
         ("POST", format!("/events/edit/{U}/metadata:1"), "events/edit"),
-        ("POST", format!("/events/edit/{U}"), "events/edit"),
         ("POST", "/events/edit/42/metadata:1".into(), "events/edit"),
-        ("POST", "/events/edit/42".into(), "events/edit"),
         (
             "POST",
             "/events/edit/18446744073709551615/metadata:1".into(),
@@ -87,7 +84,6 @@ fn accepted() -> Vec<(&'static str, String, &'static str)> {
             "sightings/restSearch",
         ),
         ("GET", format!("/events/view/{U}/{L5}"), "events/view"),
-        ("GET", format!("/events/view/{U}/{L5_INTERNAL}"), "events/view"),
         ("GET", format!("/events/view/17/{L5}"), "events/view"),
         ("GET", format!("/events/view/{U}/{L8}"), "events/view"),
         // Named parameters in another order: CakePHP reads them so.
@@ -174,8 +170,8 @@ fn exchanges_carry_documents_and_directions() {
     let cases: &[Case] = &[
         ("GET", format!("/events/view/{U}/{L5}"), Direction::Pull, None, Some(D::Event)),
         ("HEAD", format!("/events/view/{U}"), Direction::Push, None, None),
-        ("POST", "/events/add/metadata:1".into(), Direction::Push, Some(D::Event), None),
-        ("POST", format!("/events/edit/{U}/metadata:1"), Direction::Push, Some(D::Event), None),
+        ("POST", "/events/add/metadata:1".into(), Direction::Push, Some(D::Event), Some(D::Event)),
+        ("POST", format!("/events/edit/{U}/metadata:1"), Direction::Push, Some(D::Event), Some(D::Event)),
         ("POST", "/events/index".into(), Direction::Pull, Some(D::MinimalSearch), Some(D::EventIndex)),
         ("POST", "/galaxy_clusters/restSearch".into(), Direction::Pull, Some(D::MinimalSearch), Some(D::GalaxyClusterSearch)),
         ("POST", "/galaxies/pushCluster".into(), Direction::Push, Some(D::GalaxyClusterList), None),
@@ -257,6 +253,11 @@ fn refused() -> Vec<(&'static str, String, &'static str, Refusal)> {
         // A plain GET of an event is no pull MISP makes: the pinned
         // parameters keep the answer minimal.
         ("GET", format!("/events/view/{U}"), "", missing("deleted[]:0")),
+        // The remote's local tags and whole events must not come along.
+        ("GET", format!("/events/view/{U}/{L5_INTERNAL}"), "", missing("excludeLocalTags:1")),
+        ("POST", "/events/add".into(), "", missing("metadata:1")),
+        ("POST", format!("/events/edit/{U}"), "", missing("metadata:1")),
+        ("POST", "/events/edit/42".into(), "", missing("metadata:1")),
         ("GET", format!("/events/view/{U}/{L5_INTERNAL}").replace("/includeWarninglistHits:0", ""), "", missing("includeWarninglistHits:0")),
         ("GET", format!("/events/view/{U}/{L5}/noEventReports:1"), "", missing("includeAttachments:0")),
         ("GET", format!("/events/view/{U}/{L5}/includeEventCorrelations:1"), "", bad("includeEventCorrelations")),

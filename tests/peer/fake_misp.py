@@ -9,7 +9,8 @@ request it received to a record file: method, path, headers and the body
 
 Script file (JSON): {"status": 200, "headers": {"X-UserOrgUUID": "…"},
 "body_file": "/path/to/fixture.json"} or {"body": "text"}; missing fields
-give 200 with {"saved": true}.
+give 200 with {"saved": true} (with the event's metadata for an add or
+edit, as MISP answers).
 """
 
 import argparse
@@ -22,6 +23,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
+
+EVENT_METADATA = json.dumps({"Event": {
+    "id": "1", "uuid": "385283a1-b5e0-4e10-a532-dce11c365a56", "info": "pushed",
+    "distribution": "1", "published": False, "timestamp": "1700000000",
+    "Orgc": {"name": "ORG"}, "Tag": [{"name": "tlp:green"}],
+}}).encode()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -67,6 +74,9 @@ class Handler(BaseHTTPRequestHandler):
             # postTest echoes; filterAnalystDataForPush answers the subset it
             # accepts, here all of it.
             out = body
+        elif self.command == "POST" and ("/events/add" in self.path or "/events/edit" in self.path):
+            # MISP answers an add or edit with the event's metadata.
+            out = EVENT_METADATA
         else:
             out = b'{"saved": true}'
         self.send_response(status)
