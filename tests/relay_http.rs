@@ -1590,3 +1590,98 @@ fn only_sync_headers_reach_the_instance() {
         );
     }
 }
+
+/// An allowlisted name must never lead to an instance (its traffic would
+/// skip the rules and the compartments), whatever its DNS says, and a
+/// request relayed as allowlisted must not name an instance in its Host.
+#[test]
+fn allowlisted_names_never_reach_an_instance() {
+    if !can_run("allowlisted_names_never_reach_an_instance") {
+        return;
+    }
+    let listen: SocketAddr = RIG_PROXY.parse().unwrap();
+    let rig = Rig::start(
+        "allowinst",
+        serde_json::json!({}),
+        &["--proxy-listen", RIG_PROXY],
+        listen,
+        |ns| ns.hosts(&[("127.20.0.1", "snort-org-site.s3.amazonaws.com")]),
+    );
+    let mut failures = Vec::new();
+    let domain = "snort-org-site.s3.amazonaws.com:443";
+    // Plain, absolute-form: the name resolves to instance_2_1.
+    let plain = head_to("GET", domain, "/test.txt", "");
+    expect_refused(
+        &rig,
+        "absolute-form to an allowlisted name on an instance",
+        plain.as_bytes(),
+        &[403],
+        &mut failures,
+    );
+    // CONNECT then TLS bytes: no blind tunnel to an instance.
+    let before = rig.count();
+    let answer = rig.ns.run(|| {
+        let mut c = connect(SRC.parse().unwrap(), listen);
+        c.write_all(format!("CONNECT {domain} HTTP/1.1\r\nHost: {domain}\r\n\r\n").as_bytes())
+            .unwrap();
+        let established = read_response(&mut c, true).map(|r| r.status);
+        let _ = c.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
+        let after = read_response(&mut c, false).map(|r| r.status);
+        (established, after)
+    });
+    // Inside the tunnel the client speaks TLS: the refusal is a close (and
+    // a log line), not an HTTP answer.
+    if answer.0 != Some(200) || answer.1.is_some() {
+        failures.push(format!("blind tunnel to an instance: {answer:?}"));
+    }
+    if !rig
+        .guard
+        .log()
+        .contains("resolves to 127.20.0.1, an instance")
+    {
+        failures.push("no log line for the refused tunnel".into());
+    }
+    if !rig.since(before).is_empty() {
+        failures.push("the instance received something".into());
+    }
+    finish(&rig, failures);
+}
+
+/// A silent connection from an address that is no instance is closed
+/// within seconds and never takes an instance's slot.
+#[test]
+fn silent_strangers_are_closed_quickly() {
+    if !can_run("silent_strangers_are_closed_quickly") {
+        return;
+    }
+    let rig = Rig::proxy(
+        "stranger",
+        serde_json::json!({ "limits": { "max_connections": 2 } }),
+    );
+    let listen = rig.listen;
+    let took = rig.ns.run(|| {
+        // More silent strangers than there are slots for instances.
+        let mut held: Vec<TcpStream> = (0..4)
+            .map(|_| connect("127.99.0.8".parse().unwrap(), listen))
+            .collect();
+        // An instance still gets through.
+        let mut c = connect(SRC.parse().unwrap(), listen);
+        let ok = roundtrip(
+            &mut c,
+            head("GET", "/servers/getVersion", "").as_bytes(),
+            false,
+        )
+        .map(|r| r.status);
+        let started = std::time::Instant::now();
+        let mut byte = [0u8; 1];
+        let closed = held.iter_mut().all(|s| matches!(s.read(&mut byte), Ok(0)));
+        (ok, closed, started.elapsed())
+    });
+    assert_eq!(took.0, Some(200), "an instance was kept out by strangers");
+    assert!(took.1, "a stranger's connection was not closed");
+    assert!(
+        took.2 < Duration::from_secs(8),
+        "strangers held for {:?}",
+        took.2
+    );
+}

@@ -191,6 +191,7 @@ impl Checker {
                 settings,
             });
         }
+        self.allowlist_names_no_instance(&allowlist, &instances);
         let can_reach = reach?
             .into_iter()
             .flat_map(|(from, tos)| tos.into_iter().map(move |(_, to)| (from.clone(), to)))
@@ -201,6 +202,43 @@ impl Checker {
             allowlist,
             guard,
         })
+    }
+
+    /// An allowlisted destination is relayed without inspection and before
+    /// compartments are looked at: naming an instance there would open it.
+    fn allowlist_names_no_instance(&mut self, allowlist: &Allowlist, instances: &[Instance]) {
+        let names_instance = |host: &str| {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            instances
+                .iter()
+                .any(|i| i.host.eq_ignore_ascii_case(host) || i.ip.to_string() == host)
+        };
+        for (n, d) in allowlist.domains.iter().enumerate() {
+            if names_instance(d) {
+                self.error(
+                    format!("allowlist.domains[{n}]"),
+                    format!("{d:?} is an instance: instances are inspected, never allowlisted"),
+                );
+            }
+        }
+        for (n, url) in allowlist.urls.iter().enumerate() {
+            let rest = url.split_once("://").map_or("", |(_, r)| r);
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = match authority.rsplit_once(':') {
+                Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                    h
+                }
+                _ => authority,
+            };
+            if names_instance(host) {
+                self.error(
+                    format!("allowlist.urls[{n}]"),
+                    format!(
+                        "{url:?} is on an instance: instances are inspected, never allowlisted"
+                    ),
+                );
+            }
+        }
     }
 
     fn allowlist(&mut self, v: &Value, path: &str) -> Allowlist {

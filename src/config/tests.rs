@@ -988,6 +988,18 @@ fn validation_errors_name_their_path() {
             "not a plain path",
         ),
         (
+            "/allowlist",
+            json!({"domains": ["MISP-A.example.org"]}),
+            "allowlist.domains[0]",
+            "is an instance",
+        ),
+        (
+            "/allowlist",
+            json!({"urls": ["https://10.0.0.1:8443/feed"]}),
+            "allowlist.urls[0]",
+            "is on an instance",
+        ),
+        (
             "/guard",
             json!({"instances": {"a": {"base_path": "/~user/misp"}}}),
             "guard.instances.a.base_path",

@@ -23,6 +23,11 @@ use tracing::Instrument;
 
 use crate::relay::{self, Origin, Shared};
 
+/// Connections from addresses that are no instance answered at once: a
+/// few, so that a flood of them costs little and never takes the slots of
+/// the instances.
+const STRANGER_SLOTS: usize = 16;
+
 /// What kind of listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -62,6 +67,7 @@ pub async fn run(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let strangers = Arc::new(Semaphore::new(STRANGER_SLOTS));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -77,6 +83,22 @@ pub async fn run(
             }
         };
         let peer = unmap(peer);
+        // Only instances may hold a connection slot: any other address gets
+        // one short answer on a small pool of its own, and is closed.
+        if shared.snapshot().config.source(peer.ip()).is_none() {
+            match strangers.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tracker.spawn(async move {
+                        relay::refuse_stranger(stream, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(client.addr = %peer, "connection refused: not an instance")
+                }
+            }
+            continue;
+        }
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(client.addr = %peer, "connection refused: too many connections");
             drop(stream);

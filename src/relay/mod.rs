@@ -36,7 +36,7 @@ mod upstream;
 pub use answer::{Reject, Side};
 pub use hold::Hold;
 pub use route::{parse_authority, route, Destination, Route, Target};
-pub use session::{serve, Origin, Shared, Snapshot};
+pub use session::{refuse_stranger, serve, Origin, Shared, Snapshot};
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies
 /// (`AnyJson`) qualify: an empty filter carries no data out, and the

@@ -81,6 +81,20 @@ pub fn route(
 
     let source = config.source(peer);
     if config.allowlisted(&url, &url_host) {
+        // An allowlisted request is relayed uninspected: it must not be a
+        // way to address an instance by its Host.
+        if let Some((h, _)) = &named {
+            if config
+                .instances
+                .iter()
+                .any(|i| i.host.eq_ignore_ascii_case(h) || i.ip.to_string() == *h)
+            {
+                return Err(Reject::forbidden(format!(
+                    "Host header {} names an instance on an allowlisted request",
+                    escape(h)
+                )));
+            }
+        }
         let source = source.ok_or_else(|| unknown_source(peer))?;
         return Ok(Route {
             source,

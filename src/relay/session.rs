@@ -228,6 +228,47 @@ pub async fn serve<S: Io>(
     }
 }
 
+/// How long a connection from an address that is no instance may take to
+/// say what it wants before it is closed.
+const STRANGER_WAIT: Duration = Duration::from_secs(2);
+
+/// Answer a connection from an address that is no configured instance: a
+/// 403 to the first request head (so an operator sees why), nothing to a
+/// TLS handshake, and close. It never holds an instance's slot.
+pub async fn refuse_stranger<S: Io>(mut client: S, peer: SocketAddr) {
+    let mut buf = BytesMut::with_capacity(4096);
+    let read = async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+            match client.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(STRANGER_WAIT, read).await;
+    let reject = Reject {
+        close: true,
+        ..Reject::forbidden(format!(
+            "source address {} is not a configured instance",
+            peer.ip()
+        ))
+    };
+    let target = std::str::from_utf8(&buf)
+        .ok()
+        .and_then(|t| t.split(' ').nth(1))
+        .unwrap_or("-")
+        .to_string();
+    if !buf.is_empty() && !tls::looks_like_tls(&buf) {
+        let _ = tokio::time::timeout(
+            STRANGER_WAIT,
+            client.write_all(&reject.to_response(&target, true)),
+        )
+        .await;
+    }
+    let _ = client.shutdown().await;
+    log_exchange(peer, "-", &target, &outcome_of(reject), Duration::ZERO);
+}
+
 /// Read until the first three bytes are in (enough for
 /// [`tls::looks_like_tls`]), the first byte rules TLS out, the client
 /// closes, or `timeout` passes. What was read stays in the buffer.
@@ -512,7 +553,15 @@ async fn connect_tunnel<S: Io>(
         // check: refused over TLS (the guard mints certificates for
         // instances only).
         Destination::Allowlisted { host, port } => {
-            if config
+            if port != 443 {
+                // A blind tunnel is TLS to a web host, not a relay to any
+                // port of it.
+                Err(Reject::fatal(
+                    403,
+                    Side::Client,
+                    format!("TLS to the allowlisted host {host} is relayed on port 443 only"),
+                ))
+            } else if config
                 .allowlist
                 .domains
                 .iter()
@@ -637,7 +686,7 @@ async fn exchange<S: Io>(
                     "the allowlisted host {host} is relayed over plain HTTP only, not inside TLS"
                 )));
             }
-            let addr = allowlisted_addr(host, *port, &target).await?;
+            let addr = allowlisted_addr(config, host, *port, &target).await?;
             (None, None, addr)
         }
     };
@@ -1003,7 +1052,7 @@ async fn blind_tunnel<S: Io>(
     let started = Instant::now();
     let target = format!("{host}:{port}");
     let upstream = async {
-        let addrs = upstream::resolve(host, port).await?;
+        let addrs = resolve_allowlisted(config, host, port).await?;
         // `resolve` answers at least one address or an error.
         let first = addrs
             .first()
@@ -1045,8 +1094,13 @@ async fn blind_tunnel<S: Io>(
     let (sent, received) = copied
         .map(|(a, b)| (a + prefix.len() as u64, b))
         .unwrap_or((prefix.len() as u64, 0));
+    let connected = up
+        .get_ref()
+        .peer_addr()
+        .map_or_else(|_| "-".to_string(), |a| a.to_string());
     tracing::info!(
-        client.addr = %peer, dst.instance = %format!("allowlist:{host}"), method = "CONNECT", path = %escape(&target),
+        client.addr = %peer, dst.instance = %format!("allowlist:{host}"), dst.addr = %connected,
+        method = "CONNECT", path = %escape(&target),
         verdict = "allow", bytes.request = sent, bytes.response = received,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "allowlisted domain tunnelled without inspection"
@@ -1102,11 +1156,40 @@ fn absolute_form(target: &str) -> Result<(Target, String), Reject> {
     Ok((Target::Name { host, port }, path.to_string()))
 }
 
+/// Resolve an allowlisted host, refusing answers the allowlist must never
+/// lead to: an instance (that traffic would skip the rules and the
+/// compartments), the guard's own host (loopback) or an unspecified
+/// address. Every answer is checked, so which one the resolver puts first
+/// does not matter.
+async fn resolve_allowlisted(
+    config: &Config,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Reject> {
+    let addrs = upstream::resolve(host, port).await?;
+    for a in &addrs {
+        let ip = crate::listen::unmap(*a).ip();
+        let forbidden =
+            ip.is_loopback() || ip.is_unspecified() || config.instances.iter().any(|i| i.ip == ip);
+        if forbidden {
+            return Err(Reject::forbidden(format!(
+                "allowlisted host {host} resolves to {ip}, an instance or the guard itself"
+            )));
+        }
+    }
+    Ok(addrs)
+}
+
 /// Where an allowlisted host is reached. Transparent: the original
 /// destination, which the name must resolve to (else a client could name a
 /// listed domain to reach any address).
-async fn allowlisted_addr(host: &str, port: u16, target: &Target) -> Result<SocketAddr, Reject> {
-    let addrs = upstream::resolve(host, port).await?;
+async fn allowlisted_addr(
+    config: &Config,
+    host: &str,
+    port: u16,
+    target: &Target,
+) -> Result<SocketAddr, Reject> {
+    let addrs = resolve_allowlisted(config, host, port).await?;
     match target {
         Target::Address(dst) => {
             if addrs.iter().any(|a| a.ip() == dst.ip()) {
@@ -1117,7 +1200,10 @@ async fn allowlisted_addr(host: &str, port: u16, target: &Target) -> Result<Sock
                 )))
             }
         }
-        Target::Name { .. } => Ok(addrs[0]),
+        Target::Name { .. } => addrs
+            .first()
+            .copied()
+            .ok_or_else(|| Reject::fatal(502, Side::Upstream, format!("{host} has no address"))),
     }
 }
 

@@ -71,6 +71,22 @@ impl Netns {
         fs::write(dir.join("hosts"), text).expect("write hosts");
     }
 
+    /// Give the namespace's loopback device one more address (a test host
+    /// of this namespace only).
+    pub fn add_address(&self, ip: &str) {
+        let prefix = if ip.contains(':') { "128" } else { "32" };
+        sh(&[
+            "ip",
+            "-n",
+            &self.name,
+            "addr",
+            "add",
+            &format!("{ip}/{prefix}"),
+            "dev",
+            "lo",
+        ]);
+    }
+
     /// A command that runs inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
