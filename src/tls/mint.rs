@@ -46,6 +46,17 @@ impl Ca {
     /// Loads `ca_cert`/`ca_key`, checking that the certificate is a CA in
     /// its validity period and that the key is its key.
     pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Ca, Error> {
+        // Whoever reads this key can mint certificates MISP trusts.
+        if let Ok(meta) = std::fs::metadata(key_file) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    file = %key_file.display(),
+                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "the guard CA key is readable by other users than its owner (chmod 600 it)"
+                );
+            }
+        }
         let der = pem::certs(cert_file)?
             .into_iter()
             .next()
