@@ -75,6 +75,9 @@ pub(super) enum K {
     EventTag,
     AttributeTag,
     TagName,
+    ReturnFormat,
+    Last,
+    IncludeUuid,
 }
 
 impl K {
@@ -151,6 +154,9 @@ impl K {
             K::EventTag => "EventTag",
             K::AttributeTag => "AttributeTag",
             K::TagName => "tag_name",
+            K::ReturnFormat => "returnFormat",
+            K::Last => "last",
+            K::IncludeUuid => "includeUuid",
         }
     }
 }
@@ -178,6 +184,7 @@ pub(super) fn classify(s: &str) -> Option<K> {
             "date" => K::Date,
             "Orgc" => K::Orgc,
             "data" => K::Data,
+            "last" => K::Last,
             _ => return None,
         },
         5 => match s {
@@ -230,6 +237,7 @@ pub(super) fn classify(s: &str) -> Option<K> {
         },
         11 => match s {
             "EventReport" => K::EventReport,
+            "includeUuid" => K::IncludeUuid,
             _ => return None,
         },
         12 => match s {
@@ -239,6 +247,7 @@ pub(super) fn classify(s: &str) -> Option<K> {
             "Organisation" => K::Organisation,
             "distribution" => K::Distribution,
             "AttributeTag" => K::AttributeTag,
+            "returnFormat" => K::ReturnFormat,
             _ => return None,
         },
         13 => match s {
@@ -402,13 +411,13 @@ mod tests {
         for k in ALL {
             assert_eq!(classify(k.text()), Some(k), "{}", k.text());
         }
-        assert!((K::TagName as u8) < 128);
+        assert!((K::IncludeUuid as u8) < 128);
         assert_eq!(classify("Attribute "), None);
         assert_eq!(classify("attribute"), None);
         assert_eq!(classify("Name"), None);
     }
 
-    const ALL: [K; 65] = [
+    const ALL: [K; 68] = [
         K::Event,
         K::Attribute,
         K::Object,
@@ -474,6 +483,9 @@ mod tests {
         K::EventTag,
         K::AttributeTag,
         K::TagName,
+        K::ReturnFormat,
+        K::Last,
+        K::IncludeUuid,
     ];
 
     #[test]

@@ -112,7 +112,23 @@
 //!   parameters (`/minimal:0`) are the path's business, not the body's.
 //! * **`RelatedEvent`** entries (`{"Event":{…}}` summaries of other events)
 //!   are checked like events (distribution, sharing group, tags) but not
-//!   for required taxonomies, which summaries never carry.
+//!   for required taxonomies, which summaries never carry. A summary
+//!   carries no tags, so tag rules cannot be judged on it, and its `info`
+//!   names an event the receiver may not be allowed to see (MISP puts them
+//!   in its answer to a push's `events/add` and `events/edit`). So when
+//!   the policy has blocked tags or required taxonomies, a non-empty
+//!   `RelatedEvent` list is [`Rule::BlockedTag`] with the value
+//!   `RelatedEvent (tags not visible)`, ranked after everything else of
+//!   its event. MISP's own traffic carries none: the pull pins
+//!   `includeEventCorrelations:0` and a pushing MISP never reads the
+//!   answer's `RelatedEvent`. An empty list passes.
+//! * **Sightings search.** `Sighting::restSearch` honours `includeEvent`
+//!   and `includeAttribute` (event titles, attribute values) and more, and
+//!   `_harvestParameters` reads `request` instead of the body, so the pull
+//!   body ([`Document::SightingSearch`]) may hold MISP's own keys only,
+//!   spelled exactly: `returnFormat` `"json"`, `last` a whole number or
+//!   digit string, `includeUuid` `true`/`1`/`"1"`, `uuid` 1 to 20 strings
+//!   (an empty list would lift the event filter), `org_id` strings.
 //! * **Relationships.** `related_object` is read under the interpretation
 //!   its shape gives (`{"Event":…}`, `{"Attribute":…}`, `{"Object":…}`,
 //!   `{"GalaxyCluster":…}`, `{"Note"|…:…}` or a bare analyst data object),
@@ -262,6 +278,12 @@ pub enum Document {
     UuidList,
     /// `{"testString":"…"}`: `servers/postTest` body.
     PostTest,
+    /// `{"returnFormat":"json","last":…,"includeUuid":true,"uuid":[…],
+    /// "org_id":[…]}`: the sightings pull search body. Exactly these keys
+    /// (`returnFormat` and 1 to 20 `uuid`s required); anything else, such
+    /// as `includeEvent`, `includeAttribute` or `request`, in any spelling,
+    /// is [`Rule::Malformed`] naming the key.
+    SightingSearch,
     /// Any single JSON value (strictly parsed, duplicate keys refused).
     AnyJson,
 }

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::walk::{clip, is_c0_or_del};
+use super::walk::{clip, is_c0_or_del, RELATED_EVENT_UNJUDGED};
 use super::{Block, Context, Document, Policy, Rule};
 
 /// Prefix of the value of a block for a document that cannot be read.
@@ -295,6 +295,42 @@ impl Oracle<'_> {
                     self.fail("bad postTest", "$");
                 }
             }
+            Document::SightingSearch => {
+                let Some(o) = self.obj(v, "$") else { return };
+                // Written apart from the walk's `SightingSearch` node.
+                let strings = |x: &Value, min: usize, max: usize| {
+                    x.as_array().is_some_and(|a| {
+                        a.iter().all(Value::is_string) && a.len() >= min && a.len() <= max
+                    })
+                };
+                for (key, x) in o {
+                    let ok = match key.as_str() {
+                        "returnFormat" => x.as_str() == Some("json"),
+                        "last" => {
+                            x.is_u64()
+                                || x.as_str().is_some_and(|t| {
+                                    !t.is_empty() && t.chars().all(|c| c.is_ascii_digit())
+                                })
+                        }
+                        "includeUuid" => {
+                            x.as_bool() == Some(true)
+                                || x.as_u64() == Some(1)
+                                || x.as_str() == Some("1")
+                        }
+                        "uuid" => strings(x, 1, 20),
+                        "org_id" => strings(x, 0, usize::MAX),
+                        _ => false,
+                    };
+                    if !ok {
+                        self.fail("not the sightings pull search", key);
+                    }
+                }
+                for key in ["returnFormat", "uuid"] {
+                    if !o.contains_key(key) {
+                        self.fail("missing", key);
+                    }
+                }
+            }
             Document::AnyJson => {}
         }
     }
@@ -555,6 +591,13 @@ impl Oracle<'_> {
         self.each(o, path, "Attribute", |s, a, at| s.attribute(a, at));
         self.each(o, path, "Object", |s, a, at| s.object(a, at));
         self.each(o, path, "ShadowAttribute", |s, a, at| s.attribute(a, at));
+        let tag_rules =
+            !self.policy.blocked_tags.is_empty() || !self.policy.required_taxonomies.is_empty();
+        let related = o.get("RelatedEvent").and_then(Value::as_array);
+        if tag_rules && related.is_some_and(|r| !r.is_empty()) {
+            let at = join(path, "RelatedEvent");
+            self.hit(Rule::BlockedTag, RELATED_EVENT_UNJUDGED, at);
+        }
         self.each(o, path, "RelatedEvent", |s, r, at| {
             if let Some((_, e)) = s.wrapped(r, &["Event"], at) {
                 s.event(e, &join(at, "Event"), true);

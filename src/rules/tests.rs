@@ -27,6 +27,14 @@ fn base_policy() -> Policy {
 }
 
 /// `instance_1_4`: `tlp` required, only clear/white/green allowed.
+/// [`base_policy`] without blocked tags (and no required taxonomies).
+fn no_tag_rules() -> Policy {
+    Policy {
+        blocked_tags: HashSet::new(),
+        ..base_policy()
+    }
+}
+
 fn tlp_policy() -> Policy {
     Policy {
         blocked_tags: set(&["tlp:rainbow", "tlp:red"]),
@@ -813,16 +821,46 @@ fn event_rules() {
                     "Event.Opinion[0].distribution",
                 )),
             ),
+            Case {
+                policy: no_tag_rules(),
+                ..case(
+                    "related event",
+                    event(
+                        r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"0","info":"x"}}]"#,
+                    ),
+                    Some((
+                        Rule::BlockedDistribution,
+                        "0",
+                        "Event.RelatedEvent[0].Event.distribution",
+                    )),
+                )
+            },
             case(
-                "related event",
+                "related event under tag rules",
                 event(
                     r#""distribution":"2","RelatedEvent":[{"Event":{"distribution":"0","info":"x"}}]"#,
                 ),
                 Some((
-                    Rule::BlockedDistribution,
-                    "0",
-                    "Event.RelatedEvent[0].Event.distribution",
+                    Rule::BlockedTag,
+                    "RelatedEvent (tags not visible)",
+                    "Event.RelatedEvent",
                 )),
+            ),
+            case(
+                "the event's own findings rank before its related events",
+                event(
+                    r#""RelatedEvent":[{"Event":{"distribution":"1","info":"x"}}],"distribution":"2","Attribute":[{"type":"email","category":"Network activity"}]"#,
+                ),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "email",
+                    "Event.Attribute[0].type",
+                )),
+            ),
+            case(
+                "no related events",
+                event(r#""distribution":"2","RelatedEvent":[]"#),
+                None,
             ),
             case(
                 "related event of a wrong shape",
@@ -919,9 +957,39 @@ fn required_taxonomies() {
                 Some((Rule::BlockedTag, "tlp:rainbow", "Event.Tag[0].name")),
             ),
             tlp(
-                "related events need no taxonomy",
+                "related events cannot be judged under required taxonomies",
                 event(&format!(
                     r#""distribution":"2",{},"RelatedEvent":[{{"Event":{{"distribution":"1"}}}}]"#,
+                    tag("tlp:green")
+                )),
+                Some((
+                    Rule::BlockedTag,
+                    "RelatedEvent (tags not visible)",
+                    "Event.RelatedEvent",
+                )),
+            ),
+            Case {
+                policy: Policy {
+                    blocked_tags: HashSet::new(),
+                    ..tlp_policy()
+                },
+                ..tlp(
+                    "required taxonomies alone block related events",
+                    event(&format!(
+                        r#""distribution":"2",{},"RelatedEvent":[{{"Event":{{"distribution":"1"}}}}]"#,
+                        tag("tlp:green")
+                    )),
+                    Some((
+                        Rule::BlockedTag,
+                        "RelatedEvent (tags not visible)",
+                        "Event.RelatedEvent",
+                    )),
+                )
+            },
+            tlp(
+                "an empty related event list",
+                event(&format!(
+                    r#""distribution":"2",{},"RelatedEvent":[]"#,
                     tag("tlp:green")
                 )),
                 None,
@@ -2846,4 +2914,210 @@ fn galaxy_tags_of_the_policy() {
     assert_eq!(found(""), None);
     assert_eq!(found("abc2"), None);
     assert_eq!(found("e"), None);
+}
+
+/// `Sighting::restSearch` honours `includeEvent` / `includeAttribute`
+/// (event titles, attribute values) and `_harvestParameters` reads
+/// `request` instead of the body: the pull search holds MISP's keys only.
+#[test]
+fn sighting_search_is_misp_pull_only() {
+    const U: &str = "385283a1-b5e0-4e10-a532-dce11c365a56";
+    let search = |name, body: String, want| Case {
+        doc: Document::SightingSearch,
+        ..case(name, body, want)
+    };
+    let pull = |extra: &str| {
+        format!(r#"{{"returnFormat":"json","last":0,"includeUuid":true,"uuid":["{U}"]{extra}}}"#)
+    };
+    let refused = |name, key: &'static str| {
+        search(
+            name,
+            pull(&format!(",{key:?}:1")),
+            Some((Rule::Malformed, key, key)),
+        )
+    };
+    let bad =
+        |name, body: String, at: &'static str| search(name, body, Some((Rule::Malformed, "", at)));
+    let uuids = |n: usize| {
+        let list = vec![format!("{U:?}"); n].join(",");
+        format!(r#"{{"returnFormat":"json","uuid":[{list}]}}"#)
+    };
+    check(
+        vec![
+            search("MISP's pull", pull(""), None),
+            search(
+                "MISP's pull with a sighting blocklist",
+                pull(r#","org_id":["!55555555-1111-4111-8111-111111111111"]"#),
+                None,
+            ),
+            search(
+                "other spellings MISP may send",
+                format!(
+                    r#"{{"uuid":["{U}"],"includeUuid":"1","last":"1700000000","returnFormat":"json"}}"#
+                ),
+                None,
+            ),
+            search(
+                "includeUuid 1, no last",
+                uuids(1).replace("{", r#"{"includeUuid":1,"#),
+                None,
+            ),
+            search("twenty events", uuids(20), None),
+            refused("event titles", "includeEvent"),
+            refused("attribute values", "includeAttribute"),
+            refused("request replaces the body", "request"),
+            refused("capital request", "Request"),
+            refused("another case", "IncludeEvent"),
+            refused("search prefix", "searchincludeEvent"),
+            refused("context", "context"),
+            refused("id", "id"),
+            refused("time window", "from"),
+            refused("type", "type"),
+            refused("anything else", "page"),
+            search(
+                "escaped key",
+                pull(r#","includ\u0065Event":1"#),
+                Some((Rule::Malformed, "includeEvent", "includeEvent")),
+            ),
+            search(
+                "red-team reproducer",
+                format!(
+                    r#"{{"returnFormat":"json","last":0,"includeUuid":true,"includeEvent":1,"includeAttribute":1,"uuid":["{U}"]}}"#
+                ),
+                Some((Rule::Malformed, "includeEvent", "includeEvent")),
+            ),
+            search(
+                "request first",
+                r#"{"request":{"includeEvent":1}}"#.into(),
+                Some((Rule::Malformed, "request", "request")),
+            ),
+            bad(
+                "csv",
+                pull("").replace(r#""json""#, r#""csv""#),
+                "returnFormat",
+            ),
+            bad(
+                "JSON",
+                pull("").replace(r#""json""#, r#""JSON""#),
+                "returnFormat",
+            ),
+            bad(
+                "format as a list",
+                pull("").replace(r#""json""#, r#"["json"]"#),
+                "returnFormat",
+            ),
+            bad(
+                "last as a period",
+                pull("").replace(r#""last":0"#, r#""last":"1d""#),
+                "last",
+            ),
+            bad(
+                "negative last",
+                pull("").replace(r#""last":0"#, r#""last":-1"#),
+                "last",
+            ),
+            bad(
+                "fractional last",
+                pull("").replace(r#""last":0"#, r#""last":1.5"#),
+                "last",
+            ),
+            bad(
+                "empty last",
+                pull("").replace(r#""last":0"#, r#""last":"""#),
+                "last",
+            ),
+            bad(
+                "includeUuid false",
+                pull("").replace("true", "false"),
+                "includeUuid",
+            ),
+            bad(
+                "includeUuid 0",
+                pull("").replace("true", "0"),
+                "includeUuid",
+            ),
+            search(
+                "no event uuids",
+                uuids(0),
+                Some((Rule::Malformed, "fewer than 1 strings", "uuid")),
+            ),
+            search(
+                "more than twenty events",
+                uuids(21),
+                Some((Rule::Malformed, "more than 20 strings", "uuid")),
+            ),
+            bad(
+                "uuid not a list",
+                r#"{"returnFormat":"json","uuid":"x"}"#.into(),
+                "",
+            ),
+            bad(
+                "uuid of numbers",
+                r#"{"returnFormat":"json","uuid":[1]}"#.into(),
+                "uuid[0]",
+            ),
+            bad("org_id not a list", pull(r#","org_id":"!1""#), ""),
+            bad("org_id of objects", pull(r#","org_id":[{}]"#), ""),
+            search(
+                "no returnFormat",
+                format!(r#"{{"uuid":["{U}"]}}"#),
+                Some((Rule::Malformed, "missing", "returnFormat")),
+            ),
+            search(
+                "no uuid",
+                r#"{"returnFormat":"json","last":0}"#.into(),
+                Some((Rule::Malformed, "missing", "uuid")),
+            ),
+            bad("empty object", "{}".into(), ""),
+            bad("a list", "[1,2,3]".into(), ""),
+            bad("a string", r#""json""#.into(), ""),
+        ],
+        true,
+    );
+    // Duplicates are invisible to the oracle.
+    check(
+        vec![search(
+            "uuid twice",
+            format!(r#"{{"returnFormat":"json","uuid":["{U}"],"uuid":[]}}"#),
+            Some((Rule::DuplicateKey, "uuid", "uuid")),
+        )],
+        false,
+    );
+}
+
+/// A related event summary carries no tags; under tag rules a non-empty
+/// `RelatedEvent` list (a push's events/add answer, say) is blocked.
+#[test]
+fn related_events_under_tag_rules() {
+    let probe_answer = r#"{"Event":{"id":"9","info":"probe","distribution":"1","uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","Tag":[],"RelatedEvent":[{"Event":{"id":"3","date":"2024-01-01","info":"TLP:RED op nightfall","uuid":"44444444-1111-4111-8111-111111111111","distribution":"1","published":true,"Orgc":{"name":"CERT-X","uuid":"55555555-1111-4111-8111-111111111111"}}}]}}"#;
+    let nested = event(
+        r#""distribution":"1","Attribute":[{"type":"ip-src","category":"Network activity","RelatedEvent":[]}],"RelatedEvent":[{"Event":{"distribution":"1","RelatedEvent":[{"Event":{"distribution":"1"}}]}}]"#,
+    );
+    check(
+        vec![
+            case(
+                "red-team probe answer",
+                probe_answer,
+                Some((
+                    Rule::BlockedTag,
+                    "RelatedEvent (tags not visible)",
+                    "Event.RelatedEvent",
+                )),
+            ),
+            Case {
+                policy: no_tag_rules(),
+                ..case("no tag rules, nothing to judge", probe_answer, None)
+            },
+            case(
+                "the outer list is reported",
+                nested,
+                Some((
+                    Rule::BlockedTag,
+                    "RelatedEvent (tags not visible)",
+                    "Event.RelatedEvent",
+                )),
+            ),
+        ],
+        true,
+    );
 }

@@ -515,6 +515,58 @@ pub(super) enum Kind {
     },
     MinimalValue,
     Flat,
+    /// A scalar parameter of the sightings search.
+    Param(Param),
+    /// An array of `min..=max` strings.
+    Strings {
+        min: u32,
+        max: u32,
+        name: &'static str,
+    },
+}
+
+/// The scalar parameters of MISP's sightings pull search, each held to
+/// the one value (or spelling) MISP's pull sends.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Param {
+    /// `returnFormat`: the string `json`.
+    Json,
+    /// `last`: a whole number, or a string of digits.
+    Last,
+    /// `includeUuid`: `true`, `1` or `"1"`.
+    IncludeUuid,
+}
+
+impl Param {
+    fn name(self) -> &'static str {
+        match self {
+            Param::Json => "returnFormat",
+            Param::Last => "last",
+            Param::IncludeUuid => "includeUuid",
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Param::Json => "\"json\"",
+            Param::Last => "a whole number",
+            Param::IncludeUuid => "true or 1",
+        }
+    }
+
+    fn accepts(self, s: &Scalar<'_>) -> bool {
+        match self {
+            Param::Json => matches!(s, Scalar::Str("json")),
+            Param::Last => match s {
+                Scalar::U64(_) => true,
+                Scalar::Str(t) => !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()),
+                _ => false,
+            },
+            Param::IncludeUuid => {
+                matches!(s, Scalar::Bool(true) | Scalar::U64(1) | Scalar::Str("1"))
+            }
+        }
+    }
 }
 
 impl Kind {
@@ -543,6 +595,8 @@ impl Kind {
             Kind::Truthy | Kind::One { .. } => "a scalar",
             Kind::MinimalValue => "an object or an array",
             Kind::Flat => "a scalar (a minimal index entry)",
+            Kind::Param(p) => p.expected(),
+            Kind::Strings { .. } => "an array of strings",
         }
     }
 
@@ -553,6 +607,8 @@ impl Kind {
             Kind::Field { field, .. } => field.name(),
             Kind::RelType => "related_object_type",
             Kind::One { field, .. } => field,
+            Kind::Param(p) => p.name(),
+            Kind::Strings { name, .. } => name,
             _ => "",
         }
     }
@@ -630,6 +686,13 @@ impl Walk<'_, '_> {
                     eng.hit(&[stage], Rule::NotMinimalSearch, &s.render(), field);
                 }
                 Ok(Out::Unit)
+            }
+            Kind::Param(p) => {
+                if p.accepts(&s) {
+                    Ok(Out::Unit)
+                } else {
+                    Err(eng.stop(Rule::Malformed, &s.render(), p.name()))
+                }
             }
             _ => Err(Walk { eng, ..self }.shape(s.what())),
         }
@@ -875,6 +938,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                 return Ok(Out::Related(Interp::Empty));
             }
             Kind::MinimalValue => (Item::Ent(Ent::StrMap), 0, ""),
+            Kind::Strings { min, max, name } => return strings(eng, depth, seq, min..=max, name),
             _ => return Err(Walk { eng, depth, kind }.shape("an array")),
         };
         list(eng, depth, seq, item, group, name)
@@ -894,6 +958,39 @@ fn skip_seq<'de, S: SeqAccess<'de>>(
         })?
         .is_some()
     {}
+    Ok(Out::Unit)
+}
+
+/// An array of strings whose length must lie in `count`.
+fn strings<'de, S: SeqAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    mut seq: S,
+    count: std::ops::RangeInclusive<u32>,
+    name: &'static str,
+) -> Result<Out, S::Error> {
+    let mut n = 0u32;
+    loop {
+        let mark = eng.push_index(name, n);
+        let got = seq.next_element_seed(Walk {
+            eng: &mut *eng,
+            depth: depth + 1,
+            kind: Kind::Str,
+        })?;
+        eng.path.truncate(mark);
+        if got.is_none() {
+            break;
+        }
+        n = n.saturating_add(1);
+        if n > *count.end() {
+            let value = format!("more than {} strings", count.end());
+            return Err(eng.stop(Rule::Malformed, &value, name));
+        }
+    }
+    if n < *count.start() {
+        let value = format!("fewer than {} strings", count.start());
+        return Err(eng.stop(Rule::Malformed, &value, name));
+    }
     Ok(Out::Unit)
 }
 
@@ -1145,6 +1242,15 @@ fn root_map<'de, A: MapAccess<'de>>(
         Document::MinimalSearch => {
             drive(eng, depth, map, MinimalSearch::default(), frame, None, None)
         }
+        Document::SightingSearch => drive(
+            eng,
+            depth,
+            map,
+            SightingSearch::default(),
+            frame,
+            None,
+            None,
+        ),
         Document::PostTest => drive(
             eng,
             depth,
@@ -1481,7 +1587,25 @@ impl Node for EventNode {
                     group: 13,
                     name: "RelatedEvent",
                 };
-                val(eng, depth, map, kind)?;
+                let present = val(eng, depth, map, kind)?.bits();
+                // A related event summary carries no tags, so blocked tags
+                // and required taxonomies cannot be judged on it, and its
+                // `info` names an event the receiver may not be allowed to
+                // see (the answer to a push's events/add or edit). The pull
+                // pins includeEventCorrelations:0 and a pushing MISP never
+                // reads the answer's RelatedEvent, so MISP's own traffic
+                // carries none when tag rules are in force.
+                let policy = eng.policy;
+                let tag_rules =
+                    !policy.blocked_tags.is_empty() || !policy.required_taxonomies.is_empty();
+                if present != 0 && tag_rules {
+                    eng.hit(
+                        &[13],
+                        Rule::BlockedTag,
+                        RELATED_EVENT_UNJUDGED,
+                        "RelatedEvent",
+                    );
+                }
             }
             _ => {
                 if !analyst_lists(eng, depth, k, 7, map)? {
@@ -1500,9 +1624,15 @@ impl Node for EventNode {
             eng.hit(&[4], Rule::Malformed, "missing", "distribution");
         }
         eng.sg_end(6, self.dist, self.sg);
-        Ok(Out::Unit)
+        // Seen by the `RelatedEvent` list of the holder: one bit, "there
+        // was an event", whatever it held.
+        Ok(Out::Bits(1))
     }
 }
+
+/// The value of the block for a non-empty `RelatedEvent` list under tag
+/// rules: its summaries carry no tags to judge.
+pub(super) const RELATED_EVENT_UNJUDGED: &str = "RelatedEvent (tags not visible)";
 
 #[derive(Default)]
 struct AttributeNode {
@@ -2245,6 +2375,75 @@ impl Node for MinimalSearch {
         }
         if !self.published {
             eng.hit(&[1], Rule::NotMinimalSearch, "missing", "published");
+        }
+        Ok(Out::Unit)
+    }
+}
+
+/// The body of MISP's sightings pull (`POST /sightings/restSearch/event`).
+/// `Sighting::restSearch` also honours `includeEvent` and
+/// `includeAttribute` (event titles and attribute values of every sighting
+/// found), `context`, `id` and more, and `_harvestParameters` reads
+/// `request` instead of the body; a puller could use them to read what
+/// the event rules would block. So only the keys MISP's pull sends are
+/// accepted, each spelled exactly so, and `uuid` must name 1 to 20 events
+/// (an empty list would lift the event filter).
+#[derive(Default)]
+struct SightingSearch {
+    return_format: bool,
+    uuid: bool,
+}
+
+/// The keys of MISP's own sightings pull.
+const SIGHTING_SEARCH_KEYS: [&str; 5] = ["returnFormat", "last", "includeUuid", "uuid", "org_id"];
+
+/// The most event uuids MISP's pull puts in one sightings search.
+const SIGHTING_SEARCH_MAX_UUIDS: u32 = 20;
+
+impl Node for SightingSearch {
+    fn refuses(key: &str) -> Option<Rule> {
+        (!SIGHTING_SEARCH_KEYS.contains(&key)).then_some(Rule::Malformed)
+    }
+
+    fn key<'de, A: MapAccess<'de>>(
+        &mut self,
+        eng: &mut Engine<'_>,
+        depth: usize,
+        k: Option<K>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let kind = match k {
+            Some(K::ReturnFormat) => {
+                self.return_format = true;
+                Kind::Param(Param::Json)
+            }
+            Some(K::Last) => Kind::Param(Param::Last),
+            Some(K::IncludeUuid) => Kind::Param(Param::IncludeUuid),
+            Some(K::Uuid) => {
+                self.uuid = true;
+                Kind::Strings {
+                    min: 1,
+                    max: SIGHTING_SEARCH_MAX_UUIDS,
+                    name: "uuid",
+                }
+            }
+            Some(K::OrgId) => Kind::Strings {
+                min: 0,
+                max: u32::MAX,
+                name: "org_id",
+            },
+            // `refuses` lets no other key through.
+            _ => return Err(eng.stop(Rule::Malformed, "unexpected key", "")),
+        };
+        val(eng, depth, map, kind).map(|_| ())
+    }
+
+    fn end<E: de::Error>(self, eng: &mut Engine<'_>) -> Result<Out, E> {
+        if !self.return_format {
+            return Err(eng.stop(Rule::Malformed, "missing", "returnFormat"));
+        }
+        if !self.uuid {
+            return Err(eng.stop(Rule::Malformed, "missing", "uuid"));
         }
         Ok(Out::Unit)
     }
