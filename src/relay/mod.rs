@@ -39,8 +39,12 @@ pub use route::{parse_authority, route, Destination, Route, Target};
 pub use session::{refuse_stranger, serve, Origin, Shared, Snapshot};
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies
-/// (`AnyJson`) qualify: an empty filter carries no data out, and the
-/// older guard let such pulls through.
+/// qualify: an empty filter carries no data out, and the older guard let
+/// such pulls through. An empty sightings search gets a 400 from MISP
+/// (`_harvestParameters` wants filters) and no sightings.
 pub fn empty_body_allowed(doc: crate::rules::Document) -> bool {
-    doc == crate::rules::Document::AnyJson
+    matches!(
+        doc,
+        crate::rules::Document::AnyJson | crate::rules::Document::SightingSearch
+    )
 }

@@ -410,7 +410,9 @@ pub(super) static TABLE: &[Row] = &[
             None,
         ),
     },
-    // L8 (remote > 2.4.164): sightings of up to 20 remote events.
+    // L8 (remote > 2.4.164): sightings of up to 20 remote events. The body
+    // holds MISP's own search keys only: `includeEvent`/`includeAttribute`
+    // would put event titles and attribute values in the answer.
     Row {
         method: "POST",
         route: "sightings/restSearch",
@@ -423,7 +425,7 @@ pub(super) static TABLE: &[Row] = &[
         exchange: exchange(
             "sightings/restSearch",
             Pull,
-            Some(Document::AnyJson),
+            Some(Document::SightingSearch),
             Some(Document::Sightings),
         ),
     },

@@ -179,7 +179,7 @@ fn exchanges_carry_documents_and_directions() {
         ("POST", format!("/events/pushProposals/{U}"), Direction::Push, Some(D::ShadowAttributeList), None),
         ("POST", format!("/sightings/filterSightingUuidsForPush/{U}"), Direction::Push, Some(D::UuidList), Some(D::UuidList)),
         ("POST", format!("/sightings/bulkSaveSightings/{U}"), Direction::Push, Some(D::Sightings), None),
-        ("POST", "/sightings/restSearch/event".into(), Direction::Pull, Some(D::AnyJson), Some(D::Sightings)),
+        ("POST", "/sightings/restSearch/event".into(), Direction::Pull, Some(D::SightingSearch), Some(D::Sightings)),
         ("GET", "/shadow_attributes/index/all:1/timestamp:0/limit:1000/page:1/deleted[]:0/deleted[]:1.json".into(), Direction::Pull, None, Some(D::ShadowAttributeList)),
         ("POST", "/analyst_data/indexMinimal".into(), Direction::Pull, Some(D::AnyJson), Some(D::AnalystDataMinimal)),
         ("GET", analyst_path("Note", 3), Direction::Pull, None, Some(D::AnalystDataList)),
@@ -807,5 +807,36 @@ fn bodies_must_be_declared_json() {
             ),
             "{headers:?}"
         );
+    }
+}
+
+/// The sightings pull row's request document takes MISP's own L8 body and
+/// refuses the keys that would put event titles and attribute values in
+/// the answer.
+#[test]
+fn sightings_pull_body_is_misp_search_only() {
+    use crate::rules::{evaluate, Context, Policy, Rule, Verdict};
+    let ex = classify("POST", "/sightings/restSearch/event", "").expect("L8 passes the table");
+    let doc = ex.request.expect("L8 has a request body");
+    let judge = |body: &str| {
+        evaluate(
+            body.as_bytes(),
+            doc,
+            &Policy::default(),
+            &Context::default(),
+        )
+    };
+    let misp = format!(
+        r#"{{"returnFormat":"json","last":0,"includeUuid":true,"uuid":["{U}"],"org_id":["!55555555-1111-4111-8111-111111111111"]}}"#
+    );
+    assert!(matches!(judge(&misp), Verdict::Allow(_)), "MISP's L8 body");
+    for key in ["includeEvent", "includeAttribute", "request", "context"] {
+        let body = format!(r#"{{"returnFormat":"json","uuid":["{U}"],"{key}":1}}"#);
+        match judge(&body) {
+            Verdict::Block(b) => {
+                assert_eq!((b.rule, b.value.as_str()), (Rule::Malformed, key), "{body}")
+            }
+            Verdict::Allow(_) => panic!("{body} allowed"),
+        }
     }
 }
