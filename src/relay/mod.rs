@@ -26,11 +26,15 @@
 //! certificates (502/504).
 
 mod answer;
+mod body;
+mod exchange;
 mod hold;
 mod inspect;
+mod log;
 mod prefixed;
 mod route;
 mod session;
+mod tunnel;
 mod upstream;
 
 pub use answer::{Reject, Side};
