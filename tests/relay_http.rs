@@ -1685,3 +1685,46 @@ fn silent_strangers_are_closed_quickly() {
         took.2
     );
 }
+
+/// An answer whose `Connection` names a header would lose it on the way to
+/// the client after the guard judged the body with it (here the coding),
+/// and a request with two Authorization headers would be read by the
+/// remote as one joined value: both refused.
+#[test]
+fn connection_tokens_in_answers_and_repeated_headers_are_refused() {
+    if !can_run("connection_tokens_in_answers_and_repeated_headers_are_refused") {
+        return;
+    }
+    let rig = Rig::proxy("conntok2", serde_json::json!({}));
+    let mut failures = Vec::new();
+    let body = gzip(&allowed_event());
+    let file = rig.ns.path("answer.gz");
+    std::fs::write(&file, &body).unwrap();
+    rig.peer.answer(serde_json::json!({
+        "body_file": file.display().to_string(),
+        "headers": { "Content-Encoding": "gzip", "Connection": "keep-alive, Content-Encoding" }
+    }));
+    let req = head_to("GET", PULL_DST, VIEW, "Accept-Encoding: gzip\r\n");
+    match rig.send(PULL_SRC, req.as_bytes(), false) {
+        Some(r) if r.status == 502 && !contains_part_of(&r.body, &body) => {}
+        Some(r) => failures.push(format!(
+            "answer naming Content-Encoding: status {}",
+            r.status
+        )),
+        None => failures.push("answer naming Content-Encoding: no answer".into()),
+    }
+    rig.peer.answer(serde_json::json!({}));
+    let twice = head(
+        "GET",
+        "/servers/getVersion",
+        "Authorization: a\r\nAuthorization: b\r\n",
+    );
+    expect_refused(
+        &rig,
+        "two Authorization headers",
+        twice.as_bytes(),
+        &[400],
+        &mut failures,
+    );
+    finish(&rig, failures);
+}

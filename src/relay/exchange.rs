@@ -37,6 +37,22 @@ const SYNC_HEADERS: &[&str] = &[
     "x-pgp-signature",
 ];
 
+/// Request headers that must appear at most once.
+const SINGLE_HEADERS: &[&str] = &[
+    "authorization",
+    "accept",
+    "user-agent",
+    "if-none-match",
+    "x-pgp-signature",
+];
+
+/// A `Connection` token other than `close` and `keep-alive`: one that would
+/// remove a header on forwarding (RFC 9110 §7.6.1).
+fn odd_connection_token(headers: &[http::Header]) -> Option<&str> {
+    http::head::connection_tokens(headers)
+        .find(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+}
+
 /// The largest error answer passed on where a document was expected.
 const MAX_ERROR_ANSWER: u64 = 64 * 1024;
 
@@ -74,9 +90,7 @@ pub(super) async fn exchange<S: Io>(
     // naming one the guard has checked (Content-Type, Host…) would forward
     // something other than what was judged. MISP sends at most
     // `keep-alive` or `close`.
-    if let Some(token) = http::head::connection_tokens(&head.headers)
-        .find(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
-    {
+    if let Some(token) = odd_connection_token(&head.headers) {
         return Err(Reject::fatal(
             400,
             Side::Client,
@@ -85,6 +99,17 @@ pub(super) async fn exchange<S: Io>(
                 escape(token)
             ),
         ));
+    }
+    // One value each: a second Authorization or Accept would be joined by
+    // the remote's web server into something the guard did not see.
+    for name in SINGLE_HEADERS {
+        if head.headers.iter().filter(|h| h.is(name)).count() > 1 {
+            return Err(Reject::fatal(
+                400,
+                Side::Client,
+                format!("more than one {name} header"),
+            ));
+        }
     }
 
     // Where does it go?
@@ -331,6 +356,19 @@ pub(super) async fn exchange<S: Io>(
             return Err(r);
         }
     };
+    // The same for the answer: `Connection: content-encoding` would drop
+    // the coding the body was judged in.
+    if let Some(token) = odd_connection_token(&response.headers) {
+        *upstream = None;
+        return Err(Reject::fatal(
+            502,
+            Side::Upstream,
+            format!(
+                "answer's Connection names {}: only close and keep-alive are accepted",
+                escape(token)
+            ),
+        ));
+    }
     let is_head = head.method == "HEAD";
     let response_body = match http::response_body(&response, is_head) {
         Ok(k) => k,

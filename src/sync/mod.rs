@@ -310,7 +310,13 @@ pub fn check_body_type<'a>(
         [] => Err(refuse("none")),
         [one] => {
             let text = std::str::from_utf8(one).map_err(|_| refuse("a non-text value"))?;
-            let media = text.split(';').next().unwrap_or("").trim();
+            // Only the whitespace HTTP knows (RFC 9110 §5.6.3): PHP keeps a
+            // no-break space, and would not see JSON.
+            let media = text
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim_matches([' ', '\t']);
             if media.eq_ignore_ascii_case("application/json") {
                 Ok(())
             } else {

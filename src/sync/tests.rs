@@ -798,6 +798,7 @@ fn bodies_must_be_declared_json() {
             ("content-type", b"application/x-www-form-urlencoded"),
         ],
         &[("Content-Type", b"\xff")],
+        &[("Content-Type", "\u{a0}application/json".as_bytes())],
     ];
     for headers in refused {
         assert!(
