@@ -78,6 +78,7 @@ pub(super) enum K {
     ReturnFormat,
     Last,
     IncludeUuid,
+    GalaxyClusterRelationTag,
 }
 
 impl K {
@@ -157,6 +158,7 @@ impl K {
             K::ReturnFormat => "returnFormat",
             K::Last => "last",
             K::IncludeUuid => "includeUuid",
+            K::GalaxyClusterRelationTag => "GalaxyClusterRelationTag",
         }
     }
 }
@@ -291,6 +293,10 @@ pub(super) fn classify(s: &str) -> Option<K> {
             "GalaxyClusterRelation" => K::GalaxyClusterRelation,
             _ => return None,
         },
+        24 => match s {
+            "GalaxyClusterRelationTag" => K::GalaxyClusterRelationTag,
+            _ => return None,
+        },
         _ => return None,
     };
     Some(k)
@@ -411,13 +417,13 @@ mod tests {
         for k in ALL {
             assert_eq!(classify(k.text()), Some(k), "{}", k.text());
         }
-        assert!((K::IncludeUuid as u8) < 128);
+        assert!((K::GalaxyClusterRelationTag as u8) < 128);
         assert_eq!(classify("Attribute "), None);
         assert_eq!(classify("attribute"), None);
         assert_eq!(classify("Name"), None);
     }
 
-    const ALL: [K; 68] = [
+    const ALL: [K; 69] = [
         K::Event,
         K::Attribute,
         K::Object,
@@ -486,6 +492,7 @@ mod tests {
         K::ReturnFormat,
         K::Last,
         K::IncludeUuid,
+        K::GalaxyClusterRelationTag,
     ];
 
     #[test]

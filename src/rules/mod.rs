@@ -166,6 +166,12 @@
 //!   unique, so no other cluster is caught. The uuid is folded, trimmed
 //!   and lower-cased like a tag; one that is not a string, or holds a
 //!   control character, is malformed.
+//! * **Cluster relations.** MISP's `captureRelations` unwraps an item
+//!   `{"GalaxyClusterRelation":{…}}` and saves the inner relation, and
+//!   attaches the flat `{"name":…}` items of `GalaxyClusterRelationTag`
+//!   before those of `Tag`: the inner relation is judged as a relation and
+//!   `GalaxyClusterRelationTag` names as tags (an item without a string
+//!   `name` is malformed, where MISP would attach nothing).
 //! * **Sightings** carry no rule field of their own, but a puller that
 //!   asks for `includeAttribute` / `includeEvent` gets the attribute and a
 //!   summary of its event inside each sighting. An embedded `Attribute`

@@ -3121,3 +3121,65 @@ fn related_events_under_tag_rules() {
         true,
     );
 }
+
+/// MISP's `captureRelations` unwraps `{"GalaxyClusterRelation":{…}}`
+/// items and takes flat `GalaxyClusterRelationTag` names before `Tag`.
+#[test]
+fn cluster_relations_as_misp_captures_them() {
+    let push = |name, relation: &str, want| Case {
+        doc: Document::GalaxyClusterList,
+        ..case(
+            name,
+            format!(
+                r#"[{{"GalaxyCluster":{{"uuid":"44444444-2222-4222-8222-222222222222","value":"y","distribution":"1","GalaxyClusterRelation":[{relation}]}}}}]"#
+            ),
+            want,
+        )
+    };
+    let sg = "b9e656ba-b9c0-4506-83ed-7b54b43a57cb";
+    check(
+        vec![
+            push(
+                "wrapped relation, blocked distribution",
+                r#"{"GalaxyClusterRelation":{"referenced_galaxy_cluster_uuid":"6","distribution":"0"}}"#,
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "[0].GalaxyCluster.GalaxyClusterRelation[0].GalaxyClusterRelation.distribution",
+                )),
+            ),
+            push(
+                "wrapped relation, blocked tag",
+                r#"{"GalaxyClusterRelation":{"distribution":"1","Tag":[{"name":"tlp:red"}]}}"#,
+                Some((Rule::BlockedTag, "tlp:red", "")),
+            ),
+            push(
+                "wrapped relation, blocked sharing group",
+                &format!(
+                    r#"{{"GalaxyClusterRelation":{{"distribution":"4","SharingGroup":{{"uuid":"{sg}"}}}}}}"#
+                ),
+                Some((Rule::BlockedSharingGroup, "", "")),
+            ),
+            push(
+                "flat relation tags",
+                r#"{"distribution":"1","GalaxyClusterRelationTag":[{"name":"tlp:red"}]}"#,
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "[0].GalaxyCluster.GalaxyClusterRelation[0].GalaxyClusterRelationTag[0].name",
+                )),
+            ),
+            push(
+                "relation tags allowed",
+                r#"{"distribution":"1","GalaxyClusterRelationTag":[{"name":"tlp:green"}],"Tag":[]}"#,
+                None,
+            ),
+            push(
+                "wrapped relation allowed",
+                r#"{"GalaxyClusterRelation":{"distribution":"1","Tag":[{"name":"tlp:green"}]}}"#,
+                None,
+            ),
+        ],
+        false,
+    );
+}

@@ -2054,6 +2054,23 @@ impl Node for RelationNode {
             Some(K::Tag) => {
                 val(eng, depth, map, items(Ent::Tag, 1, "Tag"))?;
             }
+            // MISP's `captureRelations` takes these flat `{"name":…}` items
+            // before `Tag` when both are there.
+            Some(K::GalaxyClusterRelationTag) => {
+                val(
+                    eng,
+                    depth,
+                    map,
+                    items(Ent::Tag, 1, "GalaxyClusterRelationTag"),
+                )?;
+            }
+            // ... and unwraps `{"GalaxyClusterRelation":{…}}` items, saving
+            // the inner relation: judged as one.
+            Some(K::GalaxyClusterRelation) => {
+                let mark = eng.push_path("GalaxyClusterRelation");
+                val(eng, depth, map, Kind::Ent(Ent::Relation))?;
+                eng.path.truncate(mark);
+            }
             Some(K::SharingGroup) => {
                 self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 2 }))?)
             }
