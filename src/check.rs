@@ -100,11 +100,7 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
     // destination's.
     let policy = &config.instance(route.source).policy;
     let answer_policy = &config.instance(dst).policy;
-    let caps = DecodeCaps {
-        max_decoded_bytes: config.guard.limits.max_decoded_bytes,
-        max_ratio: config.guard.limits.max_decode_ratio,
-        ..DecodeCaps::default()
-    };
+    let caps = relay::decode_caps(config);
     let mut notes = Vec::new();
 
     let body = x.request_body.as_deref().unwrap_or_default();

@@ -18,7 +18,7 @@ use super::route::{escape, route, Destination, Route, Target};
 use super::session::{Io, Origin, Peer, Snapshot};
 use super::upstream;
 use crate::config::{Config, Instance};
-use crate::http::{self, BodyKind, Coding, DecodeCaps, RequestHead, ResponseHead};
+use crate::http::{self, BodyKind, Coding, RequestHead, ResponseHead};
 use crate::rules::{Context, Document, Verdict};
 use crate::sync::{self, Direction};
 use crate::tls;
@@ -230,7 +230,7 @@ pub(super) async fn exchange<S: Io>(
             instance: source,
             doc,
             coding: request_coding,
-            caps: decode_caps(config),
+            caps: super::decode_caps(config),
             context: Context {
                 user_org_uuid: learned_org
                     .as_ref()
@@ -437,7 +437,7 @@ pub(super) async fn exchange<S: Io>(
             instance: answer_rules,
             doc,
             coding: response_coding,
-            caps: decode_caps(config),
+            caps: super::decode_caps(config),
             context: Context {
                 user_org_uuid: user_org,
             },
@@ -757,14 +757,6 @@ fn coding_name(c: Coding) -> Option<&'static str> {
         Coding::Deflate => Some("deflate"),
         Coding::Br => Some("br"),
         Coding::Zstd => Some("zstd"),
-    }
-}
-
-fn decode_caps(config: &Config) -> DecodeCaps {
-    DecodeCaps {
-        max_decoded_bytes: config.guard.limits.max_decoded_bytes,
-        max_ratio: config.guard.limits.max_decode_ratio,
-        ..DecodeCaps::default()
     }
 }
 

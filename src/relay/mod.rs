@@ -52,3 +52,13 @@ pub fn empty_body_allowed(doc: crate::rules::Document) -> bool {
         crate::rules::Document::AnyJson | crate::rules::Document::SightingSearch
     )
 }
+
+/// The decoding caps of `config` (the relay and the offline check use the
+/// same ones).
+pub fn decode_caps(config: &crate::config::Config) -> crate::http::DecodeCaps {
+    crate::http::DecodeCaps {
+        max_decoded_bytes: config.guard.limits.max_decoded_bytes,
+        max_ratio: config.guard.limits.max_decode_ratio,
+        ..crate::http::DecodeCaps::default()
+    }
+}
