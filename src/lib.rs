@@ -16,6 +16,8 @@
 //!   every ambiguous framing; decodes `Content-Encoding` for inspection.
 //! * [`sync`]: the table of every exchange MISP sync makes; anything else is
 //!   refused.
+//! * [`json`]: a strict push tokenizer: body chunks in, events out,
+//!   nothing held whole.
 //! * [`rules`]: the streaming evaluator that reads a MISP document once and
 //!   gives a [`rules::Verdict`].
 //! * [`relay`]: one connection's request/response loop, holding each body
@@ -27,6 +29,7 @@
 pub mod check;
 pub mod config;
 pub mod http;
+pub mod json;
 pub mod listen;
 pub mod relay;
 pub mod rules;
