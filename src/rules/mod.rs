@@ -64,18 +64,24 @@
 //!   too: a human reading the tag cannot tell the two apart, and other
 //!   columns or instances may use a `*_ci` collation). Before the
 //!   comparison above, full-width ASCII (U+FF01..U+FF5E) is folded to
-//!   ASCII and zero-width characters (U+200B..U+200F, U+2060, U+FEFF) and
-//!   the soft hyphen (U+00AD) are dropped, in tags, cluster tag names and
-//!   uuids, types, categories, object names and sharing group uuids. This
-//!   is not NFKC: other look-alikes (`tlp:ʀed`) are left as they are.
-//!   Policy entries are not folded.
-//! * **Control characters.** PHP's `trim()` strips `" \t\n\r\0\x0B"` and
-//!   MISP trims what it saves, so `"email\u0000"` is `email` to MISP but
-//!   not to a plain Unicode trim. A tag name, cluster `tag_name`, attribute
-//!   type or category, object name or sharing group uuid holding any C0
-//!   control character or DEL is [`Rule::Malformed`] (the value is shown
-//!   escaped); what remains is trimmed of Unicode white space, a superset
-//!   of PHP's set. A cluster `uuid` is held to the same rule. Distribution strings stay one digit, nothing trimmed.
+//!   ASCII in tags, cluster tag names and uuids, types, categories, object
+//!   names and sharing group uuids. This is not NFKC: other look-alikes
+//!   (`tlp:ʀed`) are left as they are. Policy entries are not folded.
+//! * **Control and invisible characters.** PHP's `trim()` strips
+//!   `" \t\n\r\0\x0B"` and MISP trims what it saves, so `"email\u0000"` is
+//!   `email` to MISP but not to a plain Unicode trim; and `tlp:` + U+2063 +
+//!   `red` reads as `tlp:red` to a person but is another string to any
+//!   comparison. A tag name, cluster `tag_name` or `uuid`, attribute type
+//!   or category, object name or sharing group uuid holding a control
+//!   character (C0, DEL, C1), a format character (general category Cf:
+//!   zero-width ones, the soft hyphen, invisible operators U+2061..U+2064,
+//!   U+180E, bidirectional controls, tag characters), a private-use or
+//!   unassigned code point, or another default-ignorable one (Hangul
+//!   fillers, variation selectors, the combining grapheme joiner) is
+//!   [`Rule::Malformed`] (the value is shown escaped): no real MISP name
+//!   has one, and no list of characters to fold away could be complete.
+//!   What remains is trimmed of Unicode white space, a superset of PHP's
+//!   set. Distribution strings stay one digit, nothing trimmed.
 //! * **Blank categories.** MISP's `Attribute::beforeValidateMassage`
 //!   replaces a category that PHP's `empty()` calls empty (`""`, `"0"`,
 //!   after its trim `" "` and `"0 "`) by the type's default category, and
@@ -83,8 +89,8 @@
 //!   attribute or proposal category that is `""` or `"0"` after the trim
 //!   and folding above is [`Rule::Malformed`], wherever attributes are read
 //!   (events, objects, wrapped attributes, relationships, proposals). Our
-//!   trim is wider than PHP's (`"\u{a0}0"`, `"\u{200b}"` and full-width
-//!   `"０"` are refused too; MISP would refuse them as invalid categories).
+//!   trim is wider than PHP's (`"\u{a0}0"` and full-width `"０"` are
+//!   refused too; MISP would refuse them as invalid categories).
 //!   `"00"` is not `empty()` and is compared as it is. The attribute a
 //!   sighting embeds may lack a category, and a blank one counts as absent.
 //! * **Types.** A rule field of the wrong JSON type (a number as `type`, a

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::walk::{clip, is_c0_or_del, RELATED_EVENT_UNJUDGED};
+use super::walk::{clip, is_hidden, RELATED_EVENT_UNJUDGED};
 use super::{Block, Context, Document, Policy, Rule};
 
 /// Prefix of the value of a block for a document that cannot be read.
@@ -47,7 +47,7 @@ fn norm(s: &str) -> String {
         let code = u32::from(c);
         if (0xFF01..=0xFF5E).contains(&code) {
             folded.extend(char::from_u32(code - 0xFEE0));
-        } else if !((0x200B..=0x200F).contains(&code) || [0x2060, 0xFEFF, 0xAD].contains(&code)) {
+        } else {
             folded.push(c);
         }
     }
@@ -373,9 +373,7 @@ impl Oracle<'_> {
         match o.get(key) {
             None if required => self.hit(Rule::Malformed, "missing", at),
             None => {}
-            Some(Value::String(s)) if s.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, s, at)
-            }
+            Some(Value::String(s)) if s.chars().any(is_hidden) => self.hit(Rule::Malformed, s, at),
             // PHP's empty(): MISP swaps in the type's default category.
             // Where the category may be absent, a blank one is absent.
             Some(Value::String(s)) if key == "category" && ["", "0"].contains(&&*norm(s)) => {
@@ -457,7 +455,7 @@ impl Oracle<'_> {
         let Some(t) = self.obj(t, &at) else { return };
         match t.get("name") {
             None => self.hit(Rule::Malformed, "missing", at),
-            Some(Value::String(name)) if name.chars().any(is_c0_or_del) => {
+            Some(Value::String(name)) if name.chars().any(is_hidden) => {
                 self.hit(Rule::Malformed, name, at)
             }
             Some(Value::String(name)) => {
@@ -504,9 +502,7 @@ impl Oracle<'_> {
         let at = join(path, "SharingGroup.uuid");
         match sg.get("uuid") {
             None => self.hit(Rule::Malformed, "missing", at),
-            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, u, at)
-            }
+            Some(Value::String(u)) if u.chars().any(is_hidden) => self.hit(Rule::Malformed, u, at),
             Some(Value::String(u)) => {
                 if self.policy.blocked_sharing_groups.contains(&norm(u)) {
                     self.hit(Rule::BlockedSharingGroup, u, at);
@@ -683,9 +679,7 @@ impl Oracle<'_> {
         let at = join(path, "tag_name");
         match o.get("tag_name") {
             None => {}
-            Some(Value::String(t)) if t.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, t, at)
-            }
+            Some(Value::String(t)) if t.chars().any(is_hidden) => self.hit(Rule::Malformed, t, at),
             Some(Value::String(t)) if self.policy.blocked_tags.contains(&norm(t)) => {
                 self.hit(Rule::BlockedTag, t, at)
             }
@@ -698,9 +692,7 @@ impl Oracle<'_> {
         let at = join(path, "uuid");
         match o.get("uuid") {
             None => {}
-            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, u, at)
-            }
+            Some(Value::String(u)) if u.chars().any(is_hidden) => self.hit(Rule::Malformed, u, at),
             Some(Value::String(u)) => {
                 let want = format!("=\"{}\"", norm(u));
                 let mut named: Vec<&String> = self

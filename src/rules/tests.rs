@@ -2352,12 +2352,12 @@ fn look_alike_names_are_folded() {
             case(
                 "zero-width space inside",
                 tag(r"tlp:\u200bred"),
-                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+                Some((Rule::Malformed, "", "Event.Tag[0].name")),
             ),
             case(
                 "zero-width characters around a blank",
                 tag(r"\ufeff tlp:red\u2060 \u00ad"),
-                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+                Some((Rule::Malformed, "", "Event.Tag[0].name")),
             ),
             case(
                 "full-width type",
@@ -2367,7 +2367,7 @@ fn look_alike_names_are_folded() {
             case(
                 "soft hyphen in a type",
                 attr(r"passport\u00ad-number", "Other"),
-                Some((Rule::BlockedAttributeType, "", "")),
+                Some((Rule::Malformed, "", "")),
             ),
             case(
                 "full-width category",
@@ -2379,7 +2379,7 @@ fn look_alike_names_are_folded() {
                 event(
                     r#""distribution":"1","Object":[{"name":"per\u200dson","distribution":"1"}]"#,
                 ),
-                Some((Rule::BlockedObjectType, "", "Event.Object[0].name")),
+                Some((Rule::Malformed, "", "Event.Object[0].name")),
             ),
             case(
                 "full-width cluster tag name",
@@ -2402,6 +2402,98 @@ fn look_alike_names_are_folded() {
             tlp(
                 "full-width blocked tag of the taxonomy",
                 tag("tlp:ｒａｉｎｂｏｗ"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+        ],
+        true,
+    );
+}
+
+/// A name holding an invisible character (format, control, private-use
+/// or default-ignorable) is malformed wherever a name is judged: no list
+/// of characters to fold away can be complete, and no MISP name has one.
+#[test]
+fn invisible_characters_in_names_are_malformed() {
+    const HIDDEN: &[&str] = &[
+        r"\u2061",
+        r"\u2062",
+        r"\u2063",
+        r"\u2064",
+        r"\u180e",
+        r"\u200b",
+        r"\u200d",
+        r"\u202e",
+        r"\u2066",
+        r"\u3164",
+        r"\ufe0f",
+        r"\u034f",
+        r"\u0085",
+        r"\ue000",
+        r"\udb40\udc41",
+        r"\u115f",
+    ];
+    let mut cases = Vec::new();
+    for h in HIDDEN {
+        let tag_event = event(&format!(
+            r#""distribution":"1","Tag":[{{"name":"tlp:{h}red"}}]"#
+        ));
+        cases.push((tag_event, "Event.Tag[0].name"));
+        let attr_tag = event(&format!(
+            r#""distribution":"1","Attribute":[{{{ATTR},"Tag":[{{"name":"tlp:red{h}"}}]}}]"#
+        ));
+        cases.push((attr_tag, "Event.Attribute[0].Tag[0].name"));
+        let link = event(&format!(
+            r#""distribution":"1","EventTag":[{{"Tag":{{"name":"{h}tlp:red"}}}}]"#
+        ));
+        cases.push((link, "Event.EventTag[0].Tag.name"));
+        let kind = event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"pass{h}port-number","category":"Other"}}]"#
+        ));
+        cases.push((kind, "Event.Attribute[0].type"));
+        let category = event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"text","category":"Per{h}son"}}]"#
+        ));
+        cases.push((category, "Event.Attribute[0].category"));
+        let object = event(&format!(
+            r#""distribution":"1","Object":[{{"name":"per{h}son","distribution":"1"}}]"#
+        ));
+        cases.push((object, "Event.Object[0].name"));
+        let cluster = event(&format!(
+            r#""distribution":"1","Galaxy":[{{"GalaxyCluster":[{{"tag_name":"tlp:{h}red"}}]}}]"#
+        ));
+        cases.push((cluster, "Event.Galaxy[0].GalaxyCluster[0].tag_name"));
+        let sg = event(&format!(
+            r#""distribution":"4","SharingGroup":{{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb{h}"}}"#
+        ));
+        cases.push((sg, "Event.SharingGroup.uuid"));
+    }
+    for (body, at) in cases {
+        let got = judged(&body, Document::Event, &base_policy(), &ctx());
+        let b = got.unwrap_or_else(|| panic!("allowed: {body}"));
+        assert_eq!(
+            (b.rule, b.at.as_str()),
+            (Rule::Malformed, at),
+            "{body}: {b}"
+        );
+    }
+    // Visible non-ASCII names stay names.
+    check(
+        vec![
+            case(
+                "accented cluster tag",
+                event(
+                    r#""distribution":"1","Tag":[{"name":"misp-galaxy:threat-actor=\"Émile\""}]"#,
+                ),
+                None,
+            ),
+            case(
+                "emoji tag",
+                event(r#""distribution":"1","Tag":[{"name":"🔴 internal"}]"#),
+                None,
+            ),
+            case(
+                "non-breaking space is trimmed, not refused",
+                event(r#""distribution":"1","Tag":[{"name":"\u00a0tlp:red"}]"#),
                 Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
             ),
         ],

@@ -145,8 +145,7 @@ impl<'p> Engine<'p> {
     }
 
     /// Fold (see [`fold`]), lower-case and trim `s` into the scratch
-    /// buffer. Trimmed after folding, so a zero-width space cannot hide a
-    /// blank from the trim.
+    /// buffer.
     fn norm(&mut self, s: &str) {
         self.scratch.clear();
         // Nearly every name is ASCII: fold, lower-case and trim it without
@@ -157,7 +156,7 @@ impl<'p> Engine<'p> {
             self.scratch.make_ascii_lowercase();
             return;
         }
-        for c in s.chars().filter_map(fold) {
+        for c in s.chars().map(fold) {
             self.scratch.extend(c.to_lowercase());
         }
         let end = self.scratch.trim_end().len();
@@ -728,8 +727,8 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
     };
     // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
     // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
-    // control character legitimately, so none is guessed at.
-    if text.chars().any(is_c0_or_del) {
+    // control or invisible character legitimately, so none is guessed at.
+    if text.chars().any(is_hidden) {
         eng.hit(&[stage], Rule::Malformed, text, field.name());
         return Out::Unit;
     }
@@ -800,22 +799,44 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
 /// The narrow look-alike folding applied before comparing with the policy.
 /// MISP's `tags.name` is `utf8mb3_bin`, so MISP tells `ｔｌｐ:ｒｅｄ` from
 /// `tlp:red`: folding only blocks more, look-alikes of blocked names that
-/// a reader cannot tell apart. Full-width ASCII
-/// (U+FF01..U+FF5E) becomes ASCII; zero-width characters (U+200B..U+200F,
-/// U+2060, U+FEFF) and the soft hyphen (U+00AD) are dropped. Not NFKC:
-/// only what is cheap and cannot turn a harmless name into a blocked one
-/// by accident.
-pub(super) fn fold(c: char) -> Option<char> {
+/// a reader cannot tell apart. Full-width ASCII (U+FF01..U+FF5E) becomes
+/// ASCII. Not NFKC: only what is cheap and cannot turn a harmless name
+/// into a blocked one by accident. Invisible characters are not folded
+/// away but refused ([`is_hidden`]).
+pub(super) fn fold(c: char) -> char {
     match c {
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0),
-        '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}' | '\u{AD}' => None,
-        c => Some(c),
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+        c => c,
     }
 }
 
-/// A C0 control character or DEL.
-pub(super) fn is_c0_or_del(c: char) -> bool {
-    c < ' ' || c == '\u{7f}'
+/// A character no MISP name holds: a control character (C0, DEL, C1), a
+/// format character (zero-width ones, the soft hyphen, U+2061..U+2064,
+/// U+180E, bidirectional controls, tag characters), a private-use or
+/// unassigned code point, or another default-ignorable one that renders as
+/// nothing (Hangul fillers, variation selectors, the combining grapheme
+/// joiner). Any of them would let `tlp:` + U+2063 + `red` differ from
+/// `tlp:red` to the guard and not to a reader, so a name holding one is
+/// malformed rather than folded: no list of what to drop can be complete.
+pub(super) fn is_hidden(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    if c.is_ascii() {
+        return c < ' ' || c == '\u{7f}';
+    }
+    matches!(
+        get_general_category(c),
+        G::Control | G::Format | G::PrivateUse | G::Unassigned | G::Surrogate
+    ) || matches!(
+        c,
+        '\u{34F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{E0100}'..='\u{E01EF}'
+    )
 }
 
 fn rel_type(t: &str) -> RelType {
