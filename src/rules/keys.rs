@@ -79,6 +79,9 @@ pub(super) enum K {
     Last,
     IncludeUuid,
     GalaxyClusterRelationTag,
+    TagId,
+    RelationshipInbound,
+    TargetingClusterRelation,
 }
 
 impl K {
@@ -159,6 +162,9 @@ impl K {
             K::Last => "last",
             K::IncludeUuid => "includeUuid",
             K::GalaxyClusterRelationTag => "GalaxyClusterRelationTag",
+            K::TagId => "tag_id",
+            K::RelationshipInbound => "RelationshipInbound",
+            K::TargetingClusterRelation => "TargetingClusterRelation",
         }
     }
 }
@@ -196,6 +202,7 @@ pub(super) fn classify(s: &str) -> Option<K> {
             _ => return None,
         },
         6 => match s {
+            "tag_id" => K::TagId,
             "Object" => K::Object,
             "to_ids" => K::ToIds,
             "Galaxy" => K::Galaxy,
@@ -287,6 +294,7 @@ pub(super) fn classify(s: &str) -> Option<K> {
         19 => match s {
             "related_object_type" => K::RelatedObjectType,
             "disable_correlation" => K::DisableCorrelation,
+            "RelationshipInbound" => K::RelationshipInbound,
             _ => return None,
         },
         21 => match s {
@@ -295,6 +303,7 @@ pub(super) fn classify(s: &str) -> Option<K> {
         },
         24 => match s {
             "GalaxyClusterRelationTag" => K::GalaxyClusterRelationTag,
+            "TargetingClusterRelation" => K::TargetingClusterRelation,
             _ => return None,
         },
         _ => return None,
@@ -417,13 +426,13 @@ mod tests {
         for k in ALL {
             assert_eq!(classify(k.text()), Some(k), "{}", k.text());
         }
-        assert!((K::GalaxyClusterRelationTag as u8) < 128);
+        assert!((K::TargetingClusterRelation as u8) < 128);
         assert_eq!(classify("Attribute "), None);
         assert_eq!(classify("attribute"), None);
         assert_eq!(classify("Name"), None);
     }
 
-    const ALL: [K; 69] = [
+    const ALL: [K; 72] = [
         K::Event,
         K::Attribute,
         K::Object,
@@ -493,6 +502,9 @@ mod tests {
         K::Last,
         K::IncludeUuid,
         K::GalaxyClusterRelationTag,
+        K::TagId,
+        K::RelationshipInbound,
+        K::TargetingClusterRelation,
     ];
 
     #[test]

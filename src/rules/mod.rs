@@ -45,8 +45,10 @@
 //!   other value (`"00"`, `" 0"`, `0.0`, `1e0`, `-1`, `6`, `null`, `true`,
 //!   `"abc"`) is [`Rule::Malformed`]. A missing distribution is malformed on
 //!   events, objects, event reports, analyst data and galaxy clusters (the
-//!   older guard raised `KeyError` there); attributes, proposals and
-//!   cluster relations may omit it.
+//!   older guard raised `KeyError` there) and on attributes (MISP would
+//!   give them the receiver's default distribution, which no rule judges;
+//!   MISP always sends one); proposals (which have none), cluster
+//!   relations and the copies a sighting embeds may omit it.
 //! * **Distribution 4 without a sharing group.** Distribution 4 with no
 //!   `SharingGroup` object on the same entity cannot be checked against
 //!   `blocked_sharing_groups_uuids` or `X-UserOrgUUID`; when either is in
@@ -64,18 +66,24 @@
 //!   too: a human reading the tag cannot tell the two apart, and other
 //!   columns or instances may use a `*_ci` collation). Before the
 //!   comparison above, full-width ASCII (U+FF01..U+FF5E) is folded to
-//!   ASCII and zero-width characters (U+200B..U+200F, U+2060, U+FEFF) and
-//!   the soft hyphen (U+00AD) are dropped, in tags, cluster tag names and
-//!   uuids, types, categories, object names and sharing group uuids. This
-//!   is not NFKC: other look-alikes (`tlp:ʀed`) are left as they are.
-//!   Policy entries are not folded.
-//! * **Control characters.** PHP's `trim()` strips `" \t\n\r\0\x0B"` and
-//!   MISP trims what it saves, so `"email\u0000"` is `email` to MISP but
-//!   not to a plain Unicode trim. A tag name, cluster `tag_name`, attribute
-//!   type or category, object name or sharing group uuid holding any C0
-//!   control character or DEL is [`Rule::Malformed`] (the value is shown
-//!   escaped); what remains is trimmed of Unicode white space, a superset
-//!   of PHP's set. A cluster `uuid` is held to the same rule. Distribution strings stay one digit, nothing trimmed.
+//!   ASCII in tags, cluster tag names and uuids, types, categories, object
+//!   names and sharing group uuids. This is not NFKC: other look-alikes
+//!   (`tlp:ʀed`) are left as they are. Policy entries are not folded.
+//! * **Control and invisible characters.** PHP's `trim()` strips
+//!   `" \t\n\r\0\x0B"` and MISP trims what it saves, so `"email\u0000"` is
+//!   `email` to MISP but not to a plain Unicode trim; and `tlp:` + U+2063 +
+//!   `red` reads as `tlp:red` to a person but is another string to any
+//!   comparison. A tag name, cluster `tag_name` or `uuid`, attribute type
+//!   or category, object name or sharing group uuid holding a control
+//!   character (C0, DEL, C1), a format character (general category Cf:
+//!   zero-width ones, the soft hyphen, invisible operators U+2061..U+2064,
+//!   U+180E, bidirectional controls, tag characters), a private-use or
+//!   unassigned code point, or another default-ignorable one (Hangul
+//!   fillers, variation selectors, the combining grapheme joiner) is
+//!   [`Rule::Malformed`] (the value is shown escaped): no real MISP name
+//!   has one, and no list of characters to fold away could be complete.
+//!   What remains is trimmed of Unicode white space, a superset of PHP's
+//!   set. Distribution strings stay one digit, nothing trimmed.
 //! * **Blank categories.** MISP's `Attribute::beforeValidateMassage`
 //!   replaces a category that PHP's `empty()` calls empty (`""`, `"0"`,
 //!   after its trim `" "` and `"0 "`) by the type's default category, and
@@ -83,8 +91,8 @@
 //!   attribute or proposal category that is `""` or `"0"` after the trim
 //!   and folding above is [`Rule::Malformed`], wherever attributes are read
 //!   (events, objects, wrapped attributes, relationships, proposals). Our
-//!   trim is wider than PHP's (`"\u{a0}0"`, `"\u{200b}"` and full-width
-//!   `"０"` are refused too; MISP would refuse them as invalid categories).
+//!   trim is wider than PHP's (`"\u{a0}0"` and full-width `"０"` are
+//!   refused too; MISP would refuse them as invalid categories).
 //!   `"00"` is not `empty()` and is compared as it is. The attribute a
 //!   sighting embeds may lack a category, and a blank one counts as absent.
 //! * **Types.** A rule field of the wrong JSON type (a number as `type`, a
@@ -136,17 +144,43 @@
 //!   malformed. `null`, `[]` and `{}` carry nothing to check.
 //! * **Wrapped entities.** MISP's `captureObject` saves `$item['Object']`
 //!   instead of the item when an `Event.Object` item has an `Object` key,
-//!   and PHP code unwraps `$attribute['Attribute']` the same way. So an
-//!   `Object` inside an object, and an `Attribute` inside an attribute, get
-//!   every rule of their kind (`Event.Object[0].Object.name`); the outer
-//!   one is still checked as well. One that is not an object (`null`,
-//!   `[]`) is refused.
+//!   and `EventReport::captureReport` saves `$item['EventReport']` the same
+//!   way; the inner one keeps a *local* `sharing_group_id` (the object's
+//!   `SharingGroup` is ignored), its attributes attach tags by local id,
+//!   and a pull's distribution downgrade does not reach it. No MISP sends
+//!   either form (nor an `Attribute` inside an attribute, which no save
+//!   path unwraps), so each is [`Rule::Malformed`] at
+//!   `Event.Object[0].Object`: judging the inner one would not be enough.
+//!   The wrapped forms MISP does send are read as it reads them: the
+//!   `{"Event":…}`, `{"GalaxyCluster":…}`, `{"ShadowAttribute":…}` (pull
+//!   pages), `{"Sighting":…}` and `{"Note"|…:…}` wrappers, and a cluster
+//!   relation's `{"GalaxyClusterRelation":…}` items.
 //! * **Tag links.** Besides `Tag` lists, MISP's capture code attaches the
 //!   tags of `EventTag` and `AttributeTag` (`[{"Tag":{"name":…}}]`, or
 //!   PHP's single-link form `{"id":…,"Tag":{…}}`). Their `Tag` objects get
 //!   the tag rules (`Event.EventTag[0].Tag.name`) and count towards
 //!   required taxonomies. A link without a `Tag` object is malformed: to
-//!   PHP `{"0":{"Tag":…}}` is a list, which we would misread.
+//!   PHP `{"0":{"Tag":…}}` is a list, which we would misread. A link that
+//!   names a `tag_id` is malformed: `captureAttribute` saves `AttributeTag`
+//!   rows as they come, so the receiver attaches *its* tag of that local
+//!   id whatever the name beside it says (MISP itself sends `Tag` lists by
+//!   name only).
+//! * **Proposal rows.** `events/pushProposals` carries the flat rows of an
+//!   event's proposals (`Server::syncProposals` posts them as they are;
+//!   [`Document::ProposalRows`]), the pull page wraps each in
+//!   `{"ShadowAttribute":…}`; each is judged as a proposal (type, category,
+//!   and what the older guard also read: tags, distribution and sharing
+//!   group where present). A wrapped row in a push is no row MISP saves.
+//! * **Inbound relationships.** MISP's REST view adds `RelationshipInbound`
+//!   (relationships of other entities pointing here) to events, attributes,
+//!   objects, reports and analyst data, and a full cluster view its
+//!   `TargetingClusterRelation`. The receiver does not save them, but they
+//!   cross with their own distribution and sharing group, so they are
+//!   judged as relationships and cluster relations.
+//! * **Empty arrays.** PHP's `json_encode` writes an empty map as `[]`, so
+//!   `[]` stands for "nothing" where MISP sends it for a map (the
+//!   `analyst_data/indexMinimal` answer, the `filterAnalystDataForPush`
+//!   body and each type of its answer).
 //! * **Galaxies.** A galaxy cluster's `tag_name` becomes a tag of what
 //!   holds it, so `Galaxy[].GalaxyCluster[]` of events and attributes is
 //!   read: each cluster's `tag_name` gets the blocked-tag check (it does
@@ -259,8 +293,13 @@ pub enum Document {
     /// `{"response":[{"GalaxyCluster":{…}}]}` or a bare list: answer of
     /// `galaxy_clusters/restSearch` (minimal clusters).
     GalaxyClusterSearch,
-    /// `[{"ShadowAttribute":{…}},…]`: pull proposals page, push proposals.
+    /// `[{"ShadowAttribute":{…}},…]`: the pull proposals page.
     ShadowAttributeList,
+    /// `[{…},…]`: the flat proposal rows `events/pushProposals` carries
+    /// (`Server::syncProposals` posts `$event['ShadowAttribute']` as it
+    /// is, and `EventsController::pushProposals` reads rows so), each
+    /// judged as a proposal.
+    ProposalRows,
     /// Sightings: a list (or PHP's empty `{}`) of sighting objects, or
     /// `{"response":[{"Sighting":{…}}]}`. What a sighting embeds (its
     /// `Attribute`, a summary of its `Event`) is checked.
@@ -270,7 +309,8 @@ pub enum Document {
     /// `[{"Note"|"Opinion"|"Relationship":{…}},…]`: pull `analyst_data/index`.
     AnalystDataList,
     /// `{"Note":{uuid:modified}|[…],…}`: `indexMinimal` answer,
-    /// `filterAnalystDataForPush` body and answer.
+    /// `filterAnalystDataForPush` body and answer; `[]` when there is
+    /// nothing (PHP's empty map).
     AnalystDataMinimal,
     /// A search body that must carry `minimal:1` and `published:1`
     /// (`events/index`, `galaxy_clusters/restSearch`).

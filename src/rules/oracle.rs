@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::walk::{clip, is_c0_or_del, RELATED_EVENT_UNJUDGED};
+use super::walk::{clip, is_hidden, RELATED_EVENT_UNJUDGED, TAG_BY_ID, WRAPPED};
 use super::{Block, Context, Document, Policy, Rule};
 
 /// Prefix of the value of a block for a document that cannot be read.
@@ -47,7 +47,7 @@ fn norm(s: &str) -> String {
         let code = u32::from(c);
         if (0xFF01..=0xFF5E).contains(&code) {
             folded.extend(char::from_u32(code - 0xFEE0));
-        } else if !((0x200B..=0x200F).contains(&code) || [0x2060, 0xFEFF, 0xAD].contains(&code)) {
+        } else {
             folded.push(c);
         }
     }
@@ -79,6 +79,18 @@ fn join(path: &str, field: &str) -> String {
     } else {
         format!("{path}.{field}")
     }
+}
+
+/// What an attribute-shaped object is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    /// An attribute: distribution required.
+    Attribute,
+    /// A proposal: no distribution of its own.
+    Proposal,
+    /// A sighting's copy: type and category optional, no required
+    /// taxonomies.
+    Summary,
 }
 
 const ANALYST: [(&str, u8); 3] = [("Note", 0), ("Opinion", 1), ("Relationship", 2)];
@@ -175,8 +187,13 @@ impl Oracle<'_> {
                 for (i, item) in self.arr(v, "$").iter().enumerate() {
                     let at = format!("[{i}]");
                     if let Some((_, a)) = self.wrapped(item, &["ShadowAttribute"], &at) {
-                        self.attribute(a, &join(&at, "ShadowAttribute"));
+                        self.proposal(a, &join(&at, "ShadowAttribute"));
                     }
+                }
+            }
+            Document::ProposalRows => {
+                for (i, item) in self.arr(v, "$").iter().enumerate() {
+                    self.proposal(item, &format!("[{i}]"));
                 }
             }
             Document::AnalystDataItem => {
@@ -194,6 +211,7 @@ impl Oracle<'_> {
                     }
                 }
             }
+            Document::AnalystDataMinimal if v.as_array().is_some_and(Vec::is_empty) => {}
             Document::AnalystDataMinimal => {
                 if let Some(o) = self.obj(v, "$") {
                     for (k, inner) in o {
@@ -373,9 +391,7 @@ impl Oracle<'_> {
         match o.get(key) {
             None if required => self.hit(Rule::Malformed, "missing", at),
             None => {}
-            Some(Value::String(s)) if s.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, s, at)
-            }
+            Some(Value::String(s)) if s.chars().any(is_hidden) => self.hit(Rule::Malformed, s, at),
             // PHP's empty(): MISP swaps in the type's default category.
             // Where the category may be absent, a blank one is absent.
             Some(Value::String(s)) if key == "category" && ["", "0"].contains(&&*norm(s)) => {
@@ -448,6 +464,9 @@ impl Oracle<'_> {
                 None => self.hit(Rule::Malformed, "missing", join(&at, "Tag")),
                 Some(t) => self.tag(t, join(&at, "Tag.name"), &mut have),
             }
+            if link.contains_key("tag_id") {
+                self.hit(Rule::Malformed, TAG_BY_ID, join(&at, "tag_id"));
+            }
         }
         Some(have)
     }
@@ -457,7 +476,7 @@ impl Oracle<'_> {
         let Some(t) = self.obj(t, &at) else { return };
         match t.get("name") {
             None => self.hit(Rule::Malformed, "missing", at),
-            Some(Value::String(name)) if name.chars().any(is_c0_or_del) => {
+            Some(Value::String(name)) if name.chars().any(is_hidden) => {
                 self.hit(Rule::Malformed, name, at)
             }
             Some(Value::String(name)) => {
@@ -504,9 +523,7 @@ impl Oracle<'_> {
         let at = join(path, "SharingGroup.uuid");
         match sg.get("uuid") {
             None => self.hit(Rule::Malformed, "missing", at),
-            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, u, at)
-            }
+            Some(Value::String(u)) if u.chars().any(is_hidden) => self.hit(Rule::Malformed, u, at),
             Some(Value::String(u)) => {
                 if self.policy.blocked_sharing_groups.contains(&norm(u)) {
                     self.hit(Rule::BlockedSharingGroup, u, at);
@@ -590,7 +607,7 @@ impl Oracle<'_> {
         self.analyst_lists(o, path);
         self.each(o, path, "Attribute", |s, a, at| s.attribute(a, at));
         self.each(o, path, "Object", |s, a, at| s.object(a, at));
-        self.each(o, path, "ShadowAttribute", |s, a, at| s.attribute(a, at));
+        self.each(o, path, "ShadowAttribute", |s, a, at| s.proposal(a, at));
         let tag_rules =
             !self.policy.blocked_tags.is_empty() || !self.policy.required_taxonomies.is_empty();
         let related = o.get("RelatedEvent").and_then(Value::as_array);
@@ -603,15 +620,19 @@ impl Oracle<'_> {
                 s.event(e, &join(at, "Event"), true);
             }
         });
+        self.inbound(o, path);
     }
 
     fn attribute(&mut self, v: &Value, path: &str) {
-        self.attribute_with(v, path, false);
+        self.attribute_with(v, path, Flavour::Attribute);
     }
 
-    /// `summary`: a sighting's copy, type and category optional, no
-    /// required taxonomies.
-    fn attribute_with(&mut self, v: &Value, path: &str, summary: bool) {
+    fn proposal(&mut self, v: &Value, path: &str) {
+        self.attribute_with(v, path, Flavour::Proposal);
+    }
+
+    fn attribute_with(&mut self, v: &Value, path: &str, flavour: Flavour) {
+        let summary = flavour == Flavour::Summary;
         let Some(o) = self.obj(v, path) else { return };
         self.field(
             o,
@@ -621,7 +642,7 @@ impl Oracle<'_> {
             Rule::BlockedAttributeCategory,
         );
         self.field(o, path, "type", !summary, Rule::BlockedAttributeType);
-        let dist = self.distribution(o, path, false);
+        let dist = self.distribution(o, path, flavour == Flavour::Attribute);
         let have = self.tags(o, path);
         let have = self.tag_links(o, path, "AttributeTag", have);
         self.galaxies(o, path);
@@ -629,10 +650,11 @@ impl Oracle<'_> {
             self.required(have, path);
         }
         self.sharing_group(o, path, dist);
-        self.each(o, path, "ShadowAttribute", |s, a, at| s.attribute(a, at));
+        self.each(o, path, "ShadowAttribute", |s, a, at| s.proposal(a, at));
         self.analyst_lists(o, path);
-        if let Some(inner) = o.get("Attribute") {
-            self.attribute(inner, &join(path, "Attribute"));
+        self.inbound(o, path);
+        if o.contains_key("Attribute") {
+            self.hit(Rule::Malformed, WRAPPED, join(path, "Attribute"));
         }
     }
 
@@ -644,8 +666,9 @@ impl Oracle<'_> {
         self.tags(o, path);
         self.each(o, path, "Attribute", |s, a, at| s.attribute(a, at));
         self.analyst_lists(o, path);
-        if let Some(inner) = o.get("Object") {
-            self.object(inner, &join(path, "Object"));
+        self.inbound(o, path);
+        if o.contains_key("Object") {
+            self.hit(Rule::Malformed, WRAPPED, join(path, "Object"));
         }
     }
 
@@ -653,7 +676,7 @@ impl Oracle<'_> {
     fn sighting(&mut self, v: &Value, path: &str) {
         let Some(o) = self.obj(v, path) else { return };
         if let Some(a) = o.get("Attribute") {
-            self.attribute_with(a, &join(path, "Attribute"), true);
+            self.attribute_with(a, &join(path, "Attribute"), Flavour::Summary);
         }
         if let Some(e) = o.get("Event") {
             self.event_with(e, &join(path, "Event"), false, false);
@@ -668,6 +691,27 @@ impl Oracle<'_> {
         let dist = self.distribution(o, path, true);
         self.sharing_group(o, path, dist);
         self.analyst_lists(o, path);
+        self.inbound(o, path);
+        if o.contains_key("EventReport") {
+            self.hit(Rule::Malformed, WRAPPED, join(path, "EventReport"));
+        }
+    }
+
+    /// `RelationshipInbound`: judged as relationships.
+    fn inbound(&mut self, o: &Map<String, Value>, path: &str) {
+        if let Some(list) = o.get("RelationshipInbound") {
+            for (i, a) in self.arr(list, path).iter().enumerate() {
+                let at = format!("{}[{i}]", join(path, "RelationshipInbound"));
+                self.analyst(a, &at, true, true);
+            }
+        }
+    }
+
+    fn relation(&mut self, r: &Value, at: &str) {
+        let Some(r) = self.obj(r, at) else { return };
+        let dist = self.distribution(r, at, false);
+        self.tags(r, at);
+        self.sharing_group(r, at, dist);
     }
 
     fn cluster(&mut self, v: &Value, path: &str, minimal: bool) {
@@ -675,17 +719,12 @@ impl Oracle<'_> {
         let dist = self.distribution(o, path, !minimal);
         self.sharing_group(o, path, dist);
         self.each(o, path, "GalaxyClusterRelation", |s, r, at| {
-            let Some(r) = s.obj(r, at) else { return };
-            let dist = s.distribution(r, at, false);
-            s.tags(r, at);
-            s.sharing_group(r, at, dist);
+            s.relation(r, at)
         });
         let at = join(path, "tag_name");
         match o.get("tag_name") {
             None => {}
-            Some(Value::String(t)) if t.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, t, at)
-            }
+            Some(Value::String(t)) if t.chars().any(is_hidden) => self.hit(Rule::Malformed, t, at),
             Some(Value::String(t)) if self.policy.blocked_tags.contains(&norm(t)) => {
                 self.hit(Rule::BlockedTag, t, at)
             }
@@ -698,9 +737,7 @@ impl Oracle<'_> {
         let at = join(path, "uuid");
         match o.get("uuid") {
             None => {}
-            Some(Value::String(u)) if u.chars().any(is_c0_or_del) => {
-                self.hit(Rule::Malformed, u, at)
-            }
+            Some(Value::String(u)) if u.chars().any(is_hidden) => self.hit(Rule::Malformed, u, at),
             Some(Value::String(u)) => {
                 let want = format!("=\"{}\"", norm(u));
                 let mut named: Vec<&String> = self
@@ -723,6 +760,9 @@ impl Oracle<'_> {
             Some(other) if other.is_array() || other.is_object() => self.fail("container", &at),
             Some(other) => self.hit(Rule::Malformed, &render(other), at),
         }
+        self.each(o, path, "TargetingClusterRelation", |s, r, at| {
+            s.relation(r, at)
+        });
     }
 
     /// `Galaxy` list of an event or attribute: its clusters, whose
@@ -743,6 +783,7 @@ impl Oracle<'_> {
             self.related(o, path, typed);
         }
         self.analyst_lists(o, path);
+        self.inbound(o, path);
     }
 
     fn related(&mut self, o: &Map<String, Value>, path: &str, typed: bool) {

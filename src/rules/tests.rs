@@ -4,6 +4,7 @@ use std::io;
 use serde_json::Value;
 
 use super::oracle;
+use super::walk::{TAG_BY_ID, WRAPPED};
 use super::*;
 
 // ===== helpers =====
@@ -724,9 +725,13 @@ fn event_rules() {
                 )),
             ),
             case(
-                "attribute distribution optional",
+                "attribute distribution required (MISP would use its default)",
                 attr(r#""type":"text","category":"Other""#),
-                None,
+                Some((
+                    Rule::Malformed,
+                    "missing",
+                    "Event.Attribute[0].distribution",
+                )),
             ),
             case(
                 "attribute blocked distribution",
@@ -1955,98 +1960,265 @@ fn generated_events_cover_the_rules() {
 
 #[test]
 fn wrapped_objects_and_attributes() {
+    // MISP's save paths read an inner `Object` (captureObject) and an inner
+    // `EventReport` (captureReport) instead of the item, with a local
+    // sharing group and no pull downgrade; no MISP sends either form, nor
+    // an `Attribute` inside an attribute. All are refused.
+    let wrapped = |name, body: String, at| case(name, body, Some((Rule::Malformed, WRAPPED, at)));
     check(
         vec![
-            case(
+            wrapped(
                 "object inside an object (MISP saves the inner one)",
                 event(
                     r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"person","distribution":"1","Attribute":[{"type":"passport-number","category":"Person","value":"X1234567","distribution":"1"}]}}]"#,
                 ),
-                Some((
-                    Rule::BlockedObjectType,
-                    "person",
-                    "Event.Object[0].Object.name",
-                )),
+                "Event.Object[0].Object",
             ),
-            case(
-                "attribute of an inner object",
+            wrapped(
+                "harmless inner object",
                 event(
-                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file","distribution":"1","Attribute":[{"type":"email","category":"Other","distribution":"1"}]}}]"#,
+                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file","distribution":"1","Attribute":[]}}]"#,
                 ),
-                Some((
-                    Rule::BlockedAttributeType,
-                    "email",
-                    "Event.Object[0].Object.Attribute[0].type",
-                )),
+                "Event.Object[0].Object",
             ),
-            case(
-                "inner object without distribution",
-                event(
-                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file"}}]"#,
-                ),
-                Some((
-                    Rule::Malformed,
-                    "missing",
-                    "Event.Object[0].Object.distribution",
-                )),
-            ),
-            case(
+            wrapped(
                 "inner object that is not an object",
                 event(
                     r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":[]}]"#,
                 ),
-                Some((Rule::Malformed, "", "")),
+                "Event.Object[0].Object",
             ),
             case(
-                "outer object still checked",
+                "outer object still checked first",
                 event(
                     r#""distribution":"1","Object":[{"name":"person","distribution":"1","Object":{"name":"file","distribution":"1"}}]"#,
                 ),
                 Some((Rule::BlockedObjectType, "person", "Event.Object[0].name")),
             ),
-            case(
-                "harmless inner object",
+            wrapped(
+                "report inside a report (MISP saves the inner one)",
                 event(
-                    r#""distribution":"1","Object":[{"name":"file","distribution":"1","Object":{"name":"file","distribution":"1","Attribute":[]}}]"#,
+                    r#""distribution":"1","EventReport":[{"uuid":"6f6d7e1c-1a2b-4c3d-8e9f-0a1b2c3d4e5f","name":"r","content":"c","distribution":"1","EventReport":{"name":"r","content":"secret","distribution":"0"}}]"#,
                 ),
-                None,
+                "Event.EventReport[0].EventReport",
             ),
-            case(
+            wrapped(
                 "attribute inside an attribute",
                 event(&format!(
                     r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"passport-number","category":"Other"}}}}]"#
                 )),
-                Some((
-                    Rule::BlockedAttributeType,
-                    "passport-number",
-                    "Event.Attribute[0].Attribute.type",
-                )),
+                "Event.Attribute[0].Attribute",
             ),
-            case(
+            wrapped(
                 "attribute inside an object's attribute",
                 event(&format!(
                     r#""distribution":"1","Object":[{{"name":"file","distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"text","category":"Person"}}}}]}}]"#
                 )),
-                Some((
-                    Rule::BlockedAttributeCategory,
-                    "Person",
-                    "Event.Object[0].Attribute[0].Attribute.category",
-                )),
+                "Event.Object[0].Attribute[0].Attribute",
             ),
-            case(
-                "harmless inner attribute",
-                event(&format!(
-                    r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{{ATTR}}}}}]"#
-                )),
-                None,
-            ),
-            case(
-                "inner attribute null is not read as absent",
+            wrapped(
+                "inner attribute null",
                 event(&format!(
                     r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":null}}]"#
                 )),
+                "Event.Attribute[0].Attribute",
+            ),
+            case(
+                "flat reports and objects pass",
+                event(&format!(
+                    r#""distribution":"1","EventReport":[{{"name":"r","distribution":"1"}}],"Object":[{{"name":"file","distribution":"1","Attribute":[{{{ATTR}}}]}}]"#
+                )),
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+/// `captureAttribute` saves `AttributeTag` rows as they come: the tag
+/// attached is the receiver's tag of that local `tag_id`, whatever the
+/// name beside it says. A link naming a tag id is refused; a link by name
+/// only is judged by its name.
+#[test]
+fn tags_attached_by_id() {
+    check(
+        vec![
+            case(
+                "attribute tag by id with a harmless name",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"AttributeTag":[{{"tag_id":"12","Tag":{{"name":"tlp:green"}}}}]}}]"#
+                )),
+                Some((
+                    Rule::Malformed,
+                    TAG_BY_ID,
+                    "Event.Attribute[0].AttributeTag[0].tag_id",
+                )),
+            ),
+            case(
+                "object attribute tag by id",
+                event(&format!(
+                    r#""distribution":"1","Object":[{{"name":"file","distribution":"1","Attribute":[{{{ATTR},"AttributeTag":{{"tag_id":"3","Tag":{{"name":"tlp:green"}}}}}}]}}]"#
+                )),
+                Some((
+                    Rule::Malformed,
+                    TAG_BY_ID,
+                    "Event.Object[0].Attribute[0].AttributeTag.tag_id",
+                )),
+            ),
+            case(
+                "event tag by id",
+                event(
+                    r#""distribution":"1","EventTag":[{"tag_id":"1","Tag":{"name":"tlp:green"}}]"#,
+                ),
+                Some((Rule::Malformed, TAG_BY_ID, "Event.EventTag[0].tag_id")),
+            ),
+            case(
+                "a blocked name is still reported first",
+                event(r#""distribution":"1","EventTag":[{"tag_id":"1","Tag":{"name":"tlp:red"}}]"#),
+                Some((Rule::BlockedTag, "tlp:red", "Event.EventTag[0].Tag.name")),
+            ),
+            case(
+                "a link by name only is judged by its name",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"AttributeTag":[{{"id":"4","Tag":{{"id":"9","name":"tlp:green"}}}}]}}]"#
+                )),
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+/// `events/pushProposals` carries the flat rows of the event's proposals
+/// (`Server::syncProposals`); each is judged as a proposal. A wrapped row
+/// is no row MISP saves.
+#[test]
+fn pushed_proposal_rows() {
+    let rows = |name, body: &str, want| Case {
+        doc: Document::ProposalRows,
+        ..case(name, body, want)
+    };
+    check(
+        vec![
+            rows(
+                "MISP's rows",
+                r#"[{"old_id":"0","event_id":"2","type":"ip-src","category":"Network activity","uuid":"5a2c9b1e-0000-4000-8000-000000000001","to_ids":true,"value":"1.2.3.4","comment":"","event_uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","timestamp":"1700000000","deleted":false,"proposal_to_delete":false,"disable_correlation":false,"first_seen":null,"last_seen":null,"data":""}]"#,
+                None,
+            ),
+            rows("no proposals", "[]", None),
+            rows(
+                "a blocked type",
+                r#"[{"type":"ip-src","category":"Network activity"},{"type":"passport-number","category":"Person","value":"X1"}]"#,
+                Some((Rule::BlockedAttributeCategory, "Person", "[1].category")),
+            ),
+            rows(
+                "a blank category",
+                r#"[{"type":"first-name","category":""}]"#,
+                Some((Rule::Malformed, "", "[0].category")),
+            ),
+            rows(
+                "a wrapped row",
+                r#"[{"ShadowAttribute":{"type":"ip-src","category":"Network activity"}}]"#,
                 Some((Rule::Malformed, "", "")),
             ),
+            rows(
+                "not a list",
+                r#"{"type":"ip-src"}"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+        ],
+        true,
+    );
+}
+
+/// MISP's REST view adds `RelationshipInbound` (relationships of other
+/// entities pointing here) to every entity, and a full cluster view its
+/// `TargetingClusterRelation`: not saved by the receiver, but they cross,
+/// each with a distribution of its own.
+#[test]
+fn inbound_relationships_and_targeting_relations() {
+    let rel = |d: &str| {
+        format!(
+            r#"{{"uuid":"6f847552-aaab-4378-aa5f-369c7b1e0001","object_type":"Event","related_object_type":"Attribute","relationship_type":"related-to","distribution":"{d}"}}"#
+        )
+    };
+    let cluster = |inner: &str| {
+        format!(
+            r#"{{"GalaxyCluster":{{"uuid":"8faab056-4212-4e80-8b54-b7eadec6b739","distribution":"1","TargetingClusterRelation":[{inner}]}}}}"#
+        )
+    };
+    check(
+        vec![
+            case(
+                "event",
+                event(&format!(
+                    r#""distribution":"1","RelationshipInbound":[{}]"#,
+                    rel("0")
+                )),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.RelationshipInbound[0].distribution",
+                )),
+            ),
+            case(
+                "attribute",
+                event(&format!(
+                    r#""distribution":"1","Attribute":[{{{ATTR},"RelationshipInbound":[{}]}}]"#,
+                    rel("0")
+                )),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.Attribute[0].RelationshipInbound[0].distribution",
+                )),
+            ),
+            case(
+                "object and report",
+                event(&format!(
+                    r#""distribution":"1","EventReport":[{{"name":"r","distribution":"1","RelationshipInbound":[{}]}}]"#,
+                    rel("0")
+                )),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.EventReport[0].RelationshipInbound[0].distribution",
+                )),
+            ),
+            case(
+                "harmless",
+                event(&format!(
+                    r#""distribution":"1","RelationshipInbound":[{}],"Object":[{{"name":"file","distribution":"1","RelationshipInbound":[]}}]"#,
+                    rel("3")
+                )),
+                None,
+            ),
+            Case {
+                doc: Document::GalaxyCluster,
+                ..case(
+                    "targeting relation",
+                    cluster(
+                        r#"{"referenced_galaxy_cluster_uuid":"8faab056-4212-4e80-8b54-b7eadec6b739","distribution":"0"}"#,
+                    ),
+                    Some((
+                        Rule::BlockedDistribution,
+                        "0",
+                        "GalaxyCluster.TargetingClusterRelation[0].distribution",
+                    )),
+                )
+            },
+            Case {
+                doc: Document::GalaxyCluster,
+                ..case(
+                    "targeting relation with a blocked tag",
+                    cluster(r#"{"distribution":"1","Tag":[{"name":"tlp:red"}]}"#),
+                    Some((
+                        Rule::BlockedTag,
+                        "tlp:red",
+                        "GalaxyCluster.TargetingClusterRelation[0].Tag[0].name",
+                    )),
+                )
+            },
         ],
         true,
     );
@@ -2235,7 +2407,7 @@ fn galaxies_in_events() {
 fn control_characters_in_rule_fields() {
     let attr = |kind: &str, category: &str| {
         event(&format!(
-            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}"}}]"#
+            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}","distribution":"1"}}]"#
         ))
     };
     check(
@@ -2316,7 +2488,7 @@ fn control_characters_in_rule_fields() {
             case(
                 "value with a control character is not a rule field",
                 event(
-                    r#""distribution":"1","Attribute":[{"type":"text","category":"Other","value":"a\u0000b"}]"#,
+                    r#""distribution":"1","Attribute":[{"type":"text","category":"Other","value":"a\u0000b","distribution":"1"}]"#,
                 ),
                 None,
             ),
@@ -2334,7 +2506,7 @@ fn look_alike_names_are_folded() {
     let tag = |t: &str| event(&format!(r#""distribution":"1","Tag":[{{"name":"{t}"}}]"#));
     let attr = |kind: &str, category: &str| {
         event(&format!(
-            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}"}}]"#
+            r#""distribution":"1","Attribute":[{{"type":"{kind}","category":"{category}","distribution":"1"}}]"#
         ))
     };
     check(
@@ -2352,12 +2524,12 @@ fn look_alike_names_are_folded() {
             case(
                 "zero-width space inside",
                 tag(r"tlp:\u200bred"),
-                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+                Some((Rule::Malformed, "", "Event.Tag[0].name")),
             ),
             case(
                 "zero-width characters around a blank",
                 tag(r"\ufeff tlp:red\u2060 \u00ad"),
-                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+                Some((Rule::Malformed, "", "Event.Tag[0].name")),
             ),
             case(
                 "full-width type",
@@ -2367,7 +2539,7 @@ fn look_alike_names_are_folded() {
             case(
                 "soft hyphen in a type",
                 attr(r"passport\u00ad-number", "Other"),
-                Some((Rule::BlockedAttributeType, "", "")),
+                Some((Rule::Malformed, "", "")),
             ),
             case(
                 "full-width category",
@@ -2379,7 +2551,7 @@ fn look_alike_names_are_folded() {
                 event(
                     r#""distribution":"1","Object":[{"name":"per\u200dson","distribution":"1"}]"#,
                 ),
-                Some((Rule::BlockedObjectType, "", "Event.Object[0].name")),
+                Some((Rule::Malformed, "", "Event.Object[0].name")),
             ),
             case(
                 "full-width cluster tag name",
@@ -2402,6 +2574,98 @@ fn look_alike_names_are_folded() {
             tlp(
                 "full-width blocked tag of the taxonomy",
                 tag("tlp:ｒａｉｎｂｏｗ"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+        ],
+        true,
+    );
+}
+
+/// A name holding an invisible character (format, control, private-use
+/// or default-ignorable) is malformed wherever a name is judged: no list
+/// of characters to fold away can be complete, and no MISP name has one.
+#[test]
+fn invisible_characters_in_names_are_malformed() {
+    const HIDDEN: &[&str] = &[
+        r"\u2061",
+        r"\u2062",
+        r"\u2063",
+        r"\u2064",
+        r"\u180e",
+        r"\u200b",
+        r"\u200d",
+        r"\u202e",
+        r"\u2066",
+        r"\u3164",
+        r"\ufe0f",
+        r"\u034f",
+        r"\u0085",
+        r"\ue000",
+        r"\udb40\udc41",
+        r"\u115f",
+    ];
+    let mut cases = Vec::new();
+    for h in HIDDEN {
+        let tag_event = event(&format!(
+            r#""distribution":"1","Tag":[{{"name":"tlp:{h}red"}}]"#
+        ));
+        cases.push((tag_event, "Event.Tag[0].name"));
+        let attr_tag = event(&format!(
+            r#""distribution":"1","Attribute":[{{{ATTR},"Tag":[{{"name":"tlp:red{h}"}}]}}]"#
+        ));
+        cases.push((attr_tag, "Event.Attribute[0].Tag[0].name"));
+        let link = event(&format!(
+            r#""distribution":"1","EventTag":[{{"Tag":{{"name":"{h}tlp:red"}}}}]"#
+        ));
+        cases.push((link, "Event.EventTag[0].Tag.name"));
+        let kind = event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"pass{h}port-number","category":"Other"}}]"#
+        ));
+        cases.push((kind, "Event.Attribute[0].type"));
+        let category = event(&format!(
+            r#""distribution":"1","Attribute":[{{"type":"text","category":"Per{h}son"}}]"#
+        ));
+        cases.push((category, "Event.Attribute[0].category"));
+        let object = event(&format!(
+            r#""distribution":"1","Object":[{{"name":"per{h}son","distribution":"1"}}]"#
+        ));
+        cases.push((object, "Event.Object[0].name"));
+        let cluster = event(&format!(
+            r#""distribution":"1","Galaxy":[{{"GalaxyCluster":[{{"tag_name":"tlp:{h}red"}}]}}]"#
+        ));
+        cases.push((cluster, "Event.Galaxy[0].GalaxyCluster[0].tag_name"));
+        let sg = event(&format!(
+            r#""distribution":"4","SharingGroup":{{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb{h}"}}"#
+        ));
+        cases.push((sg, "Event.SharingGroup.uuid"));
+    }
+    for (body, at) in cases {
+        let got = judged(&body, Document::Event, &base_policy(), &ctx());
+        let b = got.unwrap_or_else(|| panic!("allowed: {body}"));
+        assert_eq!(
+            (b.rule, b.at.as_str()),
+            (Rule::Malformed, at),
+            "{body}: {b}"
+        );
+    }
+    // Visible non-ASCII names stay names.
+    check(
+        vec![
+            case(
+                "accented cluster tag",
+                event(
+                    r#""distribution":"1","Tag":[{"name":"misp-galaxy:threat-actor=\"Émile\""}]"#,
+                ),
+                None,
+            ),
+            case(
+                "emoji tag",
+                event(r#""distribution":"1","Tag":[{"name":"🔴 internal"}]"#),
+                None,
+            ),
+            case(
+                "non-breaking space is trimmed, not refused",
+                event(r#""distribution":"1","Tag":[{"name":"\u00a0tlp:red"}]"#),
                 Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
             ),
         ],
@@ -2610,11 +2874,7 @@ fn blank_categories() {
             event(&format!(
                 r#""distribution":"1","Attribute":[{{{ATTR},"Attribute":{{"type":"first-name","category":"0"}}}}]"#
             )),
-            Some((
-                Rule::Malformed,
-                r#""0""#,
-                "Event.Attribute[0].Attribute.category",
-            )),
+            Some((Rule::Malformed, WRAPPED, "Event.Attribute[0].Attribute")),
         ),
         case(
             "proposal in an event",
@@ -2672,9 +2932,9 @@ fn blank_categories() {
             )),
         ),
         sighting(
-            "an attribute wrapped in a sighting's is a full attribute",
+            "an attribute wrapped in a sighting's is refused",
             r#"[{"Attribute":{"type":"text","Attribute":{"type":"first-name","category":""}}}]"#,
-            Some((Rule::Malformed, r#""""#, "[0].Attribute.Attribute.category")),
+            Some((Rule::Malformed, WRAPPED, "[0].Attribute.Attribute")),
         ),
     ];
     check(cases, true);
@@ -3091,7 +3351,7 @@ fn sighting_search_is_misp_pull_only() {
 fn related_events_under_tag_rules() {
     let probe_answer = r#"{"Event":{"id":"9","info":"probe","distribution":"1","uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","Tag":[],"RelatedEvent":[{"Event":{"id":"3","date":"2024-01-01","info":"TLP:RED op nightfall","uuid":"44444444-1111-4111-8111-111111111111","distribution":"1","published":true,"Orgc":{"name":"CERT-X","uuid":"55555555-1111-4111-8111-111111111111"}}}]}}"#;
     let nested = event(
-        r#""distribution":"1","Attribute":[{"type":"ip-src","category":"Network activity","RelatedEvent":[]}],"RelatedEvent":[{"Event":{"distribution":"1","RelatedEvent":[{"Event":{"distribution":"1"}}]}}]"#,
+        r#""distribution":"1","Attribute":[{"type":"ip-src","category":"Network activity","distribution":"1","RelatedEvent":[]}],"RelatedEvent":[{"Event":{"distribution":"1","RelatedEvent":[{"Event":{"distribution":"1"}}]}}]"#,
     );
     check(
         vec![
@@ -3181,5 +3441,74 @@ fn cluster_relations_as_misp_captures_them() {
             ),
         ],
         false,
+    );
+}
+
+/// PHP's `json_encode` writes an empty array, list or map, as `[]`: every
+/// document that can be "nothing" accepts it so (and `{"response":[]}`
+/// where MISP wraps its answer).
+#[test]
+fn empty_php_arrays() {
+    let doc = |name, doc, body: &str, want| Case {
+        doc,
+        ..case(name, body, want)
+    };
+    check(
+        vec![
+            doc(
+                "indexMinimal with no analyst data",
+                Document::AnalystDataMinimal,
+                "[]",
+                None,
+            ),
+            doc(
+                "filterAnalystDataForPush answer with nothing accepted",
+                Document::AnalystDataMinimal,
+                r#"{"Note":[],"Opinion":[],"Relationship":{"41146bcb-2869-4cf0-8d00-000000000001":"2024-01-01 00:00:00"}}"#,
+                None,
+            ),
+            doc(
+                "a non-empty list is no map",
+                Document::AnalystDataMinimal,
+                r#"[{"Note":{}}]"#,
+                Some((Rule::Malformed, "", "")),
+            ),
+            doc("empty events index", Document::EventIndex, "[]", None),
+            doc("no uuids", Document::UuidList, "[]", None),
+            doc(
+                "empty proposals page",
+                Document::ShadowAttributeList,
+                "[]",
+                None,
+            ),
+            doc("no proposal rows", Document::ProposalRows, "[]", None),
+            doc("empty analyst chunk", Document::AnalystDataList, "[]", None),
+            doc("no sightings to push", Document::Sightings, "[]", None),
+            doc(
+                "no sightings found",
+                Document::Sightings,
+                r#"{"response":[]}"#,
+                None,
+            ),
+            doc(
+                "no clusters found",
+                Document::GalaxyClusterSearch,
+                r#"{"response":[]}"#,
+                None,
+            ),
+            doc(
+                "no clusters, bare",
+                Document::GalaxyClusterSearch,
+                "[]",
+                None,
+            ),
+            doc(
+                "no push candidates",
+                Document::EventUuidTimestamps,
+                "[]",
+                None,
+            ),
+        ],
+        true,
     );
 }

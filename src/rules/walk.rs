@@ -145,8 +145,7 @@ impl<'p> Engine<'p> {
     }
 
     /// Fold (see [`fold`]), lower-case and trim `s` into the scratch
-    /// buffer. Trimmed after folding, so a zero-width space cannot hide a
-    /// blank from the trim.
+    /// buffer.
     fn norm(&mut self, s: &str) {
         self.scratch.clear();
         // Nearly every name is ASCII: fold, lower-case and trim it without
@@ -157,7 +156,7 @@ impl<'p> Engine<'p> {
             self.scratch.make_ascii_lowercase();
             return;
         }
-        for c in s.chars().filter_map(fold) {
+        for c in s.chars().map(fold) {
             self.scratch.extend(c.to_lowercase());
         }
         let end = self.scratch.trim_end().len();
@@ -382,6 +381,9 @@ pub(super) enum Ent {
     Attribute,
     /// The attribute a sighting may embed (`includeAttribute`).
     AttributeSummary,
+    /// A proposal (`ShadowAttribute`): an attribute without distribution,
+    /// sharing group or tags of its own in MISP.
+    Proposal,
     Sighting,
     Object,
     Report,
@@ -442,7 +444,7 @@ impl Wrap {
             Wrap::Event => Kind::Ent(Ent::Event { related: false }),
             Wrap::RelatedEvent => Kind::Ent(Ent::Event { related: true }),
             Wrap::Cluster { minimal } => Kind::Ent(Ent::Cluster { minimal }),
-            Wrap::Shadow => Kind::Ent(Ent::Attribute),
+            Wrap::Shadow => Kind::Ent(Ent::Proposal),
             Wrap::AnyAnalyst => Kind::Ent(Ent::Analyst(akind_of(k))),
             Wrap::Sighting => Kind::Ent(Ent::Sighting),
             Wrap::EventUuidTimestamp => Kind::Ent(Ent::EventUuidTimestamp),
@@ -581,11 +583,13 @@ impl Kind {
             Kind::Root(doc) => match doc {
                 Document::GalaxyClusterList
                 | Document::ShadowAttributeList
+                | Document::ProposalRows
                 | Document::AnalystDataList
                 | Document::EventIndex
                 | Document::EventUuidTimestamps
                 | Document::UuidList => "an array",
                 Document::GalaxyClusterSearch | Document::Sightings => "an object or an array",
+                Document::AnalystDataMinimal => "an object or an empty array",
                 Document::AnyJson => "a value",
                 _ => "an object",
             },
@@ -728,8 +732,8 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
     };
     // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
     // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
-    // control character legitimately, so none is guessed at.
-    if text.chars().any(is_c0_or_del) {
+    // control or invisible character legitimately, so none is guessed at.
+    if text.chars().any(is_hidden) {
         eng.hit(&[stage], Rule::Malformed, text, field.name());
         return Out::Unit;
     }
@@ -800,22 +804,44 @@ fn rule_field(eng: &mut Engine<'_>, field: Field, stage: u32, s: &Scalar<'_>) ->
 /// The narrow look-alike folding applied before comparing with the policy.
 /// MISP's `tags.name` is `utf8mb3_bin`, so MISP tells `ｔｌｐ:ｒｅｄ` from
 /// `tlp:red`: folding only blocks more, look-alikes of blocked names that
-/// a reader cannot tell apart. Full-width ASCII
-/// (U+FF01..U+FF5E) becomes ASCII; zero-width characters (U+200B..U+200F,
-/// U+2060, U+FEFF) and the soft hyphen (U+00AD) are dropped. Not NFKC:
-/// only what is cheap and cannot turn a harmless name into a blocked one
-/// by accident.
-pub(super) fn fold(c: char) -> Option<char> {
+/// a reader cannot tell apart. Full-width ASCII (U+FF01..U+FF5E) becomes
+/// ASCII. Not NFKC: only what is cheap and cannot turn a harmless name
+/// into a blocked one by accident. Invisible characters are not folded
+/// away but refused ([`is_hidden`]).
+pub(super) fn fold(c: char) -> char {
     match c {
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0),
-        '\u{200B}'..='\u{200F}' | '\u{2060}' | '\u{FEFF}' | '\u{AD}' => None,
-        c => Some(c),
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+        c => c,
     }
 }
 
-/// A C0 control character or DEL.
-pub(super) fn is_c0_or_del(c: char) -> bool {
-    c < ' ' || c == '\u{7f}'
+/// A character no MISP name holds: a control character (C0, DEL, C1), a
+/// format character (zero-width ones, the soft hyphen, U+2061..U+2064,
+/// U+180E, bidirectional controls, tag characters), a private-use or
+/// unassigned code point, or another default-ignorable one that renders as
+/// nothing (Hangul fillers, variation selectors, the combining grapheme
+/// joiner). Any of them would let `tlp:` + U+2063 + `red` differ from
+/// `tlp:red` to the guard and not to a reader, so a name holding one is
+/// malformed rather than folded: no list of what to drop can be complete.
+pub(super) fn is_hidden(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    if c.is_ascii() {
+        return c < ' ' || c == '\u{7f}';
+    }
+    matches!(
+        get_general_category(c),
+        G::Control | G::Format | G::PrivateUse | G::Unassigned | G::Surrogate
+    ) || matches!(
+        c,
+        '\u{34F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{E0100}'..='\u{E01EF}'
+    )
 }
 
 fn rel_type(t: &str) -> RelType {
@@ -916,6 +942,9 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
                     Document::GalaxyClusterList => Item::Wrap(Wrap::Cluster { minimal: false }),
                     Document::GalaxyClusterSearch => Item::Wrap(Wrap::Cluster { minimal: true }),
                     Document::ShadowAttributeList => Item::Wrap(Wrap::Shadow),
+                    Document::ProposalRows => Item::Ent(Ent::Proposal),
+                    // PHP encodes an empty map as `[]`: nothing at all.
+                    Document::AnalystDataMinimal => return empty_seq(eng, depth, seq),
                     Document::Sightings => Item::Ent(Ent::Sighting),
                     Document::EventIndex => Item::Ent(Ent::IndexEntry),
                     Document::AnalystDataList => Item::Wrap(Wrap::AnyAnalyst),
@@ -942,6 +971,27 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             _ => return Err(Walk { eng, depth, kind }.shape("an array")),
         };
         list(eng, depth, seq, item, group, name)
+    }
+}
+
+/// An array that must be empty: PHP's `json_encode` writes an empty map so.
+fn empty_seq<'de, S: SeqAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    mut seq: S,
+) -> Result<Out, S::Error> {
+    let next = seq.next_element_seed(Walk {
+        eng: &mut *eng,
+        depth: depth + 1,
+        kind: Kind::Skip,
+    })?;
+    match next {
+        None => Ok(Out::Unit),
+        Some(_) => Err(eng.stop(
+            Rule::Malformed,
+            "a non-empty array where an object was expected",
+            "",
+        )),
     }
 }
 
@@ -1326,6 +1376,13 @@ fn entity<'de, A: MapAccess<'de>>(
             };
             drive(eng, depth, map, node, frame, None, None)
         }
+        Ent::Proposal => {
+            let node = AttributeNode {
+                proposal: true,
+                ..AttributeNode::default()
+            };
+            drive(eng, depth, map, node, frame, None, None)
+        }
         Ent::Sighting => drive(eng, depth, map, SightingNode, frame, None, None),
         Ent::Object => drive(eng, depth, map, ObjectNode::default(), frame, None, None),
         Ent::Report => drive(eng, depth, map, ReportNode::default(), frame, None, None),
@@ -1536,7 +1593,7 @@ impl EventNode {
 // distribution 4, event reports 5, sharing group 6, notes 7, opinions 8,
 // relationships 9, then attributes 10, objects 11, and what it never
 // looked at: event tag links 1 and galaxies 2 (tags MISP attaches too),
-// event-level proposals 12, related events 13.
+// event-level proposals 12, related events 13, inbound relationships 14.
 impl Node for EventNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1574,13 +1631,9 @@ impl Node for EventNode {
                 val(eng, depth, map, items(Ent::Object, 11, "Object"))?;
             }
             K::ShadowAttribute => {
-                val(
-                    eng,
-                    depth,
-                    map,
-                    items(Ent::Attribute, 12, "ShadowAttribute"),
-                )?;
+                val(eng, depth, map, items(Ent::Proposal, 12, "ShadowAttribute"))?;
             }
+            K::RelationshipInbound => inbound(eng, depth, map, 14)?,
             K::RelatedEvent => {
                 let kind = Kind::List {
                     item: Item::Wrap(Wrap::RelatedEvent),
@@ -1634,11 +1687,37 @@ impl Node for EventNode {
 /// rules: its summaries carry no tags to judge.
 pub(super) const RELATED_EVENT_UNJUDGED: &str = "RelatedEvent (tags not visible)";
 
+/// The value of the block for an entity wrapped in another of its kind.
+pub(super) const WRAPPED: &str = "a wrapped form MISP does not send";
+
+/// The value of the block for a tag link naming a local tag id.
+pub(super) const TAG_BY_ID: &str = "a tag attached by its local id";
+
+/// `RelationshipInbound`: the relationships of other entities pointing at
+/// this one, which MISP's REST view adds to every entity. The receiver
+/// does not save them, but they cross, each with its own distribution and
+/// sharing group: judged as relationships, at `stage` of the holder.
+fn inbound<'de, A: MapAccess<'de>>(
+    eng: &mut Engine<'_>,
+    depth: usize,
+    map: &mut A,
+    stage: u32,
+) -> Result<(), A::Error> {
+    let kind = items(
+        Ent::Analyst(AKind::Relationship),
+        stage,
+        "RelationshipInbound",
+    );
+    val(eng, depth, map, kind).map(|_| ())
+}
+
 #[derive(Default)]
 struct AttributeNode {
     /// A sighting's copy: type and category may be absent, required
     /// taxonomies do not apply (it carries no tags).
     summary: bool,
+    /// A proposal: it has no distribution of its own.
+    proposal: bool,
     category: bool,
     kind: bool,
     dist: Option<Option<u8>>,
@@ -1648,9 +1727,10 @@ struct AttributeNode {
 
 // Attribute stages: category 0, type 1, distribution 2, tags 3, tag
 // links 4, galaxies 5, required taxonomies 6, sharing group 7, proposals 8,
-// notes 9, opinions 10, relationships 11, wrapped attribute 12. An `Attribute` key inside an
-// attribute is the attribute MISP may save instead (PHP code unwraps
-// `$attribute['Attribute']` in several places), so it is checked as one.
+// notes 9, opinions 10, relationships 11, inbound relationships 12, an
+// `Attribute` inside 13. MISP's save paths do not unwrap an inner
+// `Attribute` and no MISP sends one, so it is refused rather than guessed
+// at.
 impl Node for AttributeNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1705,10 +1785,12 @@ impl Node for AttributeNode {
                 self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 7 }))?)
             }
             K::ShadowAttribute => {
-                val(eng, depth, map, items(Ent::Attribute, 8, "ShadowAttribute"))?;
+                val(eng, depth, map, items(Ent::Proposal, 8, "ShadowAttribute"))?;
             }
+            K::RelationshipInbound => inbound(eng, depth, map, 12)?,
             K::Attribute => {
-                nested(eng, depth, map, 12, "Attribute", Kind::Ent(Ent::Attribute))?;
+                eng.hit(&[13], Rule::Malformed, WRAPPED, "Attribute");
+                skip(eng, depth, map)?;
             }
             _ => {
                 if !analyst_lists(eng, depth, k, 9, map)? {
@@ -1726,6 +1808,11 @@ impl Node for AttributeNode {
         if !self.kind && !self.summary {
             eng.hit(&[1], Rule::Malformed, "missing", "type");
         }
+        // MISP gives an attribute without one the receiver's default
+        // distribution, which no rule here can judge; MISP always sends it.
+        if self.dist.is_none() && !self.summary && !self.proposal {
+            eng.hit(&[2], Rule::Malformed, "missing", "distribution");
+        }
         if !eng.policy.required_taxonomies.is_empty() && !self.summary {
             eng.required_taxonomies(6, self.tags);
         }
@@ -1742,10 +1829,13 @@ struct ObjectNode {
 }
 
 // Object stages: distribution 0, sharing group 1, name 2, tags 3,
-// attributes 4, notes 5, opinions 6, relationships 7, wrapped object 8.
-// MISP's captureObject saves `$object['Object']` instead of the item when
-// the item has that key, so the inner object gets every object rule; the
-// outer one is still checked too (MISP ignores it, but never mind).
+// attributes 4, notes 5, opinions 6, relationships 7, inbound
+// relationships 8, wrapped object 9. MISP's captureObject saves
+// `$object['Object']` instead of the item when the item has that key, with
+// the inner object's *local* `sharing_group_id` unchecked, its
+// `SharingGroup` ignored and its attributes' tags attached by local id;
+// a pull's downgrade does not reach it. No MISP sends that form, and
+// judging the inner object would not be enough: it is refused.
 impl Node for ObjectNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1780,8 +1870,10 @@ impl Node for ObjectNode {
             K::Attribute => {
                 val(eng, depth, map, items(Ent::Attribute, 4, "Attribute"))?;
             }
+            K::RelationshipInbound => inbound(eng, depth, map, 8)?,
             K::Object => {
-                nested(eng, depth, map, 8, "Object", Kind::Ent(Ent::Object))?;
+                eng.hit(&[9], Rule::Malformed, WRAPPED, "Object");
+                skip(eng, depth, map)?;
             }
             _ => {
                 if !analyst_lists(eng, depth, k, 5, map)? {
@@ -1839,7 +1931,10 @@ struct ReportNode {
 }
 
 // Event report stages: distribution 0, sharing group 1, notes 2,
-// opinions 3, relationships 4.
+// opinions 3, relationships 4, inbound relationships 5, wrapped report 6.
+// `EventReport::captureReport` saves the inner report of an item
+// `{"EventReport":{…}}` (its distribution and sharing group, which a
+// pull's downgrade does not reach); no MISP sends that form: refused.
 impl Node for ReportNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1855,6 +1950,11 @@ impl Node for ReportNode {
             K::Distribution => self.dist = dist_of(val(eng, depth, map, Kind::Dist { stage: 0 })?),
             K::SharingGroup => {
                 self.sg = sg_of(val(eng, depth, map, Kind::Ent(Ent::Sg { stage: 1 }))?)
+            }
+            K::RelationshipInbound => inbound(eng, depth, map, 5)?,
+            K::EventReport => {
+                eng.hit(&[6], Rule::Malformed, WRAPPED, "EventReport");
+                skip(eng, depth, map)?;
             }
             _ => {
                 if !analyst_lists(eng, depth, k, 2, map)? {
@@ -1899,7 +1999,8 @@ impl AnalystNode {
 }
 
 // Analyst data stages: distribution 0, sharing group 1, related object 2,
-// then its own notes 3, opinions 4, relationships 5.
+// then its own notes 3, opinions 4, relationships 5, inbound
+// relationships 6.
 impl Node for AnalystNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -1926,6 +2027,7 @@ impl Node for AnalystNode {
                     self.related = Some(i);
                 }
             }
+            K::RelationshipInbound => inbound(eng, depth, map, 6)?,
             _ => {
                 if !analyst_lists(eng, depth, k, 3, map)? {
                     skip(eng, depth, map)?;
@@ -1980,7 +2082,10 @@ impl ClusterNode {
 
 // Galaxy cluster stages: distribution 0, sharing group 1, relations 2,
 // tag name 3 (MISP tags the event or attribute that holds the cluster
-// with it), uuid 4 (the tag name MISP builds for itself from it).
+// with it), uuid 4 (the tag name MISP builds for itself from it), the
+// relations of other clusters to this one 5 (a full view lists them, with
+// their own distribution; the receiver does not save them, but they
+// cross).
 impl Node for ClusterNode {
     fn key<'de, A: MapAccess<'de>>(
         &mut self,
@@ -2010,6 +2115,14 @@ impl Node for ClusterNode {
                     stage: 3,
                 };
                 val(eng, depth, map, kind)?;
+            }
+            Some(K::TargetingClusterRelation) => {
+                val(
+                    eng,
+                    depth,
+                    map,
+                    items(Ent::Relation, 5, "TargetingClusterRelation"),
+                )?;
             }
             Some(K::Uuid) => {
                 let kind = Kind::Field {
@@ -2140,14 +2253,22 @@ impl Node for TagLinkNode {
         k: Option<K>,
         map: &mut A,
     ) -> Result<(), A::Error> {
-        if k == Some(K::Tag) {
-            self.tag = true;
-            let mark = eng.push_path("Tag");
-            self.bits = val(eng, depth, map, Kind::Ent(Ent::Tag))?.bits();
-            eng.path.truncate(mark);
-            Ok(())
-        } else {
-            skip(eng, depth, map)
+        match k {
+            Some(K::Tag) => {
+                self.tag = true;
+                let mark = eng.push_path("Tag");
+                self.bits = val(eng, depth, map, Kind::Ent(Ent::Tag))?.bits();
+                eng.path.truncate(mark);
+                Ok(())
+            }
+            // `captureAttribute` saves `AttributeTag` rows as they come, so
+            // the tag attached is the receiver's tag of that local id and
+            // the name beside it is not read: only the name can be judged.
+            Some(K::TagId) => {
+                eng.hit(&[1], Rule::Malformed, TAG_BY_ID, "tag_id");
+                skip(eng, depth, map)
+            }
+            _ => skip(eng, depth, map),
         }
     }
 

@@ -356,7 +356,8 @@ pub(super) static TABLE: &[Row] = &[
             Some(Document::EventIndex),
         ),
     },
-    // P10: the sender's proposals on one event the remote knows.
+    // P10: the sender's proposals on one event the remote knows, as the
+    // flat rows `Server::syncProposals` posts.
     Row {
         method: "POST",
         route: "events/pushProposals",
@@ -366,7 +367,7 @@ pub(super) static TABLE: &[Row] = &[
         exchange: exchange(
             "events/pushProposals",
             Push,
-            Some(Document::ShadowAttributeList),
+            Some(Document::ProposalRows),
             None,
         ),
     },

@@ -176,7 +176,7 @@ fn exchanges_carry_documents_and_directions() {
         ("POST", "/galaxy_clusters/restSearch".into(), Direction::Pull, Some(D::MinimalSearch), Some(D::GalaxyClusterSearch)),
         ("POST", "/galaxies/pushCluster".into(), Direction::Push, Some(D::GalaxyClusterList), None),
         ("POST", "/events/filterEventIdsForPush".into(), Direction::Push, Some(D::EventUuidTimestamps), Some(D::UuidList)),
-        ("POST", format!("/events/pushProposals/{U}"), Direction::Push, Some(D::ShadowAttributeList), None),
+        ("POST", format!("/events/pushProposals/{U}"), Direction::Push, Some(D::ProposalRows), None),
         ("POST", format!("/sightings/filterSightingUuidsForPush/{U}"), Direction::Push, Some(D::UuidList), Some(D::UuidList)),
         ("POST", format!("/sightings/bulkSaveSightings/{U}"), Direction::Push, Some(D::Sightings), None),
         ("POST", "/sightings/restSearch/event".into(), Direction::Pull, Some(D::SightingSearch), Some(D::Sightings)),
