@@ -141,6 +141,7 @@ pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case("x-userorguuid"))
                     .map(|(_, v)| v.trim().to_ascii_lowercase()),
+                rebuild: false,
             };
             if let Verdict::Block(b) = judge_body(
                 body,

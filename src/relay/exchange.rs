@@ -236,6 +236,7 @@ pub(super) async fn exchange<S: Io>(
                     .as_ref()
                     .filter(|(addr, _)| *addr == upstream_addr && x.direction == Direction::Push)
                     .map(|(_, org)| org.clone()),
+                rebuild: false,
             },
         }),
         _ => None,
@@ -255,6 +256,7 @@ pub(super) async fn exchange<S: Io>(
     let pass = match verdict {
         Verdict::Allow(pass) => pass,
         Verdict::Block(block) => return Err(Reject::blocked(block, Side::Client)),
+        Verdict::Rebuild(r) => return Err(Reject::blocked(r.unbuilt(), Side::Client)),
     };
 
     // Upstream: reuse the connection when it goes to the same place, the
@@ -440,6 +442,7 @@ pub(super) async fn exchange<S: Io>(
             caps: super::decode_caps(config),
             context: Context {
                 user_org_uuid: user_org,
+                rebuild: false,
             },
         }),
         _ => None,
@@ -474,6 +477,7 @@ pub(super) async fn exchange<S: Io>(
     let pass = match verdict {
         Verdict::Allow(pass) => pass,
         Verdict::Block(block) => return Err(Reject::blocked(block, Side::Upstream)),
+        Verdict::Rebuild(r) => return Err(Reject::blocked(r.unbuilt(), Side::Upstream)),
     };
 
     // On shutdown the exchange in flight finishes and says it is the last.

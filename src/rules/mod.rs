@@ -221,12 +221,28 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{BufReader, Read};
+use std::io::Read;
 
-use serde::de::DeserializeSeed;
+use crate::json;
 
+mod analyst;
+mod attribute;
+mod cluster;
+mod documents;
+mod emit;
+mod engine;
+mod event;
+mod judge;
 mod keys;
-mod walk;
+mod list;
+mod names;
+mod object;
+mod proposal;
+mod report;
+mod sharing_group;
+mod sighting;
+mod tag;
+mod value;
 
 #[cfg(test)]
 mod oracle;
@@ -237,7 +253,7 @@ mod tests;
 /// levels deep (a relationship's related event a few more).
 pub const DEFAULT_MAX_DEPTH: usize = 64;
 
-/// Read buffer: serde_json pulls bytes one at a time from the reader.
+/// Read size of [`evaluate`].
 const READ_BUFFER: usize = 64 * 1024;
 
 /// The block rules of one instance, normalised for comparison (lower-case,
@@ -278,6 +294,13 @@ pub struct Context {
     /// `X-UserOrgUUID` response header), lower-cased. When set, every
     /// sharing group met must contain it (or have a server with `all_orgs`).
     pub user_org_uuid: Option<String>,
+    /// The body is an answer the guard may forward rebuilt: the
+    /// independent items of a page that the rules forbid are left out
+    /// (instead of refusing the whole page), and what the receiving MISP
+    /// never reads but could carry what the rules protect (a sighting's
+    /// `value`, `RelatedEvent` summaries, inbound relationships) is left
+    /// out too. The verdict is then [`Verdict::Rebuild`].
+    pub rebuild: bool,
 }
 
 /// Which MISP document a body is expected to be. The sync table says which
@@ -339,6 +362,9 @@ pub enum Document {
 pub enum Verdict {
     /// The body may be forwarded; the [`Pass`] proves it.
     Allow(Pass),
+    /// The body may not be forwarded as it is, but an answer rebuilt
+    /// without what [`Rebuild`] lists may ([`Rebuild::rebuilder`]).
+    Rebuild(Rebuild),
     /// The body must not be forwarded.
     Block(Block),
 }
@@ -355,6 +381,137 @@ impl Pass {
     /// says so). Named so that every use is visible in review.
     pub fn uninspected() -> Pass {
         Pass { _private: () }
+    }
+}
+
+/// What an answer is rebuilt without: page items the rules forbid (with
+/// why) and members the receiver never reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuild {
+    doc: Document,
+    removed: Vec<(u32, Block)>,
+    filler: Option<&'static str>,
+    stripped: Vec<(&'static str, u64)>,
+}
+
+impl Rebuild {
+    /// The page items left out, by index, and why.
+    pub fn removed(&self) -> &[(u32, Block)] {
+        &self.removed
+    }
+
+    /// The members left out: their name, how many.
+    pub fn stripped(&self) -> &[(&'static str, u64)] {
+        &self.stripped
+    }
+
+    /// One line for the log: what was left out, and the first reasons.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.removed.is_empty() {
+            let reasons: Vec<String> = self
+                .removed
+                .iter()
+                .take(3)
+                .map(|(_, b)| b.to_string())
+                .collect();
+            let more = if self.removed.len() > 3 { "; …" } else { "" };
+            let instead = if self.filler.is_some() {
+                " (each replaced by an empty one, so the paging goes on)"
+            } else {
+                ""
+            };
+            parts.push(format!(
+                "{} item(s) removed{instead}: {}{more}",
+                self.removed.len(),
+                reasons.join("; ")
+            ));
+        }
+        for (name, count) in &self.stripped {
+            parts.push(format!(
+                "{name} left out ({count}×, not read by the receiver)"
+            ));
+        }
+        parts.join("; ")
+    }
+
+    /// The refusal that stands where the answer cannot be rebuilt.
+    pub fn unbuilt(&self) -> Block {
+        let first = self.removed.first().map(|(_, b)| b.clone());
+        first.unwrap_or_else(|| Block {
+            rule: Rule::Malformed,
+            value: format!("an answer to rebuild ({})", self.summary()),
+            at: "$".into(),
+        })
+    }
+
+    /// The second reading of the same decoded body, which writes the
+    /// answer without what this lists. It judges the body again, and
+    /// refuses it if that reading does not come to the same.
+    pub fn rebuilder<'p>(
+        &self,
+        policy: &'p Policy,
+        ctx: &Context,
+        max_depth: usize,
+    ) -> Rebuilder<'p> {
+        let ctx = Context {
+            rebuild: true,
+            ..ctx.clone()
+        };
+        let mut evaluation = Evaluation::new(self.doc, policy, &ctx, max_depth);
+        let removed = self.removed.iter().map(|(i, _)| *i).collect();
+        evaluation.walk.emit = Some(emit::Emitter::new(removed, self.filler));
+        Rebuilder {
+            evaluation,
+            expected: self.clone(),
+        }
+    }
+}
+
+/// Writes an answer rebuilt as a [`Rebuild`] says (see
+/// [`Rebuild::rebuilder`]).
+pub struct Rebuilder<'p> {
+    evaluation: Evaluation<'p>,
+    expected: Rebuild,
+}
+
+impl Rebuilder<'_> {
+    /// Feed the next piece of the decoded body; the rebuilt bytes so far
+    /// are appended to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.evaluation.feed(chunk);
+        self.drain(out);
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        if let Some(e) = &mut self.evaluation.walk.emit {
+            if out.is_empty() {
+                *out = e.take();
+            } else if e.pending() > 0 {
+                out.extend_from_slice(&e.take());
+            }
+        }
+    }
+
+    /// The end of the body: the last rebuilt bytes go to `out`, and the
+    /// rebuilt answer is allowed, or refused when the second reading did
+    /// not come to the same verdict.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<Pass, Block> {
+        let mut evaluation = self.evaluation;
+        let verdict = evaluation.conclude();
+        if let Some(e) = &mut evaluation.walk.emit {
+            out.extend_from_slice(&e.take());
+        }
+        self.evaluation = evaluation;
+        match verdict {
+            Verdict::Rebuild(r) if r == self.expected => Ok(Pass { _private: () }),
+            Verdict::Block(b) => Err(b),
+            _ => Err(Block {
+                rule: Rule::Malformed,
+                value: "the answer read differently the second time".into(),
+                at: "$".into(),
+            }),
+        }
     }
 }
 
@@ -425,6 +582,123 @@ impl fmt::Display for Block {
     }
 }
 
+/// One body being judged as it arrives: feed it the decoded body in
+/// chunks of any size, then ask for the verdict.
+pub struct Evaluation<'p> {
+    tokenizer: json::Tokenizer,
+    walk: engine::Walk<'p>,
+    /// Why the reading stopped before the end, if it did.
+    stopped: Option<Block>,
+    policy_error: Option<Block>,
+}
+
+impl<'p> Evaluation<'p> {
+    /// Judge a body that must be `doc` under `policy`, nesting at most
+    /// `max_depth` levels (the top-level value is depth 1).
+    pub fn new(
+        doc: Document,
+        policy: &'p Policy,
+        ctx: &Context,
+        max_depth: usize,
+    ) -> Evaluation<'p> {
+        let limits = json::Limits {
+            max_depth,
+            ..json::Limits::default()
+        };
+        // Satisfied taxonomies are tracked as bits of a u64.
+        let policy_error = (policy.required_taxonomies.len() > 64).then(|| Block {
+            rule: Rule::Malformed,
+            value: "policy has more than 64 required taxonomies".into(),
+            at: "$".into(),
+        });
+        Evaluation {
+            tokenizer: json::Tokenizer::new(limits),
+            walk: engine::Walk::new(judge::Judge::new(policy, ctx), doc),
+            stopped: None,
+            policy_error,
+        }
+    }
+
+    /// The next piece of the decoded body. Returns whether more is wanted:
+    /// once the body is known to be refused, the rest need not be read.
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        if self.stopped.is_some() || self.policy_error.is_some() {
+            return false;
+        }
+        match self.tokenizer.feed(chunk, &mut self.walk) {
+            Ok(()) => true,
+            Err(e) => {
+                self.stopped = Some(self.reading_error(e));
+                false
+            }
+        }
+    }
+
+    /// The body could not be read to its end (a decoding error, a cap):
+    /// it is refused, naming why.
+    pub fn fail(mut self, why: &str) -> Verdict {
+        let block = self.stopped.take().unwrap_or_else(|| Block {
+            rule: Rule::Malformed,
+            value: names::clip(why),
+            at: self.walk.j.here(),
+        });
+        Verdict::Block(block)
+    }
+
+    /// The body has ended: the verdict.
+    pub fn finish(mut self) -> Verdict {
+        self.conclude()
+    }
+
+    fn reading_error(&mut self, e: json::Error<judge::Stop>) -> Block {
+        match e {
+            json::Error::Sink(_) => self.walk.j.take_fatal().unwrap_or_else(|| Block {
+                rule: Rule::Malformed,
+                value: "stopped".into(),
+                at: self.walk.j.here(),
+            }),
+            json::Error::Syntax(e) => Block {
+                rule: Rule::Malformed,
+                value: names::clip(&e.to_string()),
+                at: self.walk.j.here(),
+            },
+        }
+    }
+
+    fn conclude(&mut self) -> Verdict {
+        if let Some(b) = self.policy_error.take().or_else(|| self.stopped.take()) {
+            return Verdict::Block(b);
+        }
+        if let Err(e) = self.tokenizer.finish(&mut self.walk) {
+            return Verdict::Block(self.reading_error(e));
+        }
+        let j = &mut self.walk.j;
+        if let Some(b) = j.take_fatal().or_else(|| j.take_best()) {
+            return Verdict::Block(b);
+        }
+        let page = j.page.take().unwrap_or_default();
+        let stripped = j.take_stripped();
+        if !page.removed.is_empty() {
+            // Nothing the rules allow remains of a page that does not keep
+            // MISP's paging going: refused as a whole, so MISP logs why.
+            let keeps_paging = page.filler.is_some() && page.total >= proposal::PAGE;
+            if page.removed.len() as u64 == u64::from(page.total) && !keeps_paging {
+                if let Some((_, b)) = page.removed.first() {
+                    return Verdict::Block(b.clone());
+                }
+            }
+        } else if stripped.is_empty() {
+            return Verdict::Allow(Pass { _private: () });
+        }
+        Verdict::Rebuild(Rebuild {
+            doc: self.walk.doc(),
+            removed: page.removed,
+            filler: page.filler,
+            stripped,
+        })
+    }
+}
+
 /// Read `body` (already de-chunked and decoded) as a `doc` and judge it
 /// under `policy`. Reads to the end: trailing bytes after the document are
 /// malformed. An I/O error from `body` (a decode cap, a bad gzip stream) is
@@ -436,39 +710,24 @@ pub fn evaluate(body: impl Read, doc: Document, policy: &Policy, ctx: &Context) 
 /// [`evaluate`] with a nesting limit other than [`DEFAULT_MAX_DEPTH`]
 /// (arrays and objects; the top-level value is depth 1).
 pub fn evaluate_with_limits(
-    body: impl Read,
+    mut body: impl Read,
     doc: Document,
     policy: &Policy,
     ctx: &Context,
     max_depth: usize,
 ) -> Verdict {
-    if policy.required_taxonomies.len() > 64 {
-        // Satisfied taxonomies are tracked as bits of a u64.
-        return Verdict::Block(Block {
-            rule: Rule::Malformed,
-            value: "policy has more than 64 required taxonomies".into(),
-            at: "$".into(),
-        });
-    }
-    let mut eng = walk::Engine::new(policy, ctx, max_depth);
-    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(READ_BUFFER, body));
-    let read = walk::Walk {
-        eng: &mut eng,
-        depth: 1,
-        kind: walk::Kind::Root(doc),
-    }
-    .deserialize(&mut de)
-    .and_then(|_| de.end());
-    if let Err(e) = read {
-        let block = eng.take_fatal().unwrap_or_else(|| Block {
-            rule: Rule::Malformed,
-            value: walk::clip(&e.to_string()),
-            at: eng.here(),
-        });
-        return Verdict::Block(block);
-    }
-    match eng.take_best() {
-        Some(block) => Verdict::Block(block),
-        None => Verdict::Allow(Pass { _private: () }),
+    let mut evaluation = Evaluation::new(doc, policy, ctx, max_depth);
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => return evaluation.finish(),
+            Ok(n) => {
+                if !evaluation.feed(&buf[..n]) {
+                    return evaluation.finish();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return evaluation.fail(&e.to_string()),
+        }
     }
 }

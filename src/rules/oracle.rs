@@ -7,7 +7,10 @@
 
 use serde_json::{Map, Value};
 
-use super::walk::{clip, is_hidden, RELATED_EVENT_UNJUDGED, TAG_BY_ID, WRAPPED};
+use super::attribute::WRAPPED;
+use super::event::RELATED_EVENT_UNJUDGED;
+use super::names::{clip, is_hidden};
+use super::tag::TAG_BY_ID;
 use super::{Block, Context, Document, Policy, Rule};
 
 /// Prefix of the value of a block for a document that cannot be read.

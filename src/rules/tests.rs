@@ -3,8 +3,9 @@ use std::io;
 
 use serde_json::Value;
 
+use super::attribute::WRAPPED;
 use super::oracle;
-use super::walk::{TAG_BY_ID, WRAPPED};
+use super::tag::TAG_BY_ID;
 use super::*;
 
 // ===== helpers =====
@@ -64,6 +65,7 @@ fn block_of(v: Verdict) -> Option<Block> {
     match v {
         Verdict::Allow(_) => None,
         Verdict::Block(b) => Some(b),
+        Verdict::Rebuild(r) => panic!("a rebuild where none was asked for: {}", r.summary()),
     }
 }
 
@@ -263,6 +265,7 @@ fn conformance_fixtures() {
                 user_org_uuid: s["response_headers"]["X-UserOrgUUID"]
                     .as_str()
                     .map(str::to_lowercase),
+                rebuild: false,
             };
             let name = fixture.rsplit('/').next().unwrap();
             let body = std::fs::read_to_string(dir.join("fixtures").join(name)).unwrap();
@@ -1010,6 +1013,7 @@ fn receiving_organisation() {
     let with_org = |name, body: String, want| Case {
         ctx: Context {
             user_org_uuid: Some(org.into()),
+            rebuild: false,
         },
         ..case(name, body, want)
     };
@@ -1417,7 +1421,7 @@ fn values_are_cut_and_escaped() {
         &ctx(),
     ))
     .unwrap();
-    assert_eq!(b.value.chars().count(), walk::VALUE_CHARS + 1);
+    assert_eq!(b.value.chars().count(), names::VALUE_CHARS + 1);
     let b = block_of(run(
         &event(r#""distribution":"2","Tag":[{"name":"tlp:red"}],"Tag ":1"#),
         Document::Event,
@@ -1840,6 +1844,7 @@ mod generated {
             let policy = if tlp { tlp_policy() } else { base_policy() };
             let ctx = Context {
                 user_org_uuid: org.then(|| ORG.to_string()),
+                rebuild: false,
             };
             (policy, ctx)
         })

@@ -837,7 +837,7 @@ fn sightings_pull_body_is_misp_search_only() {
             Verdict::Block(b) => {
                 assert_eq!((b.rule, b.value.as_str()), (Rule::Malformed, key), "{body}")
             }
-            Verdict::Allow(_) => panic!("{body} allowed"),
+            other => panic!("{body}: {other:?}"),
         }
     }
 }

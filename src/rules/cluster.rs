@@ -1,0 +1,115 @@
+//! Galaxy clusters, their relations, and the galaxies of events and
+//! attributes that hold clusters.
+
+use super::judge::{Judge, Stop};
+use super::keys::K;
+use super::value::{Ent, Field, Kind, Out, Slot};
+use super::Rule;
+
+pub(super) struct ClusterNode {
+    minimal: bool,
+    dist: Option<Option<u8>>,
+    sg: Option<(bool, bool)>,
+}
+
+impl ClusterNode {
+    pub(super) fn new(minimal: bool) -> ClusterNode {
+        ClusterNode {
+            minimal,
+            dist: None,
+            sg: None,
+        }
+    }
+}
+
+// Galaxy cluster stages: distribution 0, sharing group 1, relations 2,
+// tag name 3 (MISP tags the event or attribute that holds the cluster
+// with it), uuid 4 (the tag name MISP builds for itself from it), the
+// relations of other clusters to this one 5 (a full view lists them, with
+// their own distribution; the receiver does not save them, but they
+// cross).
+impl ClusterNode {
+    pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
+        let kind = match k {
+            Some(K::Distribution) => Kind::Dist { stage: 0 },
+            Some(K::SharingGroup) => Kind::Ent(Ent::Sg { stage: 1 }),
+            Some(K::GalaxyClusterRelation) => {
+                Kind::items(Ent::Relation, 2, "GalaxyClusterRelation")
+            }
+            Some(K::TagName) => Kind::Field {
+                field: Field::ClusterTag,
+                stage: 3,
+            },
+            Some(K::Uuid) => Kind::Field {
+                field: Field::ClusterUuid,
+                stage: 4,
+            },
+            Some(K::TargetingClusterRelation) if j.rebuild => {
+                return Ok(Slot::strip("TargetingClusterRelation"))
+            }
+            Some(K::TargetingClusterRelation) => {
+                Kind::items(Ent::Relation, 5, "TargetingClusterRelation")
+            }
+            _ => Kind::Skip,
+        };
+        Ok(Slot::of(kind))
+    }
+
+    pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
+        match k {
+            Some(K::Distribution) => self.dist = out.dist(),
+            Some(K::SharingGroup) => self.sg = out.sg(),
+            _ => {}
+        }
+    }
+
+    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+        if self.dist.is_none() && !self.minimal {
+            j.hit(&[0], Rule::Malformed, "missing", "distribution");
+        }
+        j.sg_end(1, self.dist, self.sg);
+        Ok(Out::Unit)
+    }
+}
+
+#[derive(Default)]
+pub(super) struct RelationNode {
+    dist: Option<Option<u8>>,
+    sg: Option<(bool, bool)>,
+}
+
+// Cluster relation stages: distribution 0, tags 1, sharing group 2.
+impl RelationNode {
+    pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
+        let slot = match k {
+            Some(K::Distribution) => Slot::of(Kind::Dist { stage: 0 }),
+            Some(K::Tag) => Slot::of(Kind::items(Ent::Tag, 1, "Tag")),
+            // MISP's `captureRelations` takes these flat `{"name":…}` items
+            // before `Tag` when both are there.
+            Some(K::GalaxyClusterRelationTag) => {
+                Slot::of(Kind::items(Ent::Tag, 1, "GalaxyClusterRelationTag"))
+            }
+            // ... and unwraps `{"GalaxyClusterRelation":{…}}` items, saving
+            // the inner relation: judged as one.
+            Some(K::GalaxyClusterRelation) => {
+                Slot::under("GalaxyClusterRelation", Kind::Ent(Ent::Relation))
+            }
+            Some(K::SharingGroup) => Slot::of(Kind::Ent(Ent::Sg { stage: 2 })),
+            _ => Slot::skip(),
+        };
+        Ok(slot)
+    }
+
+    pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
+        match k {
+            Some(K::Distribution) => self.dist = out.dist(),
+            Some(K::SharingGroup) => self.sg = out.sg(),
+            _ => {}
+        }
+    }
+
+    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+        j.sg_end(2, self.dist, self.sg);
+        Ok(Out::Unit)
+    }
+}

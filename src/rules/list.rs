@@ -1,0 +1,167 @@
+//! Arrays: lists of entities, the pages of an answer the guard may
+//! rebuild (whose forbidden items are left out), lists of strings, and
+//! arrays that must be empty.
+
+use super::judge::{Judge, Stop};
+use super::value::{shape, Item, Kind, Out};
+use super::{Block, Rule};
+
+/// What became of the items of a page.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PageOutcome {
+    /// How many items the page had.
+    pub(super) total: u32,
+    /// The items the rules forbid, by index, with the reason.
+    pub(super) removed: Vec<(u32, Block)>,
+    /// What stands in a removed item's place, if anything.
+    pub(super) filler: Option<&'static str>,
+}
+
+/// A page being read: each item is judged alone.
+struct Page {
+    outcome: PageOutcome,
+    /// The best hit outside the current item, set aside while it is read.
+    aside: Option<(Vec<u32>, Block)>,
+}
+
+pub(super) struct ListNode {
+    item: Item,
+    group: u32,
+    name: &'static str,
+    index: u32,
+    bits: u64,
+    page: Option<Page>,
+}
+
+impl ListNode {
+    /// A list of `item`s, ranked as `group` of its holder, under `name`.
+    pub(super) fn new(item: Item, group: u32, name: &'static str) -> ListNode {
+        ListNode {
+            item,
+            group,
+            name,
+            index: 0,
+            bits: 0,
+            page: None,
+        }
+    }
+
+    /// A page: an item the rules forbid is left out (or replaced by
+    /// `filler`) instead of refusing the whole answer.
+    pub(super) fn page(item: Item, name: &'static str, filler: Option<&'static str>) -> ListNode {
+        ListNode {
+            page: Some(Page {
+                outcome: PageOutcome {
+                    filler,
+                    ..PageOutcome::default()
+                },
+                aside: None,
+            }),
+            ..ListNode::new(item, 0, name)
+        }
+    }
+
+    /// The index of the item about to be read.
+    pub(super) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Whether this is a page whose item `i` the rules forbade.
+    pub(super) fn is_page(&self) -> bool {
+        self.page.is_some()
+    }
+
+    pub(super) fn open_item(&mut self, j: &mut Judge<'_>) -> Kind {
+        j.push_index(self.name, self.index);
+        j.push_rank(self.group);
+        j.push_rank(self.index);
+        if let Some(page) = &mut self.page {
+            page.aside = j.swap_best(None);
+        }
+        self.item.kind()
+    }
+
+    pub(super) fn close_item(&mut self, j: &mut Judge<'_>, out: Out) {
+        self.bits |= out.bits();
+        if let Some(page) = &mut self.page {
+            if let Some((_, block)) = j.swap_best(page.aside.take()) {
+                page.outcome.removed.push((self.index, block));
+            }
+        }
+        self.index = self.index.saturating_add(1);
+    }
+
+    pub(super) fn end(self, j: &mut Judge<'_>) -> Out {
+        if let Some(mut page) = self.page {
+            page.outcome.total = self.index;
+            j.page = Some(page.outcome);
+        }
+        Out::Bits(self.bits)
+    }
+}
+
+/// An array of `min..=max` strings.
+pub(super) struct StringsNode {
+    min: u32,
+    max: u32,
+    name: &'static str,
+    count: u32,
+}
+
+impl StringsNode {
+    pub(super) fn new(min: u32, max: u32, name: &'static str) -> StringsNode {
+        StringsNode {
+            min,
+            max,
+            name,
+            count: 0,
+        }
+    }
+
+    pub(super) fn open_item(&mut self, j: &mut Judge<'_>) -> Result<Kind, Stop> {
+        if self.count >= self.max {
+            let value = format!("more than {} strings", self.max);
+            return Err(j.stop(Rule::Malformed, &value, self.name));
+        }
+        j.push_index(self.name, self.count);
+        self.count += 1;
+        Ok(Kind::Str)
+    }
+
+    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+        if self.count < self.min {
+            let value = format!("fewer than {} strings", self.min);
+            return Err(j.stop(Rule::Malformed, &value, self.name));
+        }
+        Ok(Out::Unit)
+    }
+}
+
+/// An array that may only be empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EmptyNode {
+    /// A `related_object` of `[]`: nothing related.
+    Related,
+    /// PHP's empty map, `[]`, where a map is expected.
+    Map,
+}
+
+impl EmptyNode {
+    pub(super) fn refuse_item(self, j: &mut Judge<'_>) -> Stop {
+        match self {
+            EmptyNode::Related => shape(j, Kind::Related, "a non-empty array"),
+            EmptyNode::Map => j.stop(
+                Rule::Malformed,
+                "a non-empty array where an object was expected",
+                "",
+            ),
+        }
+    }
+
+    pub(super) fn end(self) -> Out {
+        match self {
+            EmptyNode::Related => Out::Related(super::value::Interp::Empty),
+            EmptyNode::Map => Out::Unit,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! A sharing group: its uuid, and whether it holds the receiving
+//! organisation (an org of `SharingGroupOrg`, or a server with
+//! `all_orgs`).
+
+use super::judge::{Judge, Stop};
+use super::keys::K;
+use super::value::{Ent, Field, Kind, Out, Slot};
+use super::Rule;
+
+pub(super) struct SgNode {
+    stage: u32,
+    uuid: bool,
+    member: bool,
+    all_orgs: bool,
+}
+
+impl SgNode {
+    pub(super) fn new(stage: u32) -> SgNode {
+        SgNode {
+            stage,
+            uuid: false,
+            member: false,
+            all_orgs: false,
+        }
+    }
+
+    pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
+        let kind = match k {
+            Some(K::Uuid) => {
+                self.uuid = true;
+                Kind::Field {
+                    field: Field::SgUuid,
+                    stage: self.stage,
+                }
+            }
+            Some(K::SharingGroupOrg) => Kind::items(Ent::SgOrg, 0, "SharingGroup.SharingGroupOrg"),
+            Some(K::SharingGroupServer) => {
+                Kind::items(Ent::SgServer, 0, "SharingGroup.SharingGroupServer")
+            }
+            _ => Kind::Skip,
+        };
+        Ok(Slot::of(kind))
+    }
+
+    pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
+        match k {
+            Some(K::SharingGroupOrg) => self.member |= out.bits() != 0,
+            Some(K::SharingGroupServer) => self.all_orgs |= out.bits() != 0,
+            _ => {}
+        }
+    }
+
+    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+        if !self.uuid {
+            j.hit(
+                &[self.stage],
+                Rule::Malformed,
+                "missing",
+                "SharingGroup.uuid",
+            );
+        }
+        Ok(Out::Sg(self.member, self.all_orgs))
+    }
+}
+
+/// An object of which one key matters: its value's bits are the answer
+/// (an organisation's `uuid`, a server's `all_orgs`, a galaxy's clusters).
+pub(super) struct PickNode {
+    key: K,
+    kind: Kind,
+    bits: u64,
+}
+
+impl PickNode {
+    pub(super) fn new(key: K, kind: Kind) -> PickNode {
+        PickNode { key, kind, bits: 0 }
+    }
+
+    /// A sharing group's organisation entry: its `Organisation`.
+    pub(super) fn sg_org() -> PickNode {
+        PickNode::new(K::Organisation, Kind::Ent(Ent::Organisation))
+    }
+
+    /// A sharing group's server entry: its `all_orgs`.
+    pub(super) fn sg_server() -> PickNode {
+        PickNode::new(K::AllOrgs, Kind::Truthy)
+    }
+
+    /// An organisation: whether its `uuid` is the receiving one.
+    pub(super) fn organisation() -> PickNode {
+        PickNode::new(K::Uuid, Kind::OrgUuid)
+    }
+
+    /// A galaxy: its clusters (whose distribution may be absent).
+    pub(super) fn galaxy() -> PickNode {
+        PickNode::new(
+            K::GalaxyCluster,
+            Kind::items(Ent::Cluster { minimal: true }, 0, "GalaxyCluster"),
+        )
+    }
+
+    pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
+        if k == Some(self.key) {
+            return Ok(Slot::of(self.kind));
+        }
+        Ok(Slot::skip())
+    }
+
+    pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
+        if k == Some(self.key) {
+            self.bits |= out.bits();
+        }
+    }
+
+    pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+        Ok(Out::Bits(self.bits))
+    }
+}

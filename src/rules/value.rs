@@ -1,0 +1,717 @@
+//! What each value of a document must be ([`Kind`]), what a scalar is
+//! ([`Scalar`]), what a value tells its holder ([`Out`]), and the reading
+//! of the scalar rule fields: distributions, names, search flags.
+
+use super::judge::{Judge, Stop};
+use super::keys::K;
+use super::names::is_hidden;
+use super::{Document, Rule};
+
+/// A JSON scalar as the tokenizer hands it over. Numbers stay text, read
+/// here the way PHP's `json_decode` would matter to a rule.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Scalar<'s> {
+    Null,
+    Bool(bool),
+    /// Number text, RFC 8259 grammar already checked.
+    Num(&'s str),
+    Str(&'s str),
+    /// A string longer than a rule field may be: its first bytes.
+    Long(&'s str),
+}
+
+impl Scalar<'_> {
+    pub(super) fn render(&self) -> String {
+        match self {
+            Scalar::Null => "null".to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            // As the number reads: integers as they are, others as the
+            // double PHP makes of them (`1e0` is `1.0`).
+            Scalar::Num(t) if is_integer(t) => (*t).to_string(),
+            Scalar::Num(t) => match t.parse::<f64>() {
+                Ok(f) => format!("{f:?}"),
+                Err(_) => (*t).to_string(),
+            },
+            Scalar::Str(s) | Scalar::Long(s) => format!("{s:?}"),
+        }
+    }
+
+    pub(super) fn what(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Num(_) => "a number",
+            Scalar::Str(_) | Scalar::Long(_) => "a string",
+        }
+    }
+
+    /// A whole number that fits 64 bits (what PHP reads as an integer):
+    /// no fraction, no exponent.
+    fn integer(&self) -> bool {
+        matches!(self, Scalar::Num(t) if is_integer(t))
+    }
+
+    /// The number `1` or the string `"1"`, spelled so.
+    fn one(&self) -> bool {
+        matches!(self, Scalar::Num("1") | Scalar::Str("1"))
+    }
+}
+
+/// Whether number text is a whole number of 64 bits: `1.0`, `1e0` and
+/// anything past 64 bits are doubles to PHP's `json_decode`. `-0` is
+/// counted a double as serde_json (the tests' oracle) counts it; PHP makes
+/// it `0`, but no rule accepts a signed value, so either reading refuses
+/// it.
+fn is_integer(t: &str) -> bool {
+    match t.strip_prefix('-') {
+        Some("0") => false,
+        Some(_) => t.parse::<i64>().is_ok(),
+        None => t.parse::<u64>().is_ok(),
+    }
+}
+
+/// What a walked value tells its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Out {
+    Unit,
+    Dist(Option<u8>),
+    Bits(u64),
+    Sg(bool, bool),
+    RelType(RelType),
+    Related(Interp),
+}
+
+impl Out {
+    pub(super) fn bits(&self) -> u64 {
+        match self {
+            Out::Bits(b) => *b,
+            _ => 0,
+        }
+    }
+
+    /// A distribution as its holder keeps it: absent, malformed or a level.
+    pub(super) fn dist(self) -> Option<Option<u8>> {
+        match self {
+            Out::Dist(d) => Some(d),
+            _ => Some(None),
+        }
+    }
+
+    /// A sharing group as its holder keeps it: (member, all orgs).
+    pub(super) fn sg(self) -> Option<(bool, bool)> {
+        match self {
+            Out::Sg(m, a) => Some((m, a)),
+            _ => Some((false, false)),
+        }
+    }
+}
+
+/// The declared `related_object_type` of a relationship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RelType {
+    Event,
+    Attribute,
+    Object,
+    GalaxyCluster,
+    Analyst(AKind),
+    Other,
+}
+
+impl RelType {
+    pub(super) fn of(t: &str) -> RelType {
+        match t {
+            "Event" => RelType::Event,
+            "Attribute" => RelType::Attribute,
+            "Object" => RelType::Object,
+            "GalaxyCluster" => RelType::GalaxyCluster,
+            "Note" => RelType::Analyst(AKind::Note),
+            "Opinion" => RelType::Analyst(AKind::Opinion),
+            "Relationship" => RelType::Analyst(AKind::Relationship),
+            _ => RelType::Other,
+        }
+    }
+}
+
+/// What a `related_object` turned out to be, from its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Interp {
+    Empty,
+    Event,
+    Attribute,
+    Object,
+    GalaxyCluster,
+    Wrapped(AKind),
+    Bare,
+}
+
+impl Interp {
+    /// Whether a `related_object` of this shape may be declared `t`.
+    pub(super) fn matches(self, t: RelType) -> bool {
+        match (t, self) {
+            (_, Interp::Empty) => true,
+            (RelType::Event, Interp::Event)
+            | (RelType::Attribute, Interp::Attribute)
+            | (RelType::Object, Interp::Object)
+            | (RelType::GalaxyCluster, Interp::GalaxyCluster) => true,
+            (RelType::Analyst(_), Interp::Bare) => true,
+            (RelType::Analyst(a), Interp::Wrapped(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The three kinds of analyst data, and a bare one whose kind only its
+/// relationship's `related_object_type` tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AKind {
+    Note,
+    Opinion,
+    Relationship,
+    Bare,
+}
+
+impl AKind {
+    pub(super) fn of(k: K) -> AKind {
+        match k {
+            K::Note => AKind::Note,
+            K::Opinion => AKind::Opinion,
+            _ => AKind::Relationship,
+        }
+    }
+}
+
+/// Rule fields holding a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Field {
+    Type,
+    /// An attribute's category; `summary` for the copy a sighting embeds,
+    /// which may lack one (and so may leave it blank).
+    Category {
+        summary: bool,
+    },
+    ObjectName,
+    TagName,
+    /// A galaxy cluster's `tag_name`: MISP attaches it as a tag.
+    ClusterTag,
+    /// A galaxy cluster's `uuid`: MISP builds the tag it attaches from it.
+    ClusterUuid,
+    SgUuid,
+}
+
+impl Field {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Field::Type => "type",
+            Field::Category { .. } => "category",
+            Field::ObjectName | Field::TagName => "name",
+            Field::ClusterTag => "tag_name",
+            Field::ClusterUuid => "uuid",
+            Field::SgUuid => "SharingGroup.uuid",
+        }
+    }
+}
+
+/// Entities: objects read key by key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ent {
+    Event {
+        related: bool,
+    },
+    /// The event summary a sighting may embed (`includeEvent`).
+    EventSummary,
+    Attribute,
+    /// The attribute a sighting may embed (`includeAttribute`).
+    AttributeSummary,
+    /// A proposal (`ShadowAttribute`): an attribute without distribution,
+    /// sharing group or tags of its own in MISP.
+    Proposal,
+    Sighting,
+    /// The `Organisation` of a sighting in an answer the guard rebuilds.
+    SightingOrg,
+    Object,
+    Report,
+    Analyst(AKind),
+    Cluster {
+        minimal: bool,
+    },
+    Galaxy,
+    Relation,
+    Tag,
+    TagLink,
+    Sg {
+        stage: u32,
+    },
+    SgOrg,
+    SgServer,
+    Organisation,
+    EventUuidTimestamp,
+    StrMap,
+    IndexEntry,
+}
+
+/// Objects with exactly one key naming what they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wrap {
+    Event,
+    RelatedEvent,
+    Cluster { minimal: bool },
+    Shadow,
+    AnyAnalyst,
+    Sighting,
+    EventUuidTimestamp,
+}
+
+impl Wrap {
+    pub(super) fn allowed(self) -> u128 {
+        match self {
+            Wrap::Event | Wrap::RelatedEvent | Wrap::EventUuidTimestamp => K::Event.bit(),
+            Wrap::Cluster { .. } => K::GalaxyCluster.bit(),
+            Wrap::Shadow => K::ShadowAttribute.bit(),
+            Wrap::AnyAnalyst => K::Note.bit() | K::Opinion.bit() | K::Relationship.bit(),
+            Wrap::Sighting => K::Sighting.bit(),
+        }
+    }
+
+    pub(super) fn expected(self) -> &'static str {
+        match self {
+            Wrap::Event | Wrap::RelatedEvent | Wrap::EventUuidTimestamp => "Event",
+            Wrap::Cluster { .. } => "GalaxyCluster",
+            Wrap::Shadow => "ShadowAttribute",
+            Wrap::AnyAnalyst => "Note, Opinion or Relationship",
+            Wrap::Sighting => "Sighting",
+        }
+    }
+
+    pub(super) fn inner(self, k: K) -> Kind {
+        match self {
+            Wrap::Event => Kind::Ent(Ent::Event { related: false }),
+            Wrap::RelatedEvent => Kind::Ent(Ent::Event { related: true }),
+            Wrap::Cluster { minimal } => Kind::Ent(Ent::Cluster { minimal }),
+            Wrap::Shadow => Kind::Ent(Ent::Proposal),
+            Wrap::AnyAnalyst => Kind::Ent(Ent::Analyst(AKind::of(k))),
+            Wrap::Sighting => Kind::Ent(Ent::Sighting),
+            Wrap::EventUuidTimestamp => Kind::Ent(Ent::EventUuidTimestamp),
+        }
+    }
+}
+
+/// Items of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Item {
+    Ent(Ent),
+    Wrap(Wrap),
+    Str,
+}
+
+impl Item {
+    pub(super) fn kind(self) -> Kind {
+        match self {
+            Item::Ent(e) => Kind::Ent(e),
+            Item::Wrap(w) => Kind::Wrap(w),
+            Item::Str => Kind::Str,
+        }
+    }
+}
+
+/// What the value about to be read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Skip,
+    /// Anything: a member the guard leaves out of an answer it rebuilds;
+    /// tells its holder whether it held something.
+    Strip,
+    Str,
+    Scalar,
+    Root(Document),
+    Wrap(Wrap),
+    Ent(Ent),
+    List {
+        item: Item,
+        group: u32,
+        name: &'static str,
+    },
+    /// The independent items of an answer the guard may rebuild: one the
+    /// rules forbid is left out instead of refusing the whole.
+    Page {
+        item: Item,
+        name: &'static str,
+        filler: Option<&'static str>,
+    },
+    /// `EventTag` / `AttributeTag`: a list of `{"Tag":{…}}` links, or
+    /// PHP's single-link form, one such object.
+    Links {
+        group: u32,
+        name: &'static str,
+    },
+    Dist {
+        stage: u32,
+    },
+    Field {
+        field: Field,
+        stage: u32,
+    },
+    RelType,
+    Related,
+    OrgUuid,
+    Truthy,
+    One {
+        stage: u32,
+        field: &'static str,
+    },
+    MinimalValue,
+    Flat,
+    /// A scalar parameter of the sightings search.
+    Param(Param),
+    /// An array of `min..=max` strings.
+    Strings {
+        min: u32,
+        max: u32,
+        name: &'static str,
+    },
+}
+
+impl Kind {
+    pub(super) fn expected(self) -> &'static str {
+        match self {
+            Kind::Skip | Kind::Strip => "a value",
+            Kind::Wrap(_) | Kind::Ent(_) => "an object",
+            Kind::List { .. } | Kind::Page { .. } => "an array",
+            Kind::Links { .. } => "an array or an object",
+            Kind::Str => "a string",
+            Kind::Scalar => "a string or a number",
+            Kind::Root(doc) => match doc {
+                Document::GalaxyClusterList
+                | Document::ShadowAttributeList
+                | Document::ProposalRows
+                | Document::AnalystDataList
+                | Document::EventIndex
+                | Document::EventUuidTimestamps
+                | Document::UuidList => "an array",
+                Document::GalaxyClusterSearch | Document::Sightings => "an object or an array",
+                Document::AnalystDataMinimal => "an object or an empty array",
+                Document::AnyJson => "a value",
+                _ => "an object",
+            },
+            Kind::Dist { .. } => "a distribution level",
+            Kind::Field { .. } | Kind::RelType | Kind::OrgUuid => "a string",
+            Kind::Related => "an object, an empty array or null",
+            Kind::Truthy | Kind::One { .. } => "a scalar",
+            Kind::MinimalValue => "an object or an array",
+            Kind::Flat => "a scalar (a minimal index entry)",
+            Kind::Param(p) => p.expected(),
+            Kind::Strings { .. } => "an array of strings",
+        }
+    }
+
+    pub(super) fn field(self) -> &'static str {
+        match self {
+            Kind::List { name, .. } | Kind::Links { name, .. } | Kind::Page { name, .. } => name,
+            Kind::Dist { .. } => "distribution",
+            Kind::Field { field, .. } => field.name(),
+            Kind::RelType => "related_object_type",
+            Kind::One { field, .. } => field,
+            Kind::Param(p) => p.name(),
+            Kind::Strings { name, .. } => name,
+            _ => "",
+        }
+    }
+
+    /// Whether a string value of this kind is read (else only its type
+    /// matters, and its fragments are not kept).
+    pub(super) fn reads_text(self) -> bool {
+        matches!(
+            self,
+            Kind::Dist { .. }
+                | Kind::Field { .. }
+                | Kind::RelType
+                | Kind::OrgUuid
+                | Kind::Truthy
+                | Kind::One { .. }
+                | Kind::Param(_)
+        )
+    }
+
+    /// A list of `item`s, ranked as `group` of its holder, under `name`.
+    pub(super) fn items(item: Ent, group: u32, name: &'static str) -> Kind {
+        Kind::List {
+            item: Item::Ent(item),
+            group,
+            name,
+        }
+    }
+}
+
+/// The scalar parameters of MISP's sightings pull search, each held to
+/// the one value (or spelling) MISP's pull sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Param {
+    /// `returnFormat`: the string `json`.
+    Json,
+    /// `last`: a whole number, or a string of digits.
+    Last,
+    /// `includeUuid`: `true`, `1` or `"1"`.
+    IncludeUuid,
+}
+
+impl Param {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Param::Json => "returnFormat",
+            Param::Last => "last",
+            Param::IncludeUuid => "includeUuid",
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Param::Json => "\"json\"",
+            Param::Last => "a whole number",
+            Param::IncludeUuid => "true or 1",
+        }
+    }
+
+    fn accepts(self, s: &Scalar<'_>) -> bool {
+        match self {
+            Param::Json => matches!(s, Scalar::Str("json")),
+            Param::Last => match s {
+                Scalar::Num(t) => s.integer() && !t.starts_with('-'),
+                Scalar::Str(t) => !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()),
+                _ => false,
+            },
+            Param::IncludeUuid => matches!(s, Scalar::Bool(true)) || s.one(),
+        }
+    }
+}
+
+const DIGITS: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
+
+/// Read scalar `s` as a value of `kind`. A scalar where a container is
+/// expected stops the walk.
+pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out, Stop> {
+    match kind {
+        Kind::Skip | Kind::Root(Document::AnyJson) => Ok(Out::Unit),
+        Kind::Strip => Ok(Out::Bits(u64::from(!matches!(s, Scalar::Null)))),
+        Kind::Str => match s {
+            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::Unit),
+            _ => Err(shape(j, kind, s.what())),
+        },
+        Kind::Scalar => match s {
+            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::Unit),
+            Scalar::Num(_) if s.integer() => Ok(Out::Unit),
+            _ => Err(shape(j, kind, s.what())),
+        },
+        Kind::Dist { stage } => Ok(distribution(j, stage, &s)),
+        Kind::Field { field, stage } => Ok(rule_field(j, field, stage, &s)),
+        Kind::RelType => match s {
+            Scalar::Str(t) => Ok(Out::RelType(RelType::of(t))),
+            Scalar::Long(_) => Ok(Out::RelType(RelType::Other)),
+            _ => Err(shape(j, kind, s.what())),
+        },
+        Kind::Related => match s {
+            Scalar::Null => Ok(Out::Related(Interp::Empty)),
+            _ => Err(shape(j, kind, s.what())),
+        },
+        Kind::OrgUuid => Ok(Out::Bits(u64::from(j.is_receiving_org(&s)))),
+        Kind::Flat => Ok(Out::Unit),
+        Kind::Truthy => {
+            let yes = matches!(s, Scalar::Bool(true)) || s.one();
+            Ok(Out::Bits(u64::from(yes)))
+        }
+        Kind::One { stage, field } => {
+            if !s.one() {
+                j.hit(&[stage], Rule::NotMinimalSearch, &s.render(), field);
+            }
+            Ok(Out::Unit)
+        }
+        Kind::Param(p) => {
+            if p.accepts(&s) {
+                Ok(Out::Unit)
+            } else {
+                Err(j.stop(Rule::Malformed, &s.render(), p.name()))
+            }
+        }
+        _ => Err(shape(j, kind, s.what())),
+    }
+}
+
+/// `found` where a value of `kind` was expected: the walk stops.
+pub(super) fn shape(j: &mut Judge<'_>, kind: Kind, found: &str) -> Stop {
+    let value = format!("{found} where {} was expected", kind.expected());
+    j.stop(Rule::Malformed, &value, kind.field())
+}
+
+/// Only the JSON integers 0..5 and the one-digit strings `"0"`..`"5"`
+/// are distributions; every other spelling PHP would compare loosely is
+/// malformed.
+fn distribution(j: &mut Judge<'_>, stage: u32, s: &Scalar<'_>) -> Out {
+    let level = match s {
+        Scalar::Num(t) | Scalar::Str(t) => match t.as_bytes() {
+            [d @ b'0'..=b'5'] => Some(d - b'0'),
+            _ => None,
+        },
+        _ => None,
+    };
+    match level {
+        Some(d) => {
+            if j.policy().blocked_distributions.get(usize::from(d)) == Some(&true) {
+                let digit = DIGITS.get(usize::from(d)).copied().unwrap_or("?");
+                j.hit(&[stage], Rule::BlockedDistribution, digit, "distribution");
+            }
+        }
+        None => j.hit(&[stage], Rule::Malformed, &s.render(), "distribution"),
+    }
+    Out::Dist(level)
+}
+
+fn rule_field(j: &mut Judge<'_>, field: Field, stage: u32, s: &Scalar<'_>) -> Out {
+    let text = match s {
+        Scalar::Str(t) => *t,
+        // A tag name, a type, a uuid: never kilobytes.
+        Scalar::Long(t) => {
+            let value = format!("{} (longer than any MISP name)", super::names::clip(t));
+            j.hit(&[stage], Rule::Malformed, &value, field.name());
+            return Out::Unit;
+        }
+        _ => {
+            j.hit(&[stage], Rule::Malformed, &s.render(), field.name());
+            return Out::Unit;
+        }
+    };
+    // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
+    // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
+    // control or invisible character legitimately, so none is guessed at.
+    if text.chars().any(is_hidden) {
+        j.hit(&[stage], Rule::Malformed, text, field.name());
+        return Out::Unit;
+    }
+    let norm = j.norm(text);
+    if let Field::Category { summary } = field {
+        // MISP's beforeValidateMassage replaces an `empty()` category
+        // ("", "0", after its trim) by the type's default category, which
+        // may be a blocked one: we cannot tell which, so it is refused.
+        // A summary may lack a category, so a blank one is as good as none.
+        if norm.is_empty() || norm == "0" {
+            if !summary {
+                j.hit(&[stage], Rule::Malformed, &s.render(), field.name());
+            }
+            return Out::Unit;
+        }
+    }
+    let policy = j.policy();
+    let (blocked, rule, bits) = match field {
+        Field::Type => (
+            policy.blocked_attribute_types.contains(norm.as_str()),
+            Rule::BlockedAttributeType,
+            0,
+        ),
+        Field::Category { .. } => (
+            policy.blocked_attribute_categories.contains(norm.as_str()),
+            Rule::BlockedAttributeCategory,
+            0,
+        ),
+        Field::ObjectName => (
+            policy.blocked_object_types.contains(norm.as_str()),
+            Rule::BlockedObjectType,
+            0,
+        ),
+        Field::SgUuid => (
+            policy.blocked_sharing_groups.contains(norm.as_str()),
+            Rule::BlockedSharingGroup,
+            0,
+        ),
+        Field::ClusterTag => (
+            policy.blocked_tags.contains(norm.as_str()),
+            Rule::BlockedTag,
+            0,
+        ),
+        Field::ClusterUuid => {
+            if let Some(tag) = j.galaxy_tag(&norm) {
+                j.hit(&[stage], Rule::BlockedTag, &tag, field.name());
+            }
+            j.give_back(norm);
+            return Out::Unit;
+        }
+        Field::TagName => (
+            policy.blocked_tags.contains(norm.as_str()),
+            Rule::BlockedTag,
+            taxonomy_bits(policy, &norm),
+        ),
+    };
+    j.give_back(norm);
+    if blocked {
+        j.hit(&[stage], rule, text, field.name());
+    }
+    Out::Bits(bits)
+}
+
+/// The required taxonomies a (normalised) tag name satisfies, as bits.
+fn taxonomy_bits(policy: &super::Policy, norm: &str) -> u64 {
+    let mut bits = 0u64;
+    for (i, rt) in policy.required_taxonomies.iter().enumerate() {
+        let in_ns = norm
+            .strip_prefix(rt.namespace.as_str())
+            .is_some_and(|rest| rest.starts_with(':'));
+        if in_ns && (rt.allowed.is_empty() || rt.allowed.iter().any(|a| a == norm)) {
+            bits |= 1u64 << i;
+        }
+    }
+    bits
+}
+
+/// Where the value of a key goes: what it must be, and how it is placed
+/// in the path and the rank of what is found inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Slot {
+    pub(super) kind: Kind,
+    /// A path segment for what is inside (`Tag`, `related_object`, …).
+    pub(super) path: Option<&'static str>,
+    /// A rank stage for what is inside.
+    pub(super) stage: Option<u32>,
+    /// The member is left out of an answer the guard rebuilds; the name
+    /// it is reported by when it held something.
+    pub(super) strip: Option<&'static str>,
+}
+
+impl Slot {
+    /// A value of `kind`, placed as its holder is.
+    pub(super) fn of(kind: Kind) -> Slot {
+        Slot {
+            kind,
+            path: None,
+            stage: None,
+            strip: None,
+        }
+    }
+
+    /// A value that only has to be JSON.
+    pub(super) fn skip() -> Slot {
+        Slot::of(Kind::Skip)
+    }
+
+    /// A member the guard leaves out of the answer it rebuilds, reported
+    /// as `name` when it held something.
+    pub(super) fn strip(name: &'static str) -> Slot {
+        Slot {
+            strip: Some(name),
+            ..Slot::of(Kind::Strip)
+        }
+    }
+
+    /// A value of `kind` under path segment `name`.
+    pub(super) fn under(name: &'static str, kind: Kind) -> Slot {
+        Slot {
+            path: Some(name),
+            ..Slot::of(kind)
+        }
+    }
+
+    /// One entity held under key `name` of another, checked at `stage` of
+    /// its holder, under its own path.
+    pub(super) fn nested(stage: u32, name: &'static str, kind: Kind) -> Slot {
+        Slot {
+            path: Some(name),
+            stage: Some(stage),
+            ..Slot::of(kind)
+        }
+    }
+}
