@@ -573,7 +573,9 @@ fn engine_rate(
         match rules::evaluate(event, Document::Event, policy, &Context::default()) {
             Verdict::Allow(_) => {}
             Verdict::Block(b) => return Err(format!("the engine blocks the bench event: {b:?}")),
-            Verdict::Rebuild(r) => return Err(format!("the engine rebuilds the bench event: {r:?}")),
+            Verdict::Rebuild(r) => {
+                return Err(format!("the engine rebuilds the bench event: {r:?}"))
+            }
         }
         runs += 1;
     }

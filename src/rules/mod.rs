@@ -247,6 +247,8 @@ mod value;
 #[cfg(test)]
 mod oracle;
 #[cfg(test)]
+mod rebuild_tests;
+#[cfg(test)]
 mod tests;
 
 /// Nesting limit applied by [`evaluate`]: MISP documents nest about ten

@@ -69,9 +69,51 @@ fn block_of(v: Verdict) -> Option<Block> {
     }
 }
 
-/// Evaluate and compare with the oracle, which must agree.
+/// The verdict when the body comes in pieces of the sizes `sizes` gives
+/// (cycled).
+fn in_pieces(
+    body: &[u8],
+    sizes: &[usize],
+    doc: Document,
+    policy: &Policy,
+    ctx: &Context,
+) -> Verdict {
+    let mut evaluation = Evaluation::new(doc, policy, ctx, DEFAULT_MAX_DEPTH);
+    let mut rest = body;
+    for size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, more) = rest.split_at((*size).clamp(1, rest.len()));
+        if !evaluation.feed(piece) {
+            break;
+        }
+        rest = more;
+    }
+    evaluation.finish()
+}
+
+/// Piece sizes for a body: one byte at a time, and a few uneven ones drawn
+/// from the body itself (so every body gets its own).
+fn piece_sizes(body: &[u8]) -> Vec<Vec<usize>> {
+    let seed = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let uneven: Vec<usize> = (0..7)
+        .map(|i| 1 + ((seed >> (i * 8)) as usize % 97))
+        .collect();
+    vec![vec![1], uneven, vec![2, 3, 5, 7, 11, 13]]
+}
+
+/// Evaluate and compare with the oracle, which must agree, and with the
+/// same body in pieces, which must give the same verdict.
 fn judged(body: &str, doc: Document, policy: &Policy, ctx: &Context) -> Option<Block> {
-    let got = block_of(run(body, doc, policy, ctx));
+    let whole = run(body, doc, policy, ctx);
+    for sizes in piece_sizes(body.as_bytes()) {
+        let pieces = in_pieces(body.as_bytes(), &sizes, doc, policy, ctx);
+        assert_eq!(pieces, whole, "in pieces of {sizes:?}: {body}");
+    }
+    let got = block_of(whole);
     let want = oracle::judge(body, doc, policy, ctx);
     match &want {
         Some(w) if w.value.starts_with(oracle::FATAL) => {
