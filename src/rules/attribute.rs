@@ -117,7 +117,9 @@ impl AttributeNode {
         if self.dist.is_none() && self.flavour == Flavour::Attribute {
             j.hit(&[2], Rule::Malformed, "missing", "distribution");
         }
-        if !j.policy().required_taxonomies.is_empty() && !summary {
+        // A proposal has no tags in MISP (and a summary none either): a
+        // required taxonomy would refuse every one of them.
+        if !j.policy().required_taxonomies.is_empty() && self.flavour == Flavour::Attribute {
             j.required_taxonomies(6, self.tags);
         }
         j.sg_end(7, self.dist, self.sg);

@@ -232,6 +232,8 @@ mod documents;
 mod emit;
 mod engine;
 mod event;
+#[doc(hidden)]
+pub mod fuzz;
 mod judge;
 mod keys;
 mod list;

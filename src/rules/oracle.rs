@@ -649,7 +649,7 @@ impl Oracle<'_> {
         let have = self.tags(o, path);
         let have = self.tag_links(o, path, "AttributeTag", have);
         self.galaxies(o, path);
-        if !self.policy.required_taxonomies.is_empty() && !summary {
+        if !self.policy.required_taxonomies.is_empty() && flavour == Flavour::Attribute {
             self.required(have, path);
         }
         self.sharing_group(o, path, dist);

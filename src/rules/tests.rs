@@ -136,6 +136,22 @@ const ATTR: &str = r#""type":"ip-src","category":"Network activity","distributio
 
 // ===== conformance fixtures =====
 
+/// The bodies of the conformance fixtures.
+fn fixture_bodies() -> Vec<Vec<u8>> {
+    let mut bodies: Vec<Vec<u8>> = std::fs::read_dir(scenarios_dir().join("fixtures"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    bodies.sort();
+    if bodies.is_empty() {
+        bodies.push(br#"{"Event":{"distribution":"1"}}"#.to_vec());
+    }
+    bodies
+}
+
 fn scenarios_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -1965,6 +1981,27 @@ proptest::proptest! {
     }
 
     #[test]
+    fn generated_documents_through_the_fuzz_entry(doc in generated::event_doc(), analyst in generated::analyst_doc(), sightings in generated::sightings_doc(), seed in proptest::prelude::any::<u64>()) {
+        let mut seed = seed;
+        for text in [doc.text(&mut seed), analyst.text(&mut seed), sightings.text(&mut seed)] {
+            super::fuzz::evaluate_all(text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn mutated_fixtures_through_the_fuzz_entry(pick in proptest::prelude::any::<proptest::sample::Index>(), edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..4)) {
+        let fixtures = fixture_bodies();
+        let mut body = fixtures[pick.index(fixtures.len())].clone();
+        for (at, byte) in edits {
+            if !body.is_empty() {
+                let i = at.index(body.len());
+                body[i] = byte;
+            }
+        }
+        super::fuzz::evaluate_all(&body);
+    }
+
+    #[test]
     fn key_order_does_not_change_the_verdict(doc in generated::event_doc(), a in proptest::prelude::any::<u64>(), b in proptest::prelude::any::<u64>(), (policy, ctx) in generated::setting()) {
         let (mut a, mut b) = (a, b);
         let first = block_of(run(&doc.text(&mut a), Document::Event, &policy, &ctx));
@@ -3554,6 +3591,50 @@ fn empty_php_arrays() {
                 Document::EventUuidTimestamps,
                 "[]",
                 None,
+            ),
+        ],
+        true,
+    );
+}
+
+/// MISP's proposals carry no tags, so a required taxonomy cannot apply to
+/// them (it would refuse every proposal); their tags, where a sender puts
+/// some, are still judged.
+#[test]
+fn proposals_need_no_required_taxonomy() {
+    let tlp = |name, doc, body: &str, want| Case {
+        doc,
+        policy: tlp_policy(),
+        ..case(name, body, want)
+    };
+    let row = r#"{"type":"ip-src","category":"Network activity","value":"1.2.3.4","event_uuid":"385283a1-b5e0-4e10-a532-dce11c365a56"}"#;
+    check(
+        vec![
+            tlp(
+                "pushed rows",
+                Document::ProposalRows,
+                &format!("[{row}]"),
+                None,
+            ),
+            tlp(
+                "a pulled page",
+                Document::ShadowAttributeList,
+                &format!(r#"[{{"ShadowAttribute":{row}}}]"#),
+                None,
+            ),
+            tlp(
+                "in an event",
+                Document::Event,
+                &event(&format!(
+                    r#""distribution":"1","Tag":[{{"name":"tlp:green"}}],"ShadowAttribute":[{row}]"#
+                )),
+                None,
+            ),
+            tlp(
+                "a blocked tag on a proposal",
+                Document::ProposalRows,
+                r#"[{"type":"ip-src","category":"Network activity","Tag":[{"name":"tlp:red"}]}]"#,
+                Some((Rule::BlockedTag, "tlp:red", "[0].Tag[0].name")),
             ),
         ],
         true,
