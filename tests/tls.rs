@@ -615,6 +615,48 @@ fn reload_swaps_tls_with_the_config_or_keeps_the_old() {
     assert_eq!(w.peer.received().len(), before);
 }
 
+/// A reload that changes the upstream trust applies before the next
+/// request of a connection already open: the upstream TLS connection the
+/// guard kept from the first request is not used again, the new one is
+/// verified under the new trust, refused, and nothing reaches the peer.
+#[test]
+fn a_trust_change_applies_to_a_kept_upstream_connection() {
+    if !can_run("a_trust_change_applies_to_a_kept_upstream_connection") {
+        return;
+    }
+    let w = world("tlshupkept");
+    let s = scenario("push_new_event_non-blocked");
+    w.peer.answer(script_for(&s));
+    let body = s.body();
+    let mut request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        s.url,
+        s.host,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let mut other = w.config.clone();
+    other["guard"]["tls"]["upstream_ca_bundle"] = w.untrusted_ca.display().to_string().into();
+    let (first, second) = w.ns.run(|| {
+        let mut t = tunnel(&w, &s.client_ip, &s.host, &s.host, &[b"http/1.1"]).unwrap();
+        t.write_all(&request).unwrap();
+        let first = read_response(&mut t, false).map(|r| r.status);
+        let log = reload(&w, &other, 1);
+        assert!(log.contains("config reloaded"), "{log}");
+        t.write_all(&request).unwrap();
+        (first, read_response(&mut t, false))
+    });
+    assert_eq!(first, Some(200), "{}", w.guard.log());
+    let second = second.expect("no answer after the reload");
+    assert_eq!(second.status, 502, "{second:?}\n{}", w.guard.log());
+    assert!(
+        String::from_utf8_lossy(&second.body).contains("unknown issuer"),
+        "{second:?}"
+    );
+    assert_eq!(w.peer.received().len(), 1, "{:?}", w.peer.received());
+}
+
 #[test]
 fn ca_init_writes_a_ca_the_guard_can_use_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();

@@ -66,6 +66,18 @@ pub(super) struct Upstream {
     peer: Peer<Box<dyn Io>>,
 }
 
+impl Upstream {
+    /// Whether this kept connection may carry the next request: it goes to
+    /// the same place, the same way, and was verified with the trust now
+    /// in force. Every reload builds a new connector, so after a reload a
+    /// kept connection is closed and the next one verified under the new
+    /// trust (`tls.ca`, the bundle, a client certificate) before any byte
+    /// of the request is sent.
+    fn fits(&self, addr: SocketAddr, tls: bool, connector: &Arc<tls::Connector>) -> bool {
+        self.addr == addr && self.tls == tls && Arc::ptr_eq(&self.connector, connector)
+    }
+}
+
 /// One request and its response.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn exchange<S: Io>(
@@ -263,11 +275,9 @@ pub(super) async fn exchange<S: Io>(
         Some(id) if upstream_over_tls(origin, config.instance(id)) => Some(config.instance(id)),
         _ => None,
     };
-    let reusable = upstream.as_ref().is_some_and(|u| {
-        u.addr == upstream_addr
-            && u.tls == upstream_tls.is_some()
-            && Arc::ptr_eq(&u.connector, &snapshot.connector)
-    });
+    let reusable = upstream
+        .as_ref()
+        .is_some_and(|u| u.fits(upstream_addr, upstream_tls.is_some(), &snapshot.connector));
     if !reusable {
         *upstream = None;
     }
@@ -852,6 +862,30 @@ mod tests {
                 "{origin:?} upstream={upstream} allow_plain_http={allow_plain_http}"
             );
         }
+    }
+
+    #[test]
+    fn kept_upstream_fits_the_same_place_way_and_trust_only() {
+        let settings = crate::config::TlsSettings::default();
+        let before = Arc::new(tls::Connector::new(&settings, &[]).unwrap());
+        // A reload builds a new connector even from the same files.
+        let after = Arc::new(tls::Connector::new(&settings, &[]).unwrap());
+        let addr: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let (_far, near) = tokio::io::duplex(64);
+        let kept = Upstream {
+            addr,
+            tls: true,
+            connector: before.clone(),
+            peer: Peer {
+                io: Box::new(near),
+                buf: BytesMut::new(),
+            },
+        };
+        assert!(kept.fits(addr, true, &before));
+        assert!(!kept.fits(addr, true, &after), "trust of another snapshot");
+        assert!(!kept.fits(addr, false, &before), "plain instead of TLS");
+        let other: SocketAddr = "10.0.0.2:443".parse().unwrap();
+        assert!(!kept.fits(other, true, &before), "another destination");
     }
 
     #[tokio::test]

@@ -16,7 +16,11 @@
 //! absolute-form `http://` request on the proxy listener, whose scheme the
 //! client named (it is relayed plain, as the older mitmproxy guard did).
 //! The config and the TLS material built from it are one [`Snapshot`],
-//! swapped whole on reload.
+//! swapped whole on reload. Each request is judged under the snapshot in
+//! force when its head arrived (so a reload applies to connections already
+//! open), and an upstream connection kept from a request under another
+//! snapshot is closed, not reused: the next one is verified under the trust
+//! now in force.
 //!
 //! Refuses: anything [`crate::http`] refuses (400/413/431), unknown
 //! instances and unreachable compartments (403), a `Host` naming another

@@ -279,11 +279,11 @@ async fn http_loop<S: Io>(
     let mut upstream: Option<Upstream> = None;
     let mut learned_org: Option<(SocketAddr, String)> = None;
     loop {
-        let snapshot = shared.snapshot();
-        let config = &snapshot.config;
-        let limits = http_limits(config);
-        let head = match next_request(&mut client, config, &limits, shutdown).await {
-            Ok(Some(head)) => head,
+        // The snapshot is the one in force when the head arrived, not when
+        // the wait began: a reload while the connection sat idle applies to
+        // its next request (and a changed trust to its upstream, below).
+        let (head, snapshot) = match next_request(&mut client, shared, shutdown).await {
+            Ok(Some(x)) => x,
             Ok(None) => return None,
             Err(reject) => {
                 let _ = client.io.write_all(&reject.to_response("", true)).await;
@@ -292,6 +292,8 @@ async fn http_loop<S: Io>(
             }
         };
         let started = Instant::now();
+        let config = &snapshot.config;
+        let limits = http_limits(config);
         if head.method == "CONNECT" {
             match connect_tunnel(&mut client, config, peer, &origin, &head).await {
                 Ok(Tunnel::Plain(target)) => {
@@ -372,22 +374,24 @@ fn http_limits(config: &Config) -> http::Limits {
     }
 }
 
-/// Wait for the next request head. `Ok(None)`: the client closed between
-/// requests, stayed idle too long, or the guard is shutting down.
+/// Wait for the next request head, and the snapshot in force when it was
+/// complete (the one its exchange is judged under). `Ok(None)`: the client
+/// closed between requests, stayed idle too long, or the guard is shutting
+/// down.
 async fn next_request<S: Io>(
     client: &mut Peer<S>,
-    config: &Config,
-    limits: &http::Limits,
+    shared: &Shared,
     shutdown: &CancellationToken,
-) -> Result<Option<RequestHead>, Reject> {
-    let t = &config.guard.timeouts;
+) -> Result<Option<(RequestHead, Arc<Snapshot>)>, Reject> {
+    let t = shared.snapshot().config.guard.timeouts.clone();
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         if !client.buf.is_empty() {
-            match http::parse_request(&client.buf, limits) {
+            let snapshot = shared.snapshot();
+            match http::parse_request(&client.buf, &http_limits(&snapshot.config)) {
                 Ok(Some((head, len))) => {
                     let _ = client.buf.split_to(len);
-                    return Ok(Some(head));
+                    return Ok(Some((head, snapshot)));
                 }
                 Ok(None) => {}
                 Err(e) => return Err(Reject::fatal(e.status(), Side::Client, e.to_string())),
@@ -450,6 +454,40 @@ pub(super) mod tests {
             "guard": { "tls": tls, "instances": { "a": { "tls": instance_tls } } }
         });
         Config::from_json_str(&v.to_string()).unwrap().0
+    }
+
+    /// A reload while a keep-alive connection waits (here with half a head
+    /// in) applies to the request whose head then completes.
+    #[tokio::test]
+    async fn a_request_is_judged_under_the_snapshot_in_force_when_its_head_arrives() {
+        let snapshot = || {
+            Arc::new(
+                Snapshot::build(config(80, serde_json::json!({}), serde_json::json!({}))).unwrap(),
+            )
+        };
+        let (old, new) = (snapshot(), snapshot());
+        let (tx, rx) = watch::channel(old.clone());
+        let shared = Shared { current: rx };
+        let (mut far, near) = tokio::io::duplex(4096);
+        let mut client = Peer {
+            io: near,
+            buf: BytesMut::new(),
+        };
+        let shutdown = CancellationToken::new();
+        let (got, ()) = tokio::join!(next_request(&mut client, &shared, &shutdown), async {
+            far.write_all(b"GET /servers/getVersion HTTP/1.1\r\n")
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+            tx.send(new.clone()).unwrap();
+            far.write_all(b"Host: a.example\r\n\r\n").await.unwrap();
+        });
+        let (head, judged_under) = got.unwrap().unwrap();
+        assert_eq!(head.target, "/servers/getVersion");
+        assert!(
+            Arc::ptr_eq(&judged_under, &new),
+            "judged under the old config"
+        );
     }
 
     #[test]
