@@ -68,6 +68,11 @@ fn world(tag: &str) -> World {
 }
 
 fn world_with(tag: &str, rogue_kind: Rogue) -> World {
+    world_guard(tag, rogue_kind, serde_json::json!({}))
+}
+
+/// [`world_with`], with these keys added to the `guard` section.
+fn world_guard(tag: &str, rogue_kind: Rogue, guard: serde_json::Value) -> World {
     let ns = Netns::new(tag);
     let guard_ca = ca("test guard CA");
     let upstream_ca = ca("test upstream CA");
@@ -121,6 +126,9 @@ fn world_with(tag: &str, rogue_kind: Rogue) -> World {
             "upstream_ca_bundle": bundle,
         },
     });
+    for (key, value) in guard.as_object().unwrap() {
+        config["guard"][key] = value.clone();
+    }
     let peer = Peer::start(&ns, &listen, Some((&peer_cert, &peer_key)));
     let rogue = Peer::start_as(
         &ns,
@@ -559,6 +567,57 @@ fn transparent_tls_takes_the_certificate_of_the_original_destination() {
     let body = String::from_utf8_lossy(&plain.body);
     assert!(body.contains("reached over TLS"), "{body}");
     assert_eq!(w.peer.received().len(), 2);
+}
+
+/// A client of an instance reached over TLS only that says nothing is
+/// closed at the handshake timeout, transparently and inside `CONNECT`, not
+/// kept for the (here far longer) idle timeout.
+#[test]
+fn silent_clients_of_tls_only_instances_are_closed_at_the_handshake_timeout() {
+    if !can_run("silent_clients_of_tls_only_instances_are_closed_at_the_handshake_timeout") {
+        return;
+    }
+    let w = world_guard(
+        "tlssilent",
+        Rogue::Untrusted,
+        serde_json::json!({ "timeouts": { "handshake": 1, "idle": 600 } }),
+    );
+    if !redirect(&w) {
+        return;
+    }
+    let source: IpAddr = map_ip("20.0.0.2").parse().unwrap();
+    let dst: SocketAddr = format!("{}:443", map_ip("20.0.0.1")).parse().unwrap();
+    let (transparent, tunnelled) = w.ns.run(|| {
+        // The client's reads give up after 20 s (`connect`), long before
+        // the idle timeout: a read of 0 bytes is the guard closing.
+        let mut c = connect(source, dst);
+        let mut byte = [0u8; 1];
+        let transparent = c.read(&mut byte).map_err(|e| e.kind());
+        let mut c = connect(source, w.proxy);
+        c.write_all(
+            b"CONNECT instance1-comp2.com:443 HTTP/1.1\r\nHost: instance1-comp2.com:443\r\n\r\n",
+        )
+        .unwrap();
+        let established = read_head(&mut c);
+        let answer = read_response(&mut c, false).map(|r| r.status);
+        let end = c.read(&mut byte).map_err(|e| e.kind());
+        (transparent, (established, answer, end))
+    });
+    assert_eq!(transparent, Ok(0), "{}", w.guard.log());
+    assert!(tunnelled.0.starts_with("HTTP/1.1 200"), "{tunnelled:?}");
+    assert_eq!(
+        (tunnelled.1, tunnelled.2),
+        (Some(408), Ok(0)),
+        "{}",
+        w.guard.log()
+    );
+    let log = log_with(&w.guard, "no TLS handshake within timeouts.handshake");
+    assert_eq!(
+        log.matches("no TLS handshake within timeouts.handshake")
+            .count(),
+        2,
+        "{log}"
+    );
 }
 
 /// Rewrite the guard's config file, send SIGHUP and wait for the log line

@@ -560,7 +560,7 @@ pub(super) async fn exchange<S: Io>(
 /// too, unless `allow_plain_http`. An absolute-form `http://` request on
 /// the proxy listener names its scheme itself and is exempt (as with the
 /// older mitmproxy guard, the client's scheme decides there).
-fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
+pub(super) fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
     let t = &instance.settings.tls;
     *origin != Origin::Proxy && t.upstream && !t.allow_plain_http
 }

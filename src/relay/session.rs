@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Reject, Side};
-use super::exchange::{exchange, Upstream};
+use super::exchange::{exchange, plain_refused, Upstream};
 use super::log::{log_exchange, outcome_of, Outcome};
 use super::prefixed::Prefixed;
 use super::route::Target;
@@ -150,6 +150,16 @@ pub async fn serve<S: Io>(
             }
             return;
         }
+        if client.buf.is_empty() {
+            if let Some(instance) = tls_only(&snapshot.config, &origin, dst) {
+                tracing::warn!(
+                    client.addr = %peer, dst.instance = %instance.name,
+                    "connection closed: no TLS handshake within timeouts.handshake, and the \
+                     instance is reached over TLS only (no allow_plain_http)"
+                );
+                return;
+            }
+        }
     }
     if let Some((client, target, instance)) =
         http_loop(client, peer, origin, false, &shared, &shutdown).await
@@ -169,6 +179,14 @@ pub async fn serve<S: Io>(
             .await;
         }
     }
+}
+
+/// The instance at `dst` when its clients must speak TLS: a client that
+/// said nothing within the handshake timeout is then closed at once, not
+/// kept for the idle timeout of a plain HTTP connection.
+fn tls_only<'c>(config: &'c Config, origin: &Origin, dst: SocketAddr) -> Option<&'c Instance> {
+    let instance = config.instance(config.destination_by_addr(dst).ok()?);
+    plain_refused(origin, instance).then_some(instance)
 }
 
 /// How long a connection from an address that is no instance may take to
@@ -439,7 +457,17 @@ pub(super) mod tests {
         tls: serde_json::Value,
         instance_tls: serde_json::Value,
     ) -> Config {
-        let v = serde_json::json!({
+        let v = config_json(port, tls, instance_tls);
+        Config::from_json_str(&v.to_string()).unwrap().0
+    }
+
+    /// [`config`] as JSON, to change before parsing.
+    pub(in crate::relay) fn config_json(
+        port: u16,
+        tls: serde_json::Value,
+        instance_tls: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
             "compartments_rules": { "can_reach": { "c": ["c"] } },
             "instances": {
                 "a": {
@@ -452,8 +480,53 @@ pub(super) mod tests {
                 }
             },
             "guard": { "tls": tls, "instances": { "a": { "tls": instance_tls } } }
+        })
+    }
+
+    /// A client that says nothing to a transparent listener: closed at the
+    /// handshake timeout when the instance is reached over TLS only, else
+    /// left to the idle timeout (a plain HTTP client may connect before it
+    /// has a request).
+    #[tokio::test]
+    async fn a_silent_client_of_a_tls_only_instance_is_closed_at_the_handshake_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tls::ca_init(dir.path()).unwrap();
+        let guard_tls = serde_json::json!({
+            "ca_cert": files.cert, "ca_key": files.key, "upstream_ca_bundle": files.cert,
         });
-        Config::from_json_str(&v.to_string()).unwrap().0
+        let serve_silent = |allow_plain_http: bool| {
+            let mut v = config_json(
+                443,
+                guard_tls.clone(),
+                serde_json::json!({ "allow_plain_http": allow_plain_http }),
+            );
+            v["guard"]["timeouts"] = serde_json::json!({ "handshake": 0.05, "idle": 600 });
+            let config = Config::from_json_str(&v.to_string()).unwrap().0;
+            let (_tx, rx) = watch::channel(Arc::new(Snapshot::build(config).unwrap()));
+            let shared = Arc::new(Shared { current: rx });
+            let (far, near) = tokio::io::duplex(1024);
+            let serving = serve(
+                near,
+                "10.0.0.9:40000".parse().unwrap(),
+                Origin::Transparent("10.0.0.1:443".parse().unwrap()),
+                shared,
+                CancellationToken::new(),
+            );
+            (far, serving)
+        };
+        let (mut far, serving) = serve_silent(false);
+        let ended = tokio::time::timeout(Duration::from_secs(30), serving).await;
+        assert!(ended.is_ok(), "kept past the handshake timeout");
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            far.read(&mut byte).await.unwrap(),
+            0,
+            "closed, nothing said"
+        );
+
+        let (_far, serving) = serve_silent(true);
+        let ended = tokio::time::timeout(Duration::from_millis(500), serving).await;
+        assert!(ended.is_err(), "allow_plain_http: the idle timeout applies");
     }
 
     /// A reload while a keep-alive connection waits (here with half a head
