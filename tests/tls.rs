@@ -620,6 +620,97 @@ fn silent_clients_of_tls_only_instances_are_closed_at_the_handshake_timeout() {
     );
 }
 
+/// A TLS 1.3 ClientHello record naming `name` by SNI, written by hand:
+/// rustls clients never send an IP address as SNI, OpenSSL's do
+/// (`s_client -servername 10.0.0.2`).
+fn client_hello_naming(name: &str) -> Vec<u8> {
+    fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_be_bytes().to_vec();
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+    let mut sni = (name.len() as u16 + 3).to_be_bytes().to_vec();
+    sni.push(0);
+    sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sni.extend_from_slice(name.as_bytes());
+    // x25519 share: the base point, a valid public key.
+    let mut share = vec![0, 36, 0, 0x1d, 0, 32, 9];
+    share.extend_from_slice(&[0; 31]);
+    let exts = [
+        ext(0, &sni),
+        ext(10, &[0, 4, 0, 0x1d, 0, 0x17]),
+        ext(11, &[1, 0]),
+        ext(13, &[0, 6, 4, 3, 8, 4, 4, 1]),
+        ext(16, b"\x00\x09\x08http/1.1"),
+        ext(43, &[4, 3, 4, 3, 3]),
+        ext(51, &share),
+    ]
+    .concat();
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0xa5; 32]);
+    body.extend_from_slice(&[0, 6, 0x13, 0x01, 0x13, 0x02, 0xc0, 0x2b]);
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut record = vec![22, 3, 1];
+    record.extend_from_slice(&(body.len() as u16 + 4).to_be_bytes());
+    record.push(1);
+    record.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    record.extend_from_slice(&body);
+    record
+}
+
+/// An SNI that is an IP address (which rustls ignores) must be the
+/// destination's, as a name must be its host; a malformed ClientHello is
+/// refused. Refusals close the connection and say why in the log.
+#[test]
+fn an_ip_address_as_sni_must_be_the_destinations() {
+    if !can_run("an_ip_address_as_sni_must_be_the_destinations") {
+        return;
+    }
+    let w = world("tlsipsni");
+    if !redirect(&w) {
+        return;
+    }
+    let source: IpAddr = map_ip("20.0.0.2").parse().unwrap();
+    let dst: SocketAddr = format!("{}:443", map_ip("20.0.0.1")).parse().unwrap();
+    let other_instance = map_ip("10.0.0.1");
+    let first_bytes = |record: &[u8]| {
+        w.ns.run(|| {
+            let mut c = connect(source, dst);
+            c.write_all(record).unwrap();
+            let mut got = [0u8; 1];
+            c.read(&mut got)
+                .map(|n| got[..n].to_vec())
+                .unwrap_or_default()
+        })
+    };
+    // The destination's own address: rustls goes on with a ServerHello.
+    let own = first_bytes(&client_hello_naming(&map_ip("20.0.0.1")));
+    assert_eq!(own, [22], "{}", w.guard.log());
+    // Another instance's address: closed without a word.
+    let other = first_bytes(&client_hello_naming(&other_instance));
+    assert!(other.is_empty(), "{other:?}");
+    let log = log_with(&w.guard, "client sent SNI");
+    assert!(
+        log.contains(&format!(
+            "client sent SNI \"{other_instance}\" but connected to instance1-comp2.com"
+        )),
+        "{log}"
+    );
+    // A ClientHello whose lengths do not add up.
+    let mut broken = client_hello_naming("instance1-comp2.com");
+    broken.push(0);
+    let n = broken.len() as u16 - 5;
+    broken[3..5].copy_from_slice(&n.to_be_bytes());
+    assert!(first_bytes(&broken).is_empty());
+    assert!(log_with(&w.guard, "malformed TLS ClientHello").contains("malformed TLS ClientHello"));
+    assert!(w.peer.received().is_empty());
+}
+
 /// Rewrite the guard's config file, send SIGHUP and wait for the log line
 /// saying how it went (the `n`th such line).
 fn reload(w: &World, config: &serde_json::Value, n: usize) -> String {

@@ -249,9 +249,11 @@ pub(super) async fn first_bytes<S: Io>(client: &mut Peer<S>, timeout: Duration) 
 }
 
 /// The client's TLS handshake with `instance`'s certificate; the bytes
-/// already read are replayed into it. `None` (logged) when it fails.
+/// already read are replayed into it. Its first record is read whole and
+/// checked by the guard first (the SNI must name `instance`, also as an
+/// address). `None` (logged) when it fails.
 async fn accept_tls<S: Io>(
-    client: Peer<S>,
+    mut client: Peer<S>,
     snapshot: &Snapshot,
     instance: &Instance,
     peer: SocketAddr,
@@ -264,11 +266,19 @@ async fn accept_tls<S: Io>(
         );
         return None;
     };
-    let io = Prefixed::new(client.buf, client.io);
-    match acceptor
-        .accept(io, instance, snapshot.config.guard.timeouts.handshake)
+    let timeout = snapshot.config.guard.timeouts.handshake;
+    let hello = read_client_hello(&mut client, timeout)
         .await
-    {
+        .and_then(|()| tls::check_client_hello(&client.buf, instance));
+    if let Err(e) = hello {
+        tracing::warn!(
+            client.addr = %peer, dst.instance = %instance.name, reason = %e,
+            "TLS connection refused"
+        );
+        return None;
+    }
+    let io = Prefixed::new(client.buf, client.io);
+    match acceptor.accept(io, instance, timeout).await {
         Ok(io) => Some(Peer {
             io,
             buf: BytesMut::with_capacity(16 * 1024),
@@ -281,6 +291,46 @@ async fn accept_tls<S: Io>(
             None
         }
     }
+}
+
+/// Read until the client's first TLS record is whole in the buffer (at
+/// most 5 + 2^14 bytes), within `timeout`.
+async fn read_client_hello<S: Io>(
+    client: &mut Peer<S>,
+    timeout: Duration,
+) -> Result<(), tls::Error> {
+    let read = async {
+        loop {
+            if let Some(len) = tls::client_hello_len(&client.buf)? {
+                if client.buf.len() >= len {
+                    return Ok(());
+                }
+                client.buf.reserve(len - client.buf.len());
+            } else {
+                client.buf.reserve(1024);
+            }
+            match client.io.read_buf(&mut client.buf).await {
+                Ok(0) => {
+                    return Err(tls::Error::Handshake {
+                        side: tls::Side::Client,
+                        reason: "connection closed inside the ClientHello".into(),
+                    })
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(tls::Error::Io {
+                        side: tls::Side::Client,
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| tls::Error::Timeout {
+            side: tls::Side::Client,
+        })?
 }
 
 /// Requests in order until the connection ends. Hands the connection back

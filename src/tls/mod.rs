@@ -13,6 +13,8 @@
 //! * [`client`](Connector): trust as MISP has it (per-instance `ca` file
 //!   replacing everything, else the bundle, else system roots), optional
 //!   client certificate, `http/1.1` only.
+//! * `hello`: the SNI read from the client's first record by the guard
+//!   itself (rustls ignores an IP-literal SNI), strictly and bounded.
 //! * `mint`: the guard CA (`misp-guard ca init`) and leaf minting.
 //! * `pem`: reading PEM files with errors that name the file.
 //!
@@ -20,6 +22,7 @@
 //! on a process-wide default provider being installed.
 
 mod client;
+mod hello;
 mod mint;
 mod pem;
 mod server;
@@ -36,7 +39,7 @@ use rustls::SupportedProtocolVersion;
 
 pub use client::Connector;
 pub use mint::{ca_init, CaFiles};
-pub use server::Acceptor;
+pub use server::{check_client_hello, client_hello_len, Acceptor};
 
 /// The one ALPN protocol either side offers or accepts.
 const HTTP11: &[u8] = b"http/1.1";
@@ -163,6 +166,12 @@ pub enum Error {
         sent: String,
         /// The destination instance's host.
         expected: String,
+    },
+    /// The client's first record is not a ClientHello the guard reads.
+    #[error("malformed TLS ClientHello: {reason}")]
+    BadClientHello {
+        /// What is wrong.
+        reason: &'static str,
     },
     /// The client offered ALPN protocols but not `http/1.1`.
     #[error("client offers no http/1.1 in ALPN (offered: {})", offered.join(", "))]

@@ -880,3 +880,64 @@ async fn self_signed_upstream_certificate_as_ca() {
     .await;
     assert!(r.is_ok(), "{:?}", r.err());
 }
+
+/// The guard's own reading of the SNI: names as rustls compares them, and
+/// addresses, which rustls ignores, must be the instance's.
+#[test]
+fn client_hello_sni_must_name_the_instance_also_as_an_address() {
+    use super::hello::tests::{hello, sni};
+    let by_name = instance(HOST, InstanceTls::default());
+    let by_ip = instance("[2001:db8::1]", InstanceTls::default());
+    let with = |name: &[u8]| hello(&[sni(&[(0, name)])]);
+    let cases: Vec<(&str, &Instance, Vec<u8>, Option<&str>)> = vec![
+        ("no SNI", &by_name, hello(&[]), None),
+        ("the host", &by_name, with(b"Instance1-Comp1.COM."), None),
+        (
+            "another name",
+            &by_name,
+            with(b"other.example"),
+            Some("other.example"),
+        ),
+        ("the instance's ip", &by_name, with(b"10.0.0.1"), None),
+        (
+            "as v4-mapped IPv6",
+            &by_name,
+            with(b"::ffff:10.0.0.1"),
+            None,
+        ),
+        (
+            "another instance's ip",
+            &by_name,
+            with(b"10.0.0.2"),
+            Some("10.0.0.2"),
+        ),
+        ("the IP-literal host", &by_ip, with(b"2001:db8::1"), None),
+        ("its ip beside an IP host", &by_ip, with(b"10.0.0.1"), None),
+        (
+            "another IPv6 address",
+            &by_ip,
+            with(b"2001:db8::2"),
+            Some("2001:db8::2"),
+        ),
+    ];
+    for (what, inst, record, refused) in cases {
+        match (check_client_hello(&record, inst), refused) {
+            (Ok(()), None) => {}
+            (Err(Error::SniMismatch { sent, expected }), Some(want)) => {
+                assert_eq!(sent, want, "{what}");
+                assert_eq!(expected, inst.host, "{what}");
+            }
+            (r, want) => panic!("{what}: expected refusal of {want:?}, got {r:?}"),
+        }
+    }
+    let two = hello(&[sni(&[(0, b"10.0.0.1"), (0, b"10.0.0.2")])]);
+    let r = check_client_hello(&two, &by_name);
+    assert!(
+        matches!(&r, Err(e @ Error::BadClientHello { .. }) if e.to_string().starts_with("malformed TLS ClientHello")),
+        "{r:?}"
+    );
+    assert!(matches!(
+        client_hello_len(b"GET / HTTP/1.1"),
+        Err(Error::BadClientHello { .. })
+    ));
+}
