@@ -1803,3 +1803,53 @@ fn error_answers_to_pushes_pass_small_and_are_capped() {
     }
     finish(&rig, failures);
 }
+
+/// An instance's connection past `limits.max_connections` is answered with
+/// a short 503 in JSON (so MISP logs why) and closed; once a slot frees,
+/// connections are served again.
+#[test]
+fn connections_past_the_cap_get_a_503() {
+    if !can_run("connections_past_the_cap_get_a_503") {
+        return;
+    }
+    let rig = Rig::proxy(
+        "busy",
+        serde_json::json!({ "limits": { "max_connections": 1 } }),
+    );
+    let listen = rig.listen;
+    let get = head("GET", "/servers/getVersion", "");
+    let (held, refused, closed_after, again) = rig.ns.run(|| {
+        let mut first = connect(SRC.parse().unwrap(), listen);
+        let held = roundtrip(&mut first, get.as_bytes(), false).map(|r| r.status);
+        let mut second = connect(SRC.parse().unwrap(), listen);
+        let refused = roundtrip(&mut second, get.as_bytes(), false);
+        let closed_after = closed(&mut second);
+        drop(first);
+        // The slot is given back when the guard sees the close.
+        let again = (0..100).find_map(|_| {
+            let mut c = connect(SRC.parse().unwrap(), listen);
+            match roundtrip(&mut c, get.as_bytes(), false).map(|r| r.status) {
+                Some(200) => Some(200),
+                _ => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    None
+                }
+            }
+        });
+        (held, refused, closed_after, again)
+    });
+    assert_eq!(held, Some(200));
+    let refused = refused.expect("no answer past the cap");
+    assert_eq!(refused.status, 503, "{refused:?}\n{}", rig.log_tail(10));
+    assert_eq!(refused.header("connection").as_deref(), Some("close"));
+    let answer: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_connections"),
+        "{answer}"
+    );
+    assert!(closed_after, "the refused connection stayed open");
+    assert_eq!(again, Some(200), "{}", rig.log_tail(10));
+}

@@ -711,6 +711,49 @@ fn an_ip_address_as_sni_must_be_the_destinations() {
     assert!(w.peer.received().is_empty());
 }
 
+/// Past `limits.max_connections`, a client speaking TLS to a transparent
+/// listener still gets its 503 (MISP sync runs over HTTPS): after the
+/// handshake, in JSON, and the connection is closed.
+#[test]
+fn tls_connections_past_the_cap_get_a_503() {
+    if !can_run("tls_connections_past_the_cap_get_a_503") {
+        return;
+    }
+    let w = world_guard(
+        "tlsbusy",
+        Rogue::Untrusted,
+        serde_json::json!({ "limits": { "max_connections": 1 } }),
+    );
+    if !redirect(&w) {
+        return;
+    }
+    let source: IpAddr = map_ip("20.0.0.2").parse().unwrap();
+    let dst: SocketAddr = format!("{}:443", map_ip("20.0.0.1")).parse().unwrap();
+    let host = "instance1-comp2.com";
+    let get = format!("GET /servers/getVersion HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let (held, refused) = w.ns.run(|| {
+        let mut first = handshake(&w, connect(source, dst), host, &[b"http/1.1"]).unwrap();
+        first.write_all(get.as_bytes()).unwrap();
+        let held = read_response(&mut first, false).map(|r| r.status);
+        let mut second = handshake(&w, connect(source, dst), host, &[b"http/1.1"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.guard.log()));
+        second.write_all(get.as_bytes()).unwrap();
+        (held, read_response(&mut second, false))
+    });
+    assert_eq!(held, Some(200), "{}", w.guard.log());
+    let refused = refused.expect("no answer past the cap");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_connections"),
+        "{answer}"
+    );
+    assert_eq!(w.peer.received().len(), 1);
+}
+
 /// Rewrite the guard's config file, send SIGHUP and wait for the log line
 /// saying how it went (the `n`th such line).
 fn reload(w: &World, config: &serde_json::Value, n: usize) -> String {

@@ -36,6 +36,7 @@ mod hold;
 mod inspect;
 mod log;
 mod prefixed;
+mod refuse;
 mod route;
 mod session;
 mod tunnel;
@@ -43,8 +44,9 @@ mod upstream;
 
 pub use answer::{Reject, Side};
 pub use hold::Hold;
+pub use refuse::{refuse_busy, refuse_stranger};
 pub use route::{parse_authority, route, Destination, Route, Target};
-pub use session::{refuse_stranger, serve, Origin, Shared, Snapshot};
+pub use session::{serve, Origin, Shared, Snapshot};
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies
 /// qualify: an empty filter carries no data out, and the older guard let

@@ -189,47 +189,6 @@ fn tls_only<'c>(config: &'c Config, origin: &Origin, dst: SocketAddr) -> Option<
     plain_refused(origin, instance).then_some(instance)
 }
 
-/// How long a connection from an address that is no instance may take to
-/// say what it wants before it is closed.
-const STRANGER_WAIT: Duration = Duration::from_secs(2);
-
-/// Answer a connection from an address that is no configured instance: a
-/// 403 to the first request head (so an operator sees why), nothing to a
-/// TLS handshake, and close. It never holds an instance's slot.
-pub async fn refuse_stranger<S: Io>(mut client: S, peer: SocketAddr) {
-    let mut buf = BytesMut::with_capacity(4096);
-    let read = async {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            match client.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    };
-    let _ = tokio::time::timeout(STRANGER_WAIT, read).await;
-    let reject = Reject {
-        close: true,
-        ..Reject::forbidden(format!(
-            "source address {} is not a configured instance",
-            peer.ip()
-        ))
-    };
-    let target = std::str::from_utf8(&buf)
-        .ok()
-        .and_then(|t| t.split(' ').nth(1))
-        .unwrap_or("-")
-        .to_string();
-    if !buf.is_empty() && !tls::looks_like_tls(&buf) {
-        let _ = tokio::time::timeout(
-            STRANGER_WAIT,
-            client.write_all(&reject.to_response(&target, true)),
-        )
-        .await;
-    }
-    let _ = client.shutdown().await;
-    log_exchange(peer, "-", &target, &outcome_of(reject), Duration::ZERO);
-}
-
 /// Read until the first three bytes are in (enough for
 /// [`tls::looks_like_tls`]), the first byte rules TLS out, the client
 /// closes, or `timeout` passes. What was read stays in the buffer.
@@ -252,7 +211,7 @@ pub(super) async fn first_bytes<S: Io>(client: &mut Peer<S>, timeout: Duration) 
 /// already read are replayed into it. Its first record is read whole and
 /// checked by the guard first (the SNI must name `instance`, also as an
 /// address). `None` (logged) when it fails.
-async fn accept_tls<S: Io>(
+pub(super) async fn accept_tls<S: Io>(
     mut client: Peer<S>,
     snapshot: &Snapshot,
     instance: &Instance,
