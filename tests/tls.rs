@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::pki::{ca, server_cert, server_params, Ca};
+use common::pki::{ca, openssl_self_signed, server_cert, server_params, Ca};
 use common::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -61,6 +61,16 @@ enum Rogue {
     Expired,
     /// A certificate from the trusted CA for another host.
     OtherHost,
+    /// Its own self-signed certificate (`openssl req -x509`, CA:TRUE),
+    /// which is the rogue instance's `tls.ca`: pinned.
+    Pinned,
+    /// A self-signed certificate for its host, while its `tls.ca` is
+    /// another one.
+    PinnedOther,
+    /// Its pinned self-signed certificate, expired.
+    PinnedExpired,
+    /// Its pinned self-signed certificate, for another host.
+    PinnedWrongName,
 }
 
 fn world(tag: &str) -> World {
@@ -111,10 +121,35 @@ fn world_guard(tag: &str, rogue_kind: Rogue, guard: serde_json::Value) -> World 
     let untrusted = write("untrusted-ca.crt", &untrusted_ca.cert_pem);
     let (cert, key) = server_cert(&upstream_ca, &hosts);
     let (peer_cert, peer_key) = (write("peer.crt", &cert), write("peer.key", &key));
+    let san = format!("subjectAltName=DNS:{ROGUE_HOST}");
+    let self_signed = |cn: &str, san: &str, expired: bool| {
+        openssl_self_signed(ns.dir.path(), cn, &[san], expired)
+    };
+    let mut pinned = None;
     let (cert, key) = match rogue_kind {
         Rogue::Untrusted => server_cert(&untrusted_ca, &[ROGUE_HOST.to_string()]),
         Rogue::Expired => expired_cert(&upstream_ca, ROGUE_HOST),
         Rogue::OtherHost => server_cert(&upstream_ca, &["someone-else.example".to_string()]),
+        Rogue::Pinned | Rogue::PinnedExpired | Rogue::PinnedWrongName => {
+            let made = match rogue_kind {
+                Rogue::PinnedExpired => self_signed(ROGUE_HOST, &san, true),
+                Rogue::PinnedWrongName => self_signed(
+                    "someone-else.example",
+                    "subjectAltName=DNS:someone-else.example",
+                    false,
+                ),
+                _ => self_signed(ROGUE_HOST, &san, false),
+            };
+            pinned = Some(write("rogue-pinned.crt", &made.0));
+            made
+        }
+        Rogue::PinnedOther => {
+            pinned = Some(write(
+                "rogue-pinned.crt",
+                &self_signed(ROGUE_HOST, &san, false).0,
+            ));
+            self_signed(ROGUE_HOST, &san, false)
+        }
     };
     let (rogue_cert, rogue_key) = (write("rogue.crt", &cert), write("rogue.key", &key));
 
@@ -126,6 +161,9 @@ fn world_guard(tag: &str, rogue_kind: Rogue, guard: serde_json::Value) -> World 
             "upstream_ca_bundle": bundle,
         },
     });
+    if let Some(file) = pinned {
+        config["guard"]["instances"] = serde_json::json!({ "rogue": { "tls": { "ca": file } } });
+    }
     for (key, value) in guard.as_object().unwrap() {
         config["guard"][key] = value.clone();
     }
@@ -389,6 +427,74 @@ fn upstream_certificate_for_another_host_is_a_502_and_nothing_is_sent() {
         return;
     }
     refused_upstream(Rogue::OtherHost, "tlsotherhost", "not valid for name");
+}
+
+/// An instance whose `tls.ca` is its own self-signed certificate made by
+/// `openssl req -x509` (CA:TRUE) is reached: the certificate is pinned,
+/// and the log says so in plain words.
+#[test]
+fn a_pinned_self_signed_upstream_certificate_is_accepted() {
+    if !can_run("a_pinned_self_signed_upstream_certificate_is_accepted") {
+        return;
+    }
+    let w = world_with("tlspinned", Rogue::Pinned);
+    let response = w.ns.run(|| {
+        let mut t = tunnel(&w, "10.0.0.2", ROGUE_HOST, ROGUE_HOST, &[b"http/1.1"]).unwrap();
+        t.write_all(&push_to_rogue()).unwrap();
+        read_response(&mut t, false)
+    });
+    let r = response.expect("no response");
+    assert_eq!(r.status, 200, "{r:?}\n{}", w.guard.log());
+    assert_eq!(w.rogue.received().len(), 1);
+    let log = w.guard.log();
+    assert!(
+        log.contains("the instance's own certificate in tls.ca is pinned"),
+        "{log}"
+    );
+}
+
+#[test]
+fn another_self_signed_certificate_than_the_pinned_one_is_a_502() {
+    if !can_run("another_self_signed_certificate_than_the_pinned_one_is_a_502") {
+        return;
+    }
+    refused_upstream(
+        Rogue::PinnedOther,
+        "tlspinother",
+        "a CA certificate (CA:TRUE) that is not one of the instance's tls.ca certificates",
+    );
+}
+
+#[test]
+fn an_expired_pinned_certificate_is_a_502() {
+    if !can_run("an_expired_pinned_certificate_is_a_502") {
+        return;
+    }
+    refused_upstream(Rogue::PinnedExpired, "tlspinexp", "certificate expired");
+}
+
+#[test]
+fn a_pinned_certificate_for_another_name_is_a_502() {
+    if !can_run("a_pinned_certificate_for_another_name_is_a_502") {
+        return;
+    }
+    refused_upstream(
+        Rogue::PinnedWrongName,
+        "tlspinname",
+        "certificate not valid for name rogue-comp1.com",
+    );
+}
+
+/// A push of an allowed event to the rogue instance.
+fn push_to_rogue() -> Vec<u8> {
+    let event = std::fs::read(format!("{SHARED}/fixtures/test_event_non-blocked.json")).unwrap();
+    let mut request = format!(
+        "POST /events/add/metadata:1 HTTP/1.1\r\nHost: {ROGUE_HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        event.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&event);
+    request
 }
 
 /// A push to the rogue upstream: 502 naming `reason`, a log line saying

@@ -13,6 +13,9 @@
 //! * [`client`](Connector): trust as MISP has it (per-instance `ca` file
 //!   replacing everything, else the bundle, else system roots), optional
 //!   client certificate, `http/1.1` only.
+//! * `pin`: a certificate of the instance's `ca` file presented as it is
+//!   (a self-signed `CA:TRUE` one made by `openssl req -x509`) is accepted
+//!   as pinned, with its validity, purpose and name still checked.
 //! * `hello`: the SNI read from the client's first record by the guard
 //!   itself (rustls ignores an IP-literal SNI), strictly and bounded.
 //! * `mint`: the guard CA (`misp-guard ca init`) and leaf minting.
@@ -25,6 +28,7 @@ mod client;
 mod hello;
 mod mint;
 mod pem;
+mod pin;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -285,6 +289,14 @@ fn certificate_reason(e: &rustls::CertificateError, host: &str) -> String {
         C::Revoked => "certificate revoked".into(),
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
             "certificate not valid for server authentication".into()
+        }
+        // webpki's error arrives only as text here. A certificate of
+        // tls.ca itself would have been pinned, so this one is not it.
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+            "a CA certificate (CA:TRUE) that is not one of the instance's tls.ca \
+             certificates (a self-signed one is accepted only as exactly the certificate \
+             in tls.ca)"
+                .into()
         }
         other => other.to_string(),
     }
