@@ -228,6 +228,16 @@ class Tee:
         return getattr(self.inner, name)
 
 
+class TeeSock:
+    """A socket whose reader copies every byte the client receives."""
+
+    def __init__(self, sock, sink):
+        self.sock, self.sink = sock, sink
+
+    def makefile(self, mode):
+        return Tee(self.sock.makefile(mode), self.sink)
+
+
 class State:
     def __init__(self, args):
         self.index, self.events, self.extras = load_data(args.data)
@@ -436,6 +446,8 @@ class Client:
         self.sent_dir = args.sent
         if self.sent_dir:
             os.makedirs(self.sent_dir, exist_ok=True)
+        # Every byte the remote's answers brought, to prove what never came.
+        self.raw = open(args.raw, "ab") if args.raw else None
 
     def _connect(self):
         family = socket.AF_INET6 if ":" in self.args.to else socket.AF_INET
@@ -494,7 +506,7 @@ class Client:
                 if pause_here:
                     self._pause("before exchange %d (%s)" % (self.step, step))
                 conn.sendall(head + (wire or b""))
-            r = http.client.HTTPResponse(conn, method=method)
+            r = http.client.HTTPResponse(TeeSock(conn, self.raw) if self.raw else conn, method=method)
             r.begin()
             data = r.read()
             entry["status"] = r.status
@@ -679,6 +691,7 @@ def main():
         c.add_argument("--source", help="address to connect from")
         c.add_argument("--out", required=True, help="the report")
         c.add_argument("--sent", help="directory for every request body as sent")
+        c.add_argument("--raw", help="file for every byte received")
         c.add_argument("--pause-at", type=int, help="pause before (or inside) this exchange")
         c.add_argument("--pause-mid-body", action="store_true", help="pause half-way through its body")
         c.add_argument("--pause-dir", help="paused/go files")
