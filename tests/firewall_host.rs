@@ -36,12 +36,24 @@ fn rig(tag: &str, v6: bool) -> Rig {
     } else {
         ("10.77.1.2", "10.77.1.3", 24)
     };
-    veth(&ns_a, "a0", &format!("{ip_a}/{prefix}"), &ns_b, "b0", &format!("{ip_b}/{prefix}"));
+    veth(
+        &ns_a,
+        "a0",
+        &format!("{ip_a}/{prefix}"),
+        &ns_b,
+        "b0",
+        &format!("{ip_b}/{prefix}"),
+    );
     let dir = ns_a.dir.path();
     let a = Instance::new(dir, "A", ip_a);
     let b = Instance::new(dir, "B", ip_b);
     let guard_ca = GuardCa::new(dir);
-    let mut config = config(&[&a, &b], &guard_ca, serde_json::json!({ "mode": "host" }), dir);
+    let mut config = config(
+        &[&a, &b],
+        &guard_ca,
+        serde_json::json!({ "mode": "host" }),
+        dir,
+    );
     // Inbound pulls from B meet A's own certificate: nothing changes on B.
     config["guard"]["instances"]["A"]["tls"]["cert"] = a.cert.display().to_string().into();
     config["guard"]["instances"]["A"]["tls"]["key"] = a.key.display().to_string().into();
@@ -69,8 +81,18 @@ impl Rig {
     fn run<'a>(&'a self, kind: &'a str, from: &'a Instance, to: &'a Instance) -> Run<'a> {
         // A's MISP trusts the guard CA for B (its cert_file); B's MISP
         // trusts A's own CA, as before the guard came.
-        let trust = if from.name == "A" { &self.guard_ca.cert } else { &self.a.ca };
-        Run { kind, from, to, trust, pause_at: None }
+        let trust = if from.name == "A" {
+            &self.guard_ca.cert
+        } else {
+            &self.a.ca
+        };
+        Run {
+            kind,
+            from,
+            to,
+            trust,
+            pause_at: None,
+        }
     }
 
     fn ns_of(&self, i: &Instance) -> &Netns {
@@ -102,7 +124,10 @@ const FIRST_EVENT_POST: usize = 6;
 
 /// How many verdict lines the guard logged for `src` → `dst`.
 fn verdicts(log: &str, src: &str, dst: &str) -> usize {
-    let (s, d) = (format!("src.instance=\"{src}\""), format!("dst.instance=\"{dst}\""));
+    let (s, d) = (
+        format!("src.instance=\"{src}\""),
+        format!("dst.instance=\"{dst}\""),
+    );
     log.lines()
         .filter(|l| l.contains("exchange ") && l.contains(&s) && l.contains(&d))
         .count()
@@ -143,9 +168,16 @@ fn host_inbound_pull_meets_the_guard_before_the_local_misp() {
     }
     // What A's MISP answered reached it through the guard (from A's own
     // address, the guard's marked upstream connection).
-    let clients: Vec<_> = rig.server_a.received().iter().map(|r| r["client"].clone()).collect();
+    let clients: Vec<_> = rig
+        .server_a
+        .received()
+        .iter()
+        .map(|r| r["client"].clone())
+        .collect();
     if clients.iter().any(|c| c != "10.77.1.2") {
-        problems.push(format!("A's MISP was reached other than through the guard: {clients:?}"));
+        problems.push(format!(
+            "A's MISP was reached other than through the guard: {clients:?}"
+        ));
     }
     assert!(problems.is_empty(), "{}", rig.fail(&problems));
 }
@@ -215,18 +247,28 @@ fn killed_guard_fails_closed_and_restarts_without_a_manual_step() {
     if !pushed.is_empty() {
         problems.push(format!("events pushed with the guard dead: {pushed:?}"));
     }
-    if report.json["errors"].as_array().is_none_or(|e| e.is_empty()) {
+    if report.json["errors"]
+        .as_array()
+        .is_none_or(|e| e.is_empty())
+    {
         problems.push("the sync did not fail".into());
     }
     let adds: Vec<_> = rig
         .server_b
         .received()
         .into_iter()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/events/")))
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/events/"))
+        })
         .filter(|r| r["method"] == "POST" && r["path"] != "/events/filterEventIdsForPush")
         .collect();
     if !adds.is_empty() {
-        problems.push(format!("B received {} event requests unguarded", adds.len()));
+        problems.push(format!(
+            "B received {} event requests unguarded",
+            adds.len()
+        ));
     }
     let half_sent = report.sent_body(&format!("{FIRST_EVENT_POST:03}-event.bin"));
     let others: Vec<Vec<u8>> = report
@@ -277,14 +319,22 @@ fn reload_under_traffic_applies_to_new_exchanges_only() {
     new["instances"]["A"]["taxonomies_rules"]["blocked_tags"] =
         serde_json::json!(["tlp:red", "tlp:green", "tlp:amber"]);
     new["instances"]["C"] = c.config();
-    new["guard"]["instances"]["C"] = serde_json::json!({ "tls": { "ca": c.ca.display().to_string() } });
-    fs::write(&rig.guard().config, serde_json::to_string_pretty(&new).unwrap()).unwrap();
+    new["guard"]["instances"]["C"] =
+        serde_json::json!({ "tls": { "ca": c.ca.display().to_string() } });
+    fs::write(
+        &rig.guard().config,
+        serde_json::to_string_pretty(&new).unwrap(),
+    )
+    .unwrap();
     let line = rig.guard().reload();
     let mut problems = Vec::new();
     if !line.contains("config reloaded") {
         problems.push(format!("reload: {line}"));
     }
-    if !table(&rig.ns_a).unwrap_or_default().contains("10.77.1.4 . 443") {
+    if !table(&rig.ns_a)
+        .unwrap_or_default()
+        .contains("10.77.1.4 . 443")
+    {
         problems.push("the rebuilt table does not catch C".into());
     }
     let report = running.resume();
@@ -294,15 +344,25 @@ fn reload_under_traffic_applies_to_new_exchanges_only() {
     };
     // The exchange in flight finished under the rules it started with.
     if status("clean-small")["status"] != 200 {
-        problems.push(format!("the exchange in flight was cut or judged anew: {}", status("clean-small")));
+        problems.push(format!(
+            "the exchange in flight was cut or judged anew: {}",
+            status("clean-small")
+        ));
     }
     if status("clean-big")["status"] != 200 {
         problems.push(format!("clean-big: {}", status("clean-big")));
     }
     // A new exchange meets the new rules.
     let last = status("clean-last");
-    if last["status"] != 403 || !last["reason"].as_str().unwrap_or("").contains("blocked tag: tlp:amber") {
-        problems.push(format!("the new rule did not apply to a new exchange: {last}"));
+    if last["status"] != 403
+        || !last["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("blocked tag: tlp:amber")
+    {
+        problems.push(format!(
+            "the new rule did not apply to a new exchange: {last}"
+        ));
     }
 
     // C's traffic is caught: the guard judges it under the new config.
@@ -311,8 +371,18 @@ fn reload_under_traffic_applies_to_new_exchanges_only() {
     if verdicts(&log, "A", "C") != to_c.exchanges().len() || to_c.exchanges().is_empty() {
         problems.push("the guard did not judge every exchange with C".into());
     }
-    let big = rig.a.index().into_iter().find(|e| e["key"] == "clean-big").unwrap();
-    let tag = rig.a.index().into_iter().find(|e| e["key"] == "tag").unwrap();
+    let big = rig
+        .a
+        .index()
+        .into_iter()
+        .find(|e| e["key"] == "clean-big")
+        .unwrap();
+    let tag = rig
+        .a
+        .index()
+        .into_iter()
+        .find(|e| e["key"] == "tag")
+        .unwrap();
     if to_c.json["events"][big["uuid"].as_str().unwrap()]["status"] != 200
         || to_c.json["events"][tag["uuid"].as_str().unwrap()]["status"] != 403
     {
@@ -329,10 +399,16 @@ fn reload_under_traffic_applies_to_new_exchanges_only() {
     refused_config["guard"]["firewall"]["nat_priority"] = serde_json::json!(-300);
     refused_config["instances"]["B"]["taxonomies_rules"]["blocked_tags"] =
         serde_json::json!(["tlp:red", "tlp:clear"]);
-    fs::write(&rig.guard().config, serde_json::to_string_pretty(&refused_config).unwrap()).unwrap();
+    fs::write(
+        &rig.guard().config,
+        serde_json::to_string_pretty(&refused_config).unwrap(),
+    )
+    .unwrap();
     let line = rig.guard().reload();
     if !line.contains("refused") || !line.contains("priority -300") {
-        problems.push(format!("a table the kernel refuses was not refused with its reason: {line}"));
+        problems.push(format!(
+            "a table the kernel refuses was not refused with its reason: {line}"
+        ));
     }
     if table(&rig.ns_a) != before {
         problems.push("the table changed on a refused reload".into());

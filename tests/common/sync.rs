@@ -38,8 +38,8 @@ pub fn can_run_firewall(test: &str) -> bool {
 /// at once.
 pub fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
     sh(&[
-        "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if,
-        "netns", &b.name,
+        "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+        &b.name,
     ]);
     for (ns, dev, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
         let mut args = vec!["ip", "-n", &ns.name, "addr", "add", addr, "dev", dev];
@@ -63,7 +63,9 @@ pub fn add_addr(ns: &Netns, dev: &str, addr: &str) {
 /// A default route of `ns` via `gateway`.
 pub fn default_route(ns: &Netns, gateway: &str) {
     let family = if gateway.contains(':') { "-6" } else { "-4" };
-    sh(&["ip", "-n", &ns.name, family, "route", "add", "default", "via", gateway]);
+    sh(&[
+        "ip", "-n", &ns.name, family, "route", "add", "default", "via", gateway,
+    ]);
 }
 
 /// Turn on IPv4 and IPv6 forwarding inside `ns` (its own sysctls).
@@ -126,7 +128,11 @@ impl Instance {
             .args(["--name", name])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Instance {
             name: name.to_string(),
             ip: ip.to_string(),
@@ -359,12 +365,17 @@ impl Guard {
             if count(&log) > before {
                 return log
                     .lines()
-                    .filter(|l| l.contains("config reloaded") || l.contains("config reload refused"))
+                    .filter(|l| {
+                        l.contains("config reloaded") || l.contains("config reload refused")
+                    })
                     .last()
                     .unwrap_or_default()
                     .to_string();
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "no reload line:\n{log}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no reload line:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -446,7 +457,10 @@ impl Report {
     }
 
     pub fn exchanges(&self) -> Vec<serde_json::Value> {
-        self.json["exchanges"].as_array().cloned().unwrap_or_default()
+        self.json["exchanges"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -493,7 +507,10 @@ static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 /// Start `run` inside `ns` (where `run.from`'s MISP lives).
 pub fn start_run(ns: &Netns, run: &Run) -> Running {
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = ns.path(&format!("run-{n}-{}-{}-{}", run.kind, run.from.name, run.to.name));
+    let dir = ns.path(&format!(
+        "run-{n}-{}-{}-{}",
+        run.kind, run.from.name, run.to.name
+    ));
     fs::create_dir_all(&dir).unwrap();
     let report = Report {
         json: serde_json::Value::Null,
@@ -580,7 +597,11 @@ pub fn push_problems(from: &Instance, report: &Report, server: &Server) -> Vec<S
         let body = report.sent_body(sent);
         let arrived: Vec<Vec<u8>> = received
             .iter()
-            .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/events/add") || p.starts_with("/events/edit")))
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/events/add") || p.starts_with("/events/edit"))
+            })
             .map(|r| decode_b64(r["body_b64"].as_str().unwrap_or("")))
             .collect();
         let others: Vec<Vec<u8>> = report
@@ -595,10 +616,16 @@ pub fn push_problems(from: &Instance, report: &Report, server: &Server) -> Vec<S
                     problems.push(format!("{key}: clean event answered {got}"));
                 }
                 if !arrived.contains(&body) {
-                    problems.push(format!("{key}: the server did not receive the exact bytes sent"));
+                    problems.push(format!(
+                        "{key}: the server did not receive the exact bytes sent"
+                    ));
                 }
                 let event = from.event(uuid);
-                let seen = |m: &String| received.iter().any(|r| contains(&decoded_body(r), m.as_bytes()));
+                let seen = |m: &String| {
+                    received
+                        .iter()
+                        .any(|r| contains(&decoded_body(r), m.as_bytes()))
+                };
                 if !markers(&event).iter().all(seen) {
                     problems.push(format!("{key}: the server's record misses a clean event"));
                 }
@@ -606,23 +633,33 @@ pub fn push_problems(from: &Instance, report: &Report, server: &Server) -> Vec<S
             _ => {
                 let rule = e["rule"].as_str().unwrap();
                 if got["status"] != 403 || !got["reason"].as_str().unwrap_or("").contains(rule) {
-                    problems.push(format!("{key}: expected MISP's 403 naming {rule:?}, got {got}"));
+                    problems.push(format!(
+                        "{key}: expected MISP's 403 naming {rule:?}, got {got}"
+                    ));
                 }
                 if leaked(&raw, &body, &others) || arrived.iter().any(|a| a == &body) {
-                    problems.push(format!("{key}: bytes of the blocked event reached the server"));
+                    problems.push(format!(
+                        "{key}: bytes of the blocked event reached the server"
+                    ));
                 }
                 let event = from.event(uuid);
                 for m in markers(&event) {
                     let m = m.as_bytes();
                     if contains(&raw, m) || received.iter().any(|r| contains(&decoded_body(r), m)) {
-                        problems.push(format!("{key}: {:?} reached the server", String::from_utf8_lossy(m)));
+                        problems.push(format!(
+                            "{key}: {:?} reached the server",
+                            String::from_utf8_lossy(m)
+                        ));
                     }
                 }
             }
         }
     }
     problems.extend(forbidden_shape(report));
-    problems.extend(ran_to_the_end(report, &["pushAnalystData", "bulkSaveSightings", "pushProposals"]));
+    problems.extend(ran_to_the_end(
+        report,
+        &["pushAnalystData", "bulkSaveSightings", "pushProposals"],
+    ));
     problems
 }
 
@@ -643,7 +680,9 @@ pub fn pull_problems(from: &Instance, report: &Report) -> Vec<String> {
         match e["expect"].as_str() {
             Some("allow") => {
                 if got["status"] != 200 || saved.as_deref() != Some(&event[..]) {
-                    problems.push(format!("{key}: clean event not pulled byte for byte ({got})"));
+                    problems.push(format!(
+                        "{key}: clean event not pulled byte for byte ({got})"
+                    ));
                 }
                 // The capture sees what passes, so its silence on blocked
                 // events means something.
@@ -654,16 +693,23 @@ pub fn pull_problems(from: &Instance, report: &Report) -> Vec<String> {
             _ => {
                 let rule = e["rule"].as_str().unwrap();
                 if got["status"] != 403 || !got["reason"].as_str().unwrap_or("").contains(rule) {
-                    problems.push(format!("{key}: expected MISP's 403 naming {rule:?}, got {got}"));
+                    problems.push(format!(
+                        "{key}: expected MISP's 403 naming {rule:?}, got {got}"
+                    ));
                 }
                 if saved.is_some() || markers(&event).iter().any(|m| contains(&raw, m.as_bytes())) {
-                    problems.push(format!("{key}: bytes of the blocked event reached the puller"));
+                    problems.push(format!(
+                        "{key}: bytes of the blocked event reached the puller"
+                    ));
                 }
             }
         }
     }
     problems.extend(forbidden_shape(report));
-    problems.extend(ran_to_the_end(report, &["analystData", "sightings", "proposals"]));
+    problems.extend(ran_to_the_end(
+        report,
+        &["analystData", "sightings", "proposals"],
+    ));
     problems
 }
 
@@ -673,7 +719,12 @@ fn forbidden_shape(report: &Report) -> Vec<String> {
         .exchanges()
         .iter()
         .filter(|x| x["status"] == 403 && x["saved"] != serde_json::Value::Bool(false))
-        .map(|x| format!("exchange {} answered a 403 that is not MISP's save-fail JSON", x["n"]))
+        .map(|x| {
+            format!(
+                "exchange {} answered a 403 that is not MISP's save-fail JSON",
+                x["n"]
+            )
+        })
         .collect()
 }
 
@@ -751,4 +802,19 @@ pub fn decoded_body(entry: &serde_json::Value) -> Vec<u8> {
         Ok(_) => out,
         Err(_) => body,
     }
+}
+
+/// Run `f` on a thread of its own inside `ns`, in the background.
+pub fn spawn_in<F, R>(ns: &Netns, f: F) -> std::thread::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    use std::os::fd::AsFd;
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let file = fs::File::open(&path).expect("open netns");
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
 }
