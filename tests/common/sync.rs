@@ -365,10 +365,8 @@ impl Guard {
             if count(&log) > before {
                 return log
                     .lines()
-                    .filter(|l| {
-                        l.contains("config reloaded") || l.contains("config reload refused")
-                    })
-                    .last()
+                    .rev()
+                    .find(|l| l.contains("config reloaded") || l.contains("config reload refused"))
                     .unwrap_or_default()
                     .to_string();
             }
