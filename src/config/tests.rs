@@ -1652,3 +1652,16 @@ fn firewall_needs_a_transparent_listener() {
     );
     assert!(load(&v).is_ok());
 }
+
+#[test]
+fn packaged_example_sets_host_mode() {
+    let (config, warnings) = Config::from_json_str(EXAMPLE).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let f = &config.guard.firewall;
+    assert_eq!(f.mode, FirewallMode::Host);
+    assert_eq!(
+        f.local_instances.as_deref(),
+        Some(&["instance_1_1".to_owned()][..])
+    );
+    assert_eq!(f.nat_priority, -100);
+}
