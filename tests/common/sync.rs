@@ -68,11 +68,14 @@ pub fn default_route(ns: &Netns, gateway: &str) {
     ]);
 }
 
-/// Turn on IPv4 and IPv6 forwarding inside `ns` (its own sysctls).
+/// Turn on IPv4 and IPv6 forwarding inside `ns` (/proc/sys/net is the
+/// namespace's own for a thread in it).
 pub fn forwarding(ns: &Netns) {
-    for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
-        sh(&["ip", "netns", "exec", &ns.name, "sysctl", "-q", "-w", key]);
-    }
+    ns.run(|| {
+        for key in ["ipv4/ip_forward", "ipv6/conf/all/forwarding"] {
+            fs::write(format!("/proc/sys/net/{key}"), "1").expect("turn on forwarding");
+        }
+    });
 }
 
 /// `nft list table inet misp_guard` inside `ns`, or None when there is none.
