@@ -772,7 +772,9 @@ impl Checker {
                 }
             }
             if f.mode != FirewallMode::Host {
-                self.error(p, "only for mode \"host\"");
+                self.error(&p, "only for mode \"host\"");
+            } else if names.is_empty() && !self.errors.iter().any(|e| e.path.starts_with(&p)) {
+                self.error(&p, "empty: name the instances on this host, or leave the key out to find them by address");
             }
             f.local_instances = Some(names);
         }

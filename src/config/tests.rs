@@ -1596,6 +1596,11 @@ fn firewall_errors_name_their_path() {
             "only for mode \"host\"",
         ),
         (
+            json!({"mode": "host", "local_instances": []}),
+            "guard.firewall.local_instances",
+            "empty: name the instances on this host",
+        ),
+        (
             json!({"nat_priority": -1001}),
             "guard.firewall.nat_priority",
             "outside -1000..1000",
