@@ -576,7 +576,10 @@ class Client:
                      new_conn=True, headers=[("If-None-Match", '""')])
         for u, proposals in extras["proposals"].items():
             if self.report["events"].get(u, {}).get("status") == 200:
-                self.request("pushProposals", "POST", "/events/pushProposals/" + u, dumps(proposals).encode(),
+                # Server::syncProposals posts the event's proposal rows as they
+                # are: flat, not wrapped as the pull page serves them.
+                rows = [p["ShadowAttribute"] for p in proposals]
+                self.request("pushProposals", "POST", "/events/pushProposals/" + u, dumps(rows).encode(),
                              new_conn=True)
         # P11-P13: sightings.
         self.request("index", "POST", "/events/index", dumps({"minimal": 1, "published": 1}).encode(),
@@ -589,7 +592,10 @@ class Client:
                                            dumps(uuids).encode())
             if status == 200:
                 have = set(json.loads(data))
-                new = [s for s in sightings if s["uuid"] not in have]
+                # Sighting::attachToEvent(forSync) rows: no attribute value
+                # (getSightings adds it only to what a search answers).
+                new = [{k: v for k, v in s.items() if k != "value"}
+                       for s in sightings if s["uuid"] not in have]
                 if new:
                     self.request("bulkSaveSightings", "POST", "/sightings/bulkSaveSightings/" + u,
                                  dumps(new).encode())
