@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # misp-guard end to end on a built-in demo, as it runs "dropped onto a MISP
 # host": a local MISP (here: a Python client) talks to a remote MISP (here:
-# a fake one that records what it receives) with no proxy setting; local
-# nftables rules redirect that traffic to misp-guard, which lets clean
-# events through and blocks a TLP:RED event and a passport number.
+# a fake one that records what it receives) with no proxy setting; the
+# guard's own nftables table (guard.firewall.mode "host") redirects that
+# traffic to misp-guard, which lets clean events through and blocks a
+# TLP:RED event and a passport number.
 #
 # Everything runs in a network namespace this script creates and removes;
 # all traffic stays on that namespace's loopback. Needs root.
@@ -61,20 +62,9 @@ cat >"$WORK/config.json" <<'EOF'
     }
   },
   "guard": {
-    "listen": { "transparent": ["127.0.0.1:15001"] },
+    "listen": { "transparent": ["0.0.0.0:15001"] },
+    "firewall": { "mode": "host", "local_instances": ["our-misp"] },
     "log": { "level": "info" }
-  }
-}
-EOF
-
-# The redirect the guard's own rules will install: traffic to the partner
-# goes to the guard, except the guard's own (marked 0x4d47) connections.
-ip netns exec "$NS" nft -f - <<'EOF'
-table ip misp_guard_demo {
-  chain output {
-    type nat hook output priority -100;
-    meta mark 0x4d47 return
-    ip daddr 127.20.0.1 tcp dport 8080 redirect to :15001
   }
 }
 EOF
@@ -86,9 +76,12 @@ PEER_PID=$!
 ip netns exec "$NS" "$GUARD" run --config "$WORK/config.json" 2>"$WORK/guard.log" &
 GUARD_PID=$!
 for _ in $(seq 100); do
-  [ -f "$WORK/peer.ready" ] && grep -q listening "$WORK/guard.log" && break
+  [ -f "$WORK/peer.ready" ] && grep -q "installed" "$WORK/guard.log" && break
   sleep 0.1
 done
+echo "The guard installed its own nftables table (misp-guard nft render prints the same):"
+ip netns exec "$NS" nft list table inet misp_guard | sed -e 's/^/  /'
+echo
 
 ip netns exec "$NS" python3 - "$WORK" <<'EOF'
 import http.client, json, sys

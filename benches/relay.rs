@@ -23,6 +23,13 @@
 //! against the upstream CA) against TLS directly to the same upstream. Both
 //! CAs are made at bench start with rcgen. Arguments `plain` and `tls`
 //! select transports, e.g. `cargo bench --bench relay -- tls 1MB`.
+//!
+//! [`Path::Transparent`] is the same exchange sent to the instance's own
+//! address with no proxy setting, caught by the guard's own nftables table
+//! (`guard.firewall.mode: "host"`, the output hook, as on a MISP host) and
+//! relayed by its transparent listener: the redirect against the explicit
+//! proxy, in the same run. Each such guard's log gives the time from its
+//! start to its table installed; the table is removed after each series.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -53,6 +60,10 @@ const CONFORMANCE_CONFIG: &str = concat!(
 
 /// The guard's explicit-proxy listener.
 const PROXY: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 18080);
+
+/// The guard's transparent listener (a wildcard: the output hook's
+/// redirect sends local traffic to 127.0.0.1).
+const TRANSPARENT: &str = "0.0.0.0:18443";
 
 /// Plain HTTP port of every instance. Not 443: an instance on 443 is spoken
 /// to over TLS by default (`tls.upstream`).
@@ -121,7 +132,9 @@ impl Transport {
     fn dial(self, kind: Kind, path: Path, pki: &Pki) -> Result<Box<dyn Conn>, String> {
         let (source, host, ip) = kind.endpoints();
         let to = match path {
-            Path::Direct => SocketAddr::new(IpAddr::V4(ip), self.port()),
+            // The transparent path dials the instance itself; the table
+            // sends it to the guard.
+            Path::Direct | Path::Transparent => SocketAddr::new(IpAddr::V4(ip), self.port()),
             Path::Guard => PROXY,
         };
         let mut tcp = tcp_from(IpAddr::V4(source), to).map_err(|e| format!("connect {to}: {e}"))?;
@@ -129,6 +142,9 @@ impl Transport {
             (Transport::Plain, _) => Ok(Box::new(tcp)),
             (Transport::Tls, Path::Direct) => {
                 Ok(Box::new(tls_client(tcp, host, &pki.client_direct)?))
+            }
+            (Transport::Tls, Path::Transparent) => {
+                Ok(Box::new(tls_client(tcp, host, &pki.client_guard)?))
             }
             (Transport::Tls, Path::Guard) => {
                 let port = self.port();
@@ -271,7 +287,10 @@ impl Pki {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
     Direct,
+    /// The explicit-proxy listener.
     Guard,
+    /// The guard's nftables redirect and its transparent listener.
+    Transparent,
 }
 
 /// Push or pull.
@@ -374,6 +393,8 @@ struct Row {
     size: usize,
     direct: Series,
     guard: Series,
+    /// Through the redirect and the transparent listener.
+    transparent: Series,
     /// The rule engine alone on the same event, in this process, MB/s:
     /// the ceiling of what the guard can do on one body.
     engine_mb_s: f64,
@@ -415,12 +436,21 @@ fn run() -> Result<(), String> {
     let mut rows = Vec::new();
     let mut fresh_rows = Vec::new();
     let mut idle_mib = 0.0;
+    let mut installs = Vec::new();
     for &transport in &transports {
-        let config = guard_config(transport, dir.path(), &pki)?;
+        let config = guard_config(transport, dir.path(), &pki, false)?;
         let config_path = dir
             .path()
             .join(format!("config-{}.json", transport.label()));
         fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
+        let transparent_path = dir
+            .path()
+            .join(format!("config-{}-transparent.json", transport.label()));
+        fs::write(
+            &transparent_path,
+            guard_config(transport, dir.path(), &pki, true)?,
+        )
+        .map_err(|e| format!("write config: {e}"))?;
         let (loaded, _) = Config::load(&config_path).map_err(|e| format!("bench config: {e}"))?;
         for &&(label, size, n) in &sizes {
             let event = Arc::new(event_of_size(size));
@@ -456,6 +486,27 @@ fn run() -> Result<(), String> {
                 .map_err(|e| format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20)))?;
                 let peak_mib = guard.peak_mib()?;
                 drop(guard);
+                // The same exchange to the instance's address, caught by
+                // the guard's own table.
+                let guard = GuardProc::start_transparent(&transparent_path, dir.path())?;
+                installs.push(guard.install_ms()?);
+                let request = request_bytes(kind, Path::Transparent, transport, &event);
+                let transparent = measure(
+                    kind,
+                    Path::Transparent,
+                    transport,
+                    Connections::Kept,
+                    &request,
+                    &event,
+                    n,
+                    &upstream,
+                    &pki,
+                )
+                .map_err(|e| format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20)))?;
+                drop(guard);
+                // The table stays when the guard stops (fail closed): the
+                // next direct series must not meet it.
+                sh(&[GUARD, "nft", "remove"])?;
                 let engine_mb_s = engine_rate(&loaded, kind, transport, &event, n)?;
                 let row = Row {
                     kind,
@@ -464,6 +515,7 @@ fn run() -> Result<(), String> {
                     size: event.len(),
                     direct,
                     guard: through,
+                    transparent,
                     engine_mb_s,
                     peak_mib,
                 };
@@ -484,6 +536,7 @@ fn run() -> Result<(), String> {
     let took = started.elapsed();
     print!("{}", table(&rows, idle_mib, took));
     print!("{}", fresh_table(&fresh_rows));
+    print!("{}", transparent_table(&rows, &installs));
     targets_report(&rows);
     Ok(())
 }
@@ -590,17 +643,22 @@ fn engine_rate(
 /// instance on the transport's port, and a `guard` section (for TLS with
 /// the two CAs, written into `dir`). The rules are the conformance ones:
 /// the generated events pass them.
-fn guard_config(transport: Transport, dir: &std::path::Path, pki: &Pki) -> Result<String, String> {
+fn guard_config(
+    transport: Transport,
+    dir: &std::path::Path,
+    pki: &Pki,
+    transparent: bool,
+) -> Result<String, String> {
     let spill = dir.join("spill");
     let spill = spill.as_path();
     let text =
         fs::read_to_string(CONFORMANCE_CONFIG).map_err(|e| format!("{CONFORMANCE_CONFIG}: {e}"))?;
     let mut config: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{CONFORMANCE_CONFIG}: {e}"))?;
-    let instances = config["instances"]
+    let instances_mut = config["instances"]
         .as_object_mut()
         .ok_or("conformance config has no instances")?;
-    for inst in instances.values_mut() {
+    for inst in instances_mut.values_mut() {
         let ip = inst["ip"].as_str().ok_or("instance without ip")?;
         let o: Vec<&str> = ip.split('.').collect();
         if o.len() != 4 {
@@ -609,6 +667,10 @@ fn guard_config(transport: Transport, dir: &std::path::Path, pki: &Pki) -> Resul
         inst["ip"] = serde_json::Value::String(format!("127.{}.{}.{}", o[0], o[2], o[3]));
         inst["port"] = serde_json::Value::from(transport.port());
     }
+    let instances = config["instances"]
+        .as_object()
+        .cloned()
+        .ok_or("conformance config has no instances")?;
     fs::create_dir_all(spill).map_err(|e| format!("mkdir {}: {e}", spill.display()))?;
     // `upstream_mark` keeps its default: root may set it, and the figures
     // then include the cost a deployment pays. Logging stays at `info` (one
@@ -618,6 +680,24 @@ fn guard_config(transport: Transport, dir: &std::path::Path, pki: &Pki) -> Resul
         "log": { "level": "info" },
         "spill_dir": spill.display().to_string(),
     });
+    if transparent {
+        // The clients' instances live "on this host": the table redirects
+        // their connections to the others.
+        let local: Vec<String> = [Kind::Push, Kind::Pull]
+            .iter()
+            .filter_map(|k| {
+                let source = k.endpoints().0.to_string();
+                instances
+                    .iter()
+                    .find(|(_, i)| i["ip"] == source.as_str())
+                    .map(|(name, _)| name.clone())
+            })
+            .collect();
+        config["guard"]["listen"] =
+            serde_json::json!({ "transparent": [TRANSPARENT], "proxy": [] });
+        config["guard"]["firewall"] =
+            serde_json::json!({ "mode": "host", "local_instances": local });
+    }
     if transport == Transport::Tls {
         let write = |name: &str, text: &str| -> Result<String, String> {
             let p = dir.join(name);
@@ -671,6 +751,57 @@ impl GuardProc {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A guard with its own table and a transparent listener, started when
+    /// its log says the table is installed.
+    fn start_transparent(
+        config: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Result<GuardProc, String> {
+        let log = dir.join("guard.log");
+        let stderr = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new(GUARD)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("start {GUARD}: {e}"))?;
+        let mut guard = GuardProc { child, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if guard.install_ms().is_ok() {
+                return Ok(guard);
+            }
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                return Err(format!("guard exited ({status}):\n{}", guard.log_tail(20)));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("guard installed no table:\n{}", guard.log_tail(20)));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// From its start to its table installed, ms, as its log says.
+    fn install_ms(&self) -> Result<f64, String> {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let line = text
+            .lines()
+            .find(|l| l.contains("installed") && l.contains("elapsed_ms"))
+            .ok_or("no table installed yet")?;
+        let rest = &line[line.find("elapsed_ms").unwrap_or(0)..];
+        let digits: String = rest
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits
+            .parse()
+            .map_err(|_| format!("no elapsed_ms in {line:?}"))
     }
 
     /// The peak resident set so far (`VmHWM`), MiB.
@@ -893,7 +1024,9 @@ fn request_bytes(kind: Kind, path: Path, transport: Transport, event: &[u8]) -> 
     // Inside a CONNECT tunnel requests are origin-form, as to the origin.
     let target = match (path, transport) {
         (Path::Guard, Transport::Plain) => format!("http://{host}:{port}{}", kind.path()),
-        (Path::Direct, _) | (Path::Guard, Transport::Tls) => kind.path().to_string(),
+        (Path::Direct | Path::Transparent, _) | (Path::Guard, Transport::Tls) => {
+            kind.path().to_string()
+        }
     };
     let method = match kind {
         Kind::Push => "POST",
@@ -1212,6 +1345,48 @@ fn fresh_table(rows: &[FreshRow]) -> String {
         "latency from the dial (TCP; for tls through the guard also CONNECT and both handshakes, \
          the guard's to the upstream on the first request) to the last byte of the answer"
     );
+    s
+}
+
+/// The redirect against the explicit proxy, same rows: p50 latency and
+/// throughput of each, and the guard's start-to-table times.
+fn transparent_table(rows: &[Row], installs: &[f64]) -> String {
+    let mut s = String::new();
+    if rows.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\ntransparent (nftables redirect + transparent listener) vs explicit proxy, same run:\n{:<5} {:<6} {:<6} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
+        "what", "size", "legs", "prx MB/s", "trn MB/s", "trn/prx", "prx p50", "trn p50", "trn-prx", "trn p99"
+    );
+    let _ = writeln!(s, "{}", "-".repeat(96));
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<5} {:<6} {:<6} | {:>9.1} {:>9.1} {:>9.2} | {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            r.kind.label(),
+            r.label,
+            r.transport.label(),
+            r.guard.mb_per_s(),
+            r.transparent.mb_per_s(),
+            r.transparent.mb_per_s() / r.guard.mb_per_s(),
+            r.guard.percentile_ms(0.5),
+            r.transparent.percentile_ms(0.5),
+            r.transparent.percentile_ms(0.5) - r.guard.percentile_ms(0.5),
+            r.transparent.percentile_ms(0.99),
+        );
+    }
+    let mut sorted = installs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if let (Some(min), Some(max)) = (sorted.first(), sorted.last()) {
+        let median = sorted[sorted.len() / 2];
+        let _ = writeln!(
+            s,
+            "guard start to table installed (its log's elapsed_ms, {} starts): median {median:.0} ms, min {min:.0} ms, max {max:.0} ms",
+            sorted.len()
+        );
+    }
     s
 }
 

@@ -24,10 +24,15 @@
 //!   until its verdict and forwarding only what passed.
 //!
 //! Beside the path: [`config`] (the older guard's JSON plus a `guard`
-//! section, validated into a typed model) and [`telemetry`] (logging).
+//! section, validated into a typed model), [`firewall`] (the nftables
+//! table that redirects sync traffic to the listener; the only part that
+//! speaks netlink, and the only `unsafe` code) and [`telemetry`] (logging).
+
+#![deny(unsafe_code)]
 
 pub mod check;
 pub mod config;
+pub mod firewall;
 pub mod http;
 pub mod json;
 pub mod listen;

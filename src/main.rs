@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use tokio::sync::{watch, Semaphore};
@@ -11,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use misp_guard::check;
-use misp_guard::config::{Config, Problem};
+use misp_guard::config::{Config, FirewallMode, Problem};
 use misp_guard::listen::{self, Mode};
 use misp_guard::relay::{Shared, Snapshot};
-use misp_guard::{telemetry, tls};
+use misp_guard::{firewall, telemetry, tls};
 
 /// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
 const EXIT_CONFIG: u8 = 2;
@@ -82,6 +83,33 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// The nftables table the guard owns (`inet misp_guard`).
+    Nft {
+        #[command(subcommand)]
+        command: NftCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NftCommand {
+    /// Print the table the config asks for, as `nft list` shows it.
+    Render {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Replace the table with the one the config asks for, in one batch.
+    Install {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Remove the table (the redirect and drop rules go with it).
+    Remove {
+        /// A config file (checked; the table is the same whatever it says).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,13 +133,15 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    let started = Instant::now();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
             config,
             proxy_listen,
             transparent_listen,
-        } => run(config, proxy_listen, transparent_listen),
+        } => run(config, proxy_listen, transparent_listen, started),
+        Command::Nft { command } => nft(command),
         Command::Check {
             config,
             source,
@@ -202,13 +232,90 @@ fn main() -> ExitCode {
     }
 }
 
+/// `misp-guard nft …`: exit 0, 1 (the kernel or the host said no) or 2
+/// (the config).
+fn nft(command: NftCommand) -> ExitCode {
+    let load = |path: &PathBuf| match Config::load(path) {
+        Ok((config, warnings)) => {
+            print_warnings(&warnings);
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    };
+    let plan = |config: &Config| {
+        let port = firewall::listener_port(config);
+        match (config.guard.firewall.mode, port) {
+            (FirewallMode::Off, _) | (_, None) => {
+                eprintln!("misp-guard: guard.firewall.mode is \"off\": the guard manages no nftables table (set it to \"host\" or \"gateway\")");
+                Err(ExitCode::from(EXIT_CONFIG))
+            }
+            (_, Some(port)) => match firewall::plan(config, port) {
+                Ok(Some(plan)) => Ok(plan),
+                Ok(None) => Err(ExitCode::from(EXIT_CONFIG)),
+                Err(e) => {
+                    eprintln!("misp-guard: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            },
+        }
+    };
+    let result = match command {
+        NftCommand::Render { config } => load(&config).and_then(|c| plan(&c)).map(|p| {
+            print!("{}", firewall::render(&p));
+        }),
+        NftCommand::Install { config } => {
+            load(&config)
+                .and_then(|c| plan(&c))
+                .and_then(|p| match firewall::install(&p) {
+                    Ok(done) => {
+                        println!("installed {done}");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        eprintln!("misp-guard: {e}");
+                        Err(ExitCode::FAILURE)
+                    }
+                })
+        }
+        NftCommand::Remove { config } => config
+            .as_ref()
+            .map_or(Ok(()), |c| load(c).map(drop))
+            .and_then(|()| match firewall::remove() {
+                Ok(true) => {
+                    println!("removed table inet {}", firewall::TABLE);
+                    Ok(())
+                }
+                Ok(false) => {
+                    println!("no table inet {}: nothing to remove", firewall::TABLE);
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("misp-guard: {e}");
+                    Err(ExitCode::FAILURE)
+                }
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
 fn print_warnings(warnings: &[Problem]) {
     for w in warnings {
         eprintln!("warning: {}: {}", w.path, w.message);
     }
 }
 
-fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> ExitCode {
+fn run(
+    path: PathBuf,
+    proxy: Vec<SocketAddr>,
+    transparent: Vec<SocketAddr>,
+    started: Instant,
+) -> ExitCode {
     let (config, warnings) = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -241,7 +348,7 @@ fn run(path: PathBuf, proxy: Vec<SocketAddr>, transparent: Vec<SocketAddr>) -> E
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(path, snapshot, proxy, transparent)) {
+    match runtime.block_on(serve(path, snapshot, proxy, transparent, started)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -256,6 +363,7 @@ async fn serve(
     snapshot: Snapshot,
     mut proxy: Vec<SocketAddr>,
     mut transparent: Vec<SocketAddr>,
+    started: Instant,
 ) -> Result<(), String> {
     let config = &snapshot.config;
     proxy.extend(config.guard.proxy_listen.iter().copied());
@@ -274,6 +382,15 @@ async fn serve(
             tracing::info!(listen.addr = %addr, mode = ?mode, "listening");
             listeners.push((l, mode));
         }
+    }
+    // The table after the listeners: redirected traffic then finds the
+    // guard at once. It stays when the guard stops (fail closed).
+    let port = firewall::listener_port(config);
+    if let Some(done) = install_table(config, port)? {
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "firewall {done} installed"
+        );
     }
 
     let mut max_connections = config.guard.limits.max_connections;
@@ -303,8 +420,16 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match reload(&path) {
-                Ok(new) => {
+            _ = hup.recv() => match reload(&path).and_then(|new| {
+                // The new table before the new config: a table the kernel
+                // refuses refuses the reload, and the old table stays.
+                let port = port.or_else(|| firewall::listener_port(&new.config));
+                install_table(&new.config, port).map(|done| (new, done))
+            }) {
+                Ok((new, done)) => {
+                    if let Some(done) = done {
+                        tracing::info!("firewall {done} rebuilt");
+                    }
                     // The connection cap follows the config: raised at once,
                     // lowered as slots free up (busy ones are not cut).
                     let wanted = new.config.guard.limits.max_connections;
@@ -347,6 +472,31 @@ fn reload(path: &std::path::Path) -> Result<Snapshot, String> {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
     Snapshot::build(config).map_err(|e| format!("TLS settings:\n{e}"))
+}
+
+/// Install the table `config` asks for, redirecting to `port`; nothing when
+/// its firewall mode is off (a table installed earlier then stays, since
+/// removing it would open the direct path: `misp-guard nft remove` does).
+fn install_table(
+    config: &Config,
+    port: Option<u16>,
+) -> Result<Option<firewall::Installed>, String> {
+    if config.guard.firewall.mode == FirewallMode::Off {
+        if firewall::installed().unwrap_or(false) {
+            tracing::warn!(
+                "guard.firewall.mode is \"off\" but table inet {} is installed: it stays (remove it with `misp-guard nft remove`)",
+                firewall::TABLE
+            );
+        }
+        return Ok(None);
+    }
+    let port = port.ok_or("guard.firewall.mode needs a transparent listener")?;
+    let plan = firewall::plan(config, port)
+        .map_err(|e| e.to_string())?
+        .ok_or("guard.firewall.mode is off")?;
+    firewall::install(&plan)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// Fail at start, not on the first connection, when the firewall mark

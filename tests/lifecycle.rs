@@ -130,6 +130,50 @@ fn sighup_reloads_the_rules_and_refuses_a_bad_config() {
     assert_eq!(peer.received().len(), 1);
 }
 
+/// A reload applies to a connection already open: the same push on the
+/// same kept-alive connection is allowed before the SIGHUP and blocked
+/// after it, and the blocked one never reaches the peer.
+#[test]
+fn a_reload_applies_to_the_next_request_of_a_kept_alive_connection() {
+    if !can_run("a_reload_applies_to_the_next_request_of_a_kept_alive_connection") {
+        return;
+    }
+    let ns = Netns::new("hupkept");
+    let config = conformance_config(serde_json::json!({ "listen": { "transparent": [] } }));
+    // Start with instance_2_2 not blocking tlp:red.
+    let mut relaxed = config.clone();
+    relaxed["instances"]["instance_2_2"]["taxonomies_rules"]["blocked_tags"] =
+        serde_json::json!([]);
+    let peer = Peer::start(&ns, &["127.20.0.1:443".parse().unwrap()], None);
+    let guard = start_guard(
+        &ns,
+        &relaxed,
+        &["--proxy-listen", PROXY],
+        PROXY.parse().unwrap(),
+    );
+    let body = std::fs::read(format!("{SHARED}/fixtures/test_event_blocked_tags.json")).unwrap();
+    let mut req = push_head(body.len()).into_bytes();
+    req.extend_from_slice(&body);
+    let source: IpAddr = "127.20.0.2".parse().unwrap();
+    let (first, second) = ns.run(|| {
+        let mut c = connect(source, PROXY.parse().unwrap());
+        let first = roundtrip(&mut c, &req, false).map(|r| (r.status, r.header("connection")));
+        // Back to the config that blocks tlp:red, while the connection is
+        // open and idle.
+        std::fs::write(ns.path("config.json"), config.to_string()).unwrap();
+        hup(&guard);
+        let second = roundtrip(&mut c, &req, false).map(|r| r.status);
+        (first, second)
+    });
+    assert_eq!(first, Some((200, None)), "{}", log_tail(&guard.log(), 10));
+    assert_eq!(second, Some(403), "{}", log_tail(&guard.log(), 10));
+    assert_eq!(
+        peer.received().len(),
+        1,
+        "the push blocked after the reload reached the peer"
+    );
+}
+
 fn hup(guard: &Proc) {
     let before = guard.log().matches("config reload").count();
     sh(&["kill", "-HUP", &guard.child.id().to_string()]);

@@ -1728,3 +1728,128 @@ fn connection_tokens_in_answers_and_repeated_headers_are_refused() {
     );
     finish(&rig, failures);
 }
+
+/// The error answers to a push are not judged: MISP's save-fail 403 JSON
+/// reaches the pusher as it is (MISP logs its `errors`), encoded or not,
+/// but no error answer may be large, raw or decoded.
+#[test]
+fn error_answers_to_pushes_pass_small_and_are_capped() {
+    if !can_run("error_answers_to_pushes_pass_small_and_are_capped") {
+        return;
+    }
+    let rig = Rig::proxy("pusherr", serde_json::json!({}));
+    let mut failures = Vec::new();
+    let save_fail = r#"{"saved":false,"name":"Event could not be saved.","message":"Event could not be saved.","url":"\/events\/add","errors":"Event could not be saved: Event in the request not newer than the local copy."}"#;
+    let gz = |name: &str, data: &[u8]| {
+        let file = rig.ns.path(name);
+        std::fs::write(&file, gzip(data)).unwrap();
+        file.display().to_string()
+    };
+    let big = "x".repeat(100 * 1024);
+    let cases = [
+        (
+            "save-fail JSON",
+            serde_json::json!({ "status": 403, "body": save_fail }),
+            Some(save_fail.as_bytes().to_vec()),
+        ),
+        (
+            "save-fail JSON, gzip",
+            serde_json::json!({
+                "status": 403, "body_file": gz("fail.gz", save_fail.as_bytes()),
+                "headers": { "Content-Encoding": "gzip" }
+            }),
+            Some(gzip(save_fail.as_bytes())),
+        ),
+        (
+            "100 KiB error answer",
+            serde_json::json!({ "status": 403, "body": big }),
+            None,
+        ),
+        (
+            "gzip error answer of 1 MiB decoded",
+            serde_json::json!({
+                "status": 500, "body_file": gz("big.gz", &vec![b'x'; 1 << 20]),
+                "headers": { "Content-Encoding": "gzip" }
+            }),
+            None,
+        ),
+    ];
+    for (case, script, passes) in cases {
+        rig.peer.answer(script);
+        let bytes = post(PUSH, "Accept-Encoding: gzip\r\n", &allowed_event());
+        let Some(r) = rig.send(SRC, &bytes, false) else {
+            failures.push(format!("{case}: no answer"));
+            continue;
+        };
+        match passes {
+            Some(body) => {
+                if r.status != 403 || r.body != body {
+                    failures.push(format!(
+                        "{case}: status {}, exact body {}",
+                        r.status,
+                        r.body == body
+                    ));
+                }
+            }
+            None => {
+                if r.status != 502 || r.body.windows(64).any(|w| w.iter().all(|b| *b == b'x')) {
+                    failures.push(format!(
+                        "{case}: status {} or the body reached the client",
+                        r.status
+                    ));
+                }
+            }
+        }
+    }
+    finish(&rig, failures);
+}
+
+/// An instance's connection past `limits.max_connections` is answered with
+/// a short 503 in JSON (so MISP logs why) and closed; once a slot frees,
+/// connections are served again.
+#[test]
+fn connections_past_the_cap_get_a_503() {
+    if !can_run("connections_past_the_cap_get_a_503") {
+        return;
+    }
+    let rig = Rig::proxy(
+        "busy",
+        serde_json::json!({ "limits": { "max_connections": 1 } }),
+    );
+    let listen = rig.listen;
+    let get = head("GET", "/servers/getVersion", "");
+    let (held, refused, closed_after, again) = rig.ns.run(|| {
+        let mut first = connect(SRC.parse().unwrap(), listen);
+        let held = roundtrip(&mut first, get.as_bytes(), false).map(|r| r.status);
+        let mut second = connect(SRC.parse().unwrap(), listen);
+        let refused = roundtrip(&mut second, get.as_bytes(), false);
+        let closed_after = closed(&mut second);
+        drop(first);
+        // The slot is given back when the guard sees the close.
+        let again = (0..100).find_map(|_| {
+            let mut c = connect(SRC.parse().unwrap(), listen);
+            match roundtrip(&mut c, get.as_bytes(), false).map(|r| r.status) {
+                Some(200) => Some(200),
+                _ => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    None
+                }
+            }
+        });
+        (held, refused, closed_after, again)
+    });
+    assert_eq!(held, Some(200));
+    let refused = refused.expect("no answer past the cap");
+    assert_eq!(refused.status, 503, "{refused:?}\n{}", rig.log_tail(10));
+    assert_eq!(refused.header("connection").as_deref(), Some("close"));
+    let answer: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_connections"),
+        "{answer}"
+    );
+    assert!(closed_after, "the refused connection stayed open");
+    assert_eq!(again, Some(200), "{}", rig.log_tail(10));
+}

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::pki::{ca, server_cert, server_params, Ca};
+use common::pki::{ca, openssl_self_signed, server_cert, server_params, Ca};
 use common::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -61,6 +61,16 @@ enum Rogue {
     Expired,
     /// A certificate from the trusted CA for another host.
     OtherHost,
+    /// Its own self-signed certificate (`openssl req -x509`, CA:TRUE),
+    /// which is the rogue instance's `tls.ca`: pinned.
+    Pinned,
+    /// A self-signed certificate for its host, while its `tls.ca` is
+    /// another one.
+    PinnedOther,
+    /// Its pinned self-signed certificate, expired.
+    PinnedExpired,
+    /// Its pinned self-signed certificate, for another host.
+    PinnedWrongName,
 }
 
 fn world(tag: &str) -> World {
@@ -68,6 +78,11 @@ fn world(tag: &str) -> World {
 }
 
 fn world_with(tag: &str, rogue_kind: Rogue) -> World {
+    world_guard(tag, rogue_kind, serde_json::json!({}))
+}
+
+/// [`world_with`], with these keys added to the `guard` section.
+fn world_guard(tag: &str, rogue_kind: Rogue, guard: serde_json::Value) -> World {
     let ns = Netns::new(tag);
     let guard_ca = ca("test guard CA");
     let upstream_ca = ca("test upstream CA");
@@ -106,10 +121,35 @@ fn world_with(tag: &str, rogue_kind: Rogue) -> World {
     let untrusted = write("untrusted-ca.crt", &untrusted_ca.cert_pem);
     let (cert, key) = server_cert(&upstream_ca, &hosts);
     let (peer_cert, peer_key) = (write("peer.crt", &cert), write("peer.key", &key));
+    let san = format!("subjectAltName=DNS:{ROGUE_HOST}");
+    let self_signed = |cn: &str, san: &str, expired: bool| {
+        openssl_self_signed(ns.dir.path(), cn, &[san], expired)
+    };
+    let mut pinned = None;
     let (cert, key) = match rogue_kind {
         Rogue::Untrusted => server_cert(&untrusted_ca, &[ROGUE_HOST.to_string()]),
         Rogue::Expired => expired_cert(&upstream_ca, ROGUE_HOST),
         Rogue::OtherHost => server_cert(&upstream_ca, &["someone-else.example".to_string()]),
+        Rogue::Pinned | Rogue::PinnedExpired | Rogue::PinnedWrongName => {
+            let made = match rogue_kind {
+                Rogue::PinnedExpired => self_signed(ROGUE_HOST, &san, true),
+                Rogue::PinnedWrongName => self_signed(
+                    "someone-else.example",
+                    "subjectAltName=DNS:someone-else.example",
+                    false,
+                ),
+                _ => self_signed(ROGUE_HOST, &san, false),
+            };
+            pinned = Some(write("rogue-pinned.crt", &made.0));
+            made
+        }
+        Rogue::PinnedOther => {
+            pinned = Some(write(
+                "rogue-pinned.crt",
+                &self_signed(ROGUE_HOST, &san, false).0,
+            ));
+            self_signed(ROGUE_HOST, &san, false)
+        }
     };
     let (rogue_cert, rogue_key) = (write("rogue.crt", &cert), write("rogue.key", &key));
 
@@ -121,6 +161,12 @@ fn world_with(tag: &str, rogue_kind: Rogue) -> World {
             "upstream_ca_bundle": bundle,
         },
     });
+    if let Some(file) = pinned {
+        config["guard"]["instances"] = serde_json::json!({ "rogue": { "tls": { "ca": file } } });
+    }
+    for (key, value) in guard.as_object().unwrap() {
+        config["guard"][key] = value.clone();
+    }
     let peer = Peer::start(&ns, &listen, Some((&peer_cert, &peer_key)));
     let rogue = Peer::start_as(
         &ns,
@@ -383,6 +429,74 @@ fn upstream_certificate_for_another_host_is_a_502_and_nothing_is_sent() {
     refused_upstream(Rogue::OtherHost, "tlsotherhost", "not valid for name");
 }
 
+/// An instance whose `tls.ca` is its own self-signed certificate made by
+/// `openssl req -x509` (CA:TRUE) is reached: the certificate is pinned,
+/// and the log says so in plain words.
+#[test]
+fn a_pinned_self_signed_upstream_certificate_is_accepted() {
+    if !can_run("a_pinned_self_signed_upstream_certificate_is_accepted") {
+        return;
+    }
+    let w = world_with("tlspinned", Rogue::Pinned);
+    let response = w.ns.run(|| {
+        let mut t = tunnel(&w, "10.0.0.2", ROGUE_HOST, ROGUE_HOST, &[b"http/1.1"]).unwrap();
+        t.write_all(&push_to_rogue()).unwrap();
+        read_response(&mut t, false)
+    });
+    let r = response.expect("no response");
+    assert_eq!(r.status, 200, "{r:?}\n{}", w.guard.log());
+    assert_eq!(w.rogue.received().len(), 1);
+    let log = w.guard.log();
+    assert!(
+        log.contains("the instance's own certificate in tls.ca is pinned"),
+        "{log}"
+    );
+}
+
+#[test]
+fn another_self_signed_certificate_than_the_pinned_one_is_a_502() {
+    if !can_run("another_self_signed_certificate_than_the_pinned_one_is_a_502") {
+        return;
+    }
+    refused_upstream(
+        Rogue::PinnedOther,
+        "tlspinother",
+        "a CA certificate (CA:TRUE) that is not one of the instance's tls.ca certificates",
+    );
+}
+
+#[test]
+fn an_expired_pinned_certificate_is_a_502() {
+    if !can_run("an_expired_pinned_certificate_is_a_502") {
+        return;
+    }
+    refused_upstream(Rogue::PinnedExpired, "tlspinexp", "certificate expired");
+}
+
+#[test]
+fn a_pinned_certificate_for_another_name_is_a_502() {
+    if !can_run("a_pinned_certificate_for_another_name_is_a_502") {
+        return;
+    }
+    refused_upstream(
+        Rogue::PinnedWrongName,
+        "tlspinname",
+        "certificate not valid for name rogue-comp1.com",
+    );
+}
+
+/// A push of an allowed event to the rogue instance.
+fn push_to_rogue() -> Vec<u8> {
+    let event = std::fs::read(format!("{SHARED}/fixtures/test_event_non-blocked.json")).unwrap();
+    let mut request = format!(
+        "POST /events/add/metadata:1 HTTP/1.1\r\nHost: {ROGUE_HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        event.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&event);
+    request
+}
+
 /// A push to the rogue upstream: 502 naming `reason`, a log line saying
 /// it, and nothing reaches the rogue application.
 fn refused_upstream(kind: Rogue, tag: &str, reason: &str) {
@@ -561,6 +675,191 @@ fn transparent_tls_takes_the_certificate_of_the_original_destination() {
     assert_eq!(w.peer.received().len(), 2);
 }
 
+/// A client of an instance reached over TLS only that says nothing is
+/// closed at the handshake timeout, transparently and inside `CONNECT`, not
+/// kept for the (here far longer) idle timeout.
+#[test]
+fn silent_clients_of_tls_only_instances_are_closed_at_the_handshake_timeout() {
+    if !can_run("silent_clients_of_tls_only_instances_are_closed_at_the_handshake_timeout") {
+        return;
+    }
+    let w = world_guard(
+        "tlssilent",
+        Rogue::Untrusted,
+        serde_json::json!({ "timeouts": { "handshake": 1, "idle": 600 } }),
+    );
+    if !redirect(&w) {
+        return;
+    }
+    let source: IpAddr = map_ip("20.0.0.2").parse().unwrap();
+    let dst: SocketAddr = format!("{}:443", map_ip("20.0.0.1")).parse().unwrap();
+    let (transparent, tunnelled) = w.ns.run(|| {
+        // The client's reads give up after 20 s (`connect`), long before
+        // the idle timeout: a read of 0 bytes is the guard closing.
+        let mut c = connect(source, dst);
+        let mut byte = [0u8; 1];
+        let transparent = c.read(&mut byte).map_err(|e| e.kind());
+        let mut c = connect(source, w.proxy);
+        c.write_all(
+            b"CONNECT instance1-comp2.com:443 HTTP/1.1\r\nHost: instance1-comp2.com:443\r\n\r\n",
+        )
+        .unwrap();
+        let established = read_head(&mut c);
+        let answer = read_response(&mut c, false).map(|r| r.status);
+        let end = c.read(&mut byte).map_err(|e| e.kind());
+        (transparent, (established, answer, end))
+    });
+    assert_eq!(transparent, Ok(0), "{}", w.guard.log());
+    assert!(tunnelled.0.starts_with("HTTP/1.1 200"), "{tunnelled:?}");
+    assert_eq!(
+        (tunnelled.1, tunnelled.2),
+        (Some(408), Ok(0)),
+        "{}",
+        w.guard.log()
+    );
+    let log = log_with(&w.guard, "no TLS handshake within timeouts.handshake");
+    assert_eq!(
+        log.matches("no TLS handshake within timeouts.handshake")
+            .count(),
+        2,
+        "{log}"
+    );
+}
+
+/// A TLS 1.3 ClientHello record naming `name` by SNI, written by hand:
+/// rustls clients never send an IP address as SNI, OpenSSL's do
+/// (`s_client -servername 10.0.0.2`).
+fn client_hello_naming(name: &str) -> Vec<u8> {
+    fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_be_bytes().to_vec();
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+    let mut sni = (name.len() as u16 + 3).to_be_bytes().to_vec();
+    sni.push(0);
+    sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sni.extend_from_slice(name.as_bytes());
+    // x25519 share: the base point, a valid public key.
+    let mut share = vec![0, 36, 0, 0x1d, 0, 32, 9];
+    share.extend_from_slice(&[0; 31]);
+    let exts = [
+        ext(0, &sni),
+        ext(10, &[0, 4, 0, 0x1d, 0, 0x17]),
+        ext(11, &[1, 0]),
+        ext(13, &[0, 6, 4, 3, 8, 4, 4, 1]),
+        ext(16, b"\x00\x09\x08http/1.1"),
+        ext(43, &[4, 3, 4, 3, 3]),
+        ext(51, &share),
+    ]
+    .concat();
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(32);
+    body.extend_from_slice(&[0xa5; 32]);
+    body.extend_from_slice(&[0, 6, 0x13, 0x01, 0x13, 0x02, 0xc0, 0x2b]);
+    body.extend_from_slice(&[1, 0]);
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut record = vec![22, 3, 1];
+    record.extend_from_slice(&(body.len() as u16 + 4).to_be_bytes());
+    record.push(1);
+    record.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    record.extend_from_slice(&body);
+    record
+}
+
+/// An SNI that is an IP address (which rustls ignores) must be the
+/// destination's, as a name must be its host; a malformed ClientHello is
+/// refused. Refusals close the connection and say why in the log.
+#[test]
+fn an_ip_address_as_sni_must_be_the_destinations() {
+    if !can_run("an_ip_address_as_sni_must_be_the_destinations") {
+        return;
+    }
+    let w = world("tlsipsni");
+    if !redirect(&w) {
+        return;
+    }
+    let source: IpAddr = map_ip("20.0.0.2").parse().unwrap();
+    let dst: SocketAddr = format!("{}:443", map_ip("20.0.0.1")).parse().unwrap();
+    let other_instance = map_ip("10.0.0.1");
+    let first_bytes = |record: &[u8]| {
+        w.ns.run(|| {
+            let mut c = connect(source, dst);
+            c.write_all(record).unwrap();
+            let mut got = [0u8; 1];
+            c.read(&mut got)
+                .map(|n| got[..n].to_vec())
+                .unwrap_or_default()
+        })
+    };
+    // The destination's own address: rustls goes on with a ServerHello.
+    let own = first_bytes(&client_hello_naming(&map_ip("20.0.0.1")));
+    assert_eq!(own, [22], "{}", w.guard.log());
+    // Another instance's address: closed without a word.
+    let other = first_bytes(&client_hello_naming(&other_instance));
+    assert!(other.is_empty(), "{other:?}");
+    let log = log_with(&w.guard, "client sent SNI");
+    assert!(
+        log.contains(&format!(
+            "client sent SNI \"{other_instance}\" but connected to instance1-comp2.com"
+        )),
+        "{log}"
+    );
+    // A ClientHello whose lengths do not add up.
+    let mut broken = client_hello_naming("instance1-comp2.com");
+    broken.push(0);
+    let n = broken.len() as u16 - 5;
+    broken[3..5].copy_from_slice(&n.to_be_bytes());
+    assert!(first_bytes(&broken).is_empty());
+    assert!(log_with(&w.guard, "malformed TLS ClientHello").contains("malformed TLS ClientHello"));
+    assert!(w.peer.received().is_empty());
+}
+
+/// Past `limits.max_connections`, a client speaking TLS to a transparent
+/// listener still gets its 503 (MISP sync runs over HTTPS): after the
+/// handshake, in JSON, and the connection is closed.
+#[test]
+fn tls_connections_past_the_cap_get_a_503() {
+    if !can_run("tls_connections_past_the_cap_get_a_503") {
+        return;
+    }
+    let w = world_guard(
+        "tlsbusy",
+        Rogue::Untrusted,
+        serde_json::json!({ "limits": { "max_connections": 1 } }),
+    );
+    if !redirect(&w) {
+        return;
+    }
+    let source: IpAddr = map_ip("20.0.0.2").parse().unwrap();
+    let dst: SocketAddr = format!("{}:443", map_ip("20.0.0.1")).parse().unwrap();
+    let host = "instance1-comp2.com";
+    let get = format!("GET /servers/getVersion HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let (held, refused) = w.ns.run(|| {
+        let mut first = handshake(&w, connect(source, dst), host, &[b"http/1.1"]).unwrap();
+        first.write_all(get.as_bytes()).unwrap();
+        let held = read_response(&mut first, false).map(|r| r.status);
+        let mut second = handshake(&w, connect(source, dst), host, &[b"http/1.1"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.guard.log()));
+        second.write_all(get.as_bytes()).unwrap();
+        (held, read_response(&mut second, false))
+    });
+    assert_eq!(held, Some(200), "{}", w.guard.log());
+    let refused = refused.expect("no answer past the cap");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_connections"),
+        "{answer}"
+    );
+    assert_eq!(w.peer.received().len(), 1);
+}
+
 /// Rewrite the guard's config file, send SIGHUP and wait for the log line
 /// saying how it went (the `n`th such line).
 fn reload(w: &World, config: &serde_json::Value, n: usize) -> String {
@@ -613,6 +912,48 @@ fn reload_swaps_tls_with_the_config_or_keeps_the_old() {
     assert!(String::from_utf8_lossy(&r.body).contains("unknown issuer"));
     assert!(got.is_empty());
     assert_eq!(w.peer.received().len(), before);
+}
+
+/// A reload that changes the upstream trust applies before the next
+/// request of a connection already open: the upstream TLS connection the
+/// guard kept from the first request is not used again, the new one is
+/// verified under the new trust, refused, and nothing reaches the peer.
+#[test]
+fn a_trust_change_applies_to_a_kept_upstream_connection() {
+    if !can_run("a_trust_change_applies_to_a_kept_upstream_connection") {
+        return;
+    }
+    let w = world("tlshupkept");
+    let s = scenario("push_new_event_non-blocked");
+    w.peer.answer(script_for(&s));
+    let body = s.body();
+    let mut request = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        s.url,
+        s.host,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let mut other = w.config.clone();
+    other["guard"]["tls"]["upstream_ca_bundle"] = w.untrusted_ca.display().to_string().into();
+    let (first, second) = w.ns.run(|| {
+        let mut t = tunnel(&w, &s.client_ip, &s.host, &s.host, &[b"http/1.1"]).unwrap();
+        t.write_all(&request).unwrap();
+        let first = read_response(&mut t, false).map(|r| r.status);
+        let log = reload(&w, &other, 1);
+        assert!(log.contains("config reloaded"), "{log}");
+        t.write_all(&request).unwrap();
+        (first, read_response(&mut t, false))
+    });
+    assert_eq!(first, Some(200), "{}", w.guard.log());
+    let second = second.expect("no answer after the reload");
+    assert_eq!(second.status, 502, "{second:?}\n{}", w.guard.log());
+    assert!(
+        String::from_utf8_lossy(&second.body).contains("unknown issuer"),
+        "{second:?}"
+    );
+    assert_eq!(w.peer.received().len(), 1, "{:?}", w.peer.received());
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use super::raw::{index, join, Object, Value};
 use super::{
-    vocab, Allowlist, Config, GuardSettings, Instance, InstanceSettings, InstanceTls, Limits,
-    LogFormat, LogSettings, Problem, Timeouts, TlsSettings,
+    vocab, Allowlist, Config, FirewallMode, FirewallSettings, GuardSettings, Instance,
+    InstanceSettings, InstanceTls, Limits, LogFormat, LogSettings, Problem, Timeouts, TlsSettings,
 };
 use crate::rules::{Policy, RequiredTaxonomy};
 
@@ -60,7 +60,11 @@ const GUARD_KEYS: &[&str] = &[
     "log",
     "spill_dir",
     "instances",
+    "firewall",
 ];
+const FIREWALL_KEYS: &[&str] = &["mode", "interfaces", "local_instances", "nat_priority"];
+/// Linux interface names are at most 15 bytes (IFNAMSIZ less the NUL).
+const MAX_IFNAME: usize = 15;
 const LISTEN_KEYS: &[&str] = &["proxy", "transparent"];
 const LIMITS_KEYS: &[&str] = &[
     "max_header_bytes",
@@ -653,6 +657,10 @@ impl Checker {
                 g.spill_dir = dir;
             }
         }
+        if let Some(v) = obj.get("firewall") {
+            // After `listen`: the table redirects to a transparent listener.
+            g.firewall = self.firewall(v, &join(path, "firewall"), drafts, &g);
+        }
         if let Some(v) = obj.get("instances") {
             let p = join(path, "instances");
             if let Some(map) = self.object(v, &p) {
@@ -708,6 +716,106 @@ impl Checker {
         }
         // No listener at all is allowed here: `run` may add them with
         // flags, and it refuses to start without any.
+    }
+
+    fn firewall(
+        &mut self,
+        v: &Value,
+        path: &str,
+        drafts: &[Draft],
+        g: &GuardSettings,
+    ) -> FirewallSettings {
+        let mut f = FirewallSettings::default();
+        let Some(obj) = self.object(v, path) else {
+            return f;
+        };
+        self.keys(obj, path, FIREWALL_KEYS, Comments::Ignored);
+        if let Some(v) = obj.get("mode") {
+            let p = join(path, "mode");
+            match self.string(v, &p) {
+                Some("off") => f.mode = FirewallMode::Off,
+                Some("host") => f.mode = FirewallMode::Host,
+                Some("gateway") => f.mode = FirewallMode::Gateway,
+                Some(s) => self.error(p, format!("{s:?} is not \"off\", \"host\" or \"gateway\"")),
+                None => {}
+            }
+        }
+        if let Some(v) = obj.get("interfaces") {
+            let p = join(path, "interfaces");
+            for (ip, name) in self.strings(v, &p) {
+                match interface_name(name) {
+                    Err(why) => self.error(ip, format!("{name:?} {why}")),
+                    Ok(()) if f.interfaces.iter().any(|i| i == name) => {
+                        self.error(ip, format!("{name:?} is listed twice"));
+                    }
+                    Ok(()) => f.interfaces.push(name.to_owned()),
+                }
+            }
+            if f.mode != FirewallMode::Gateway {
+                self.error(p, "only for mode \"gateway\"");
+            }
+        }
+        if let Some(v) = obj.get("local_instances") {
+            let p = join(path, "local_instances");
+            let mut names: Vec<String> = Vec::new();
+            for (ip, name) in self.strings(v, &p) {
+                if !drafts.iter().any(|d| d.name == name) {
+                    let known = drafts.iter().map(|d| d.name.as_str());
+                    self.error(
+                        ip,
+                        format!("no instance {name:?} in instances{}", hint(name, known)),
+                    );
+                } else if names.iter().any(|n| n == name) {
+                    self.error(ip, format!("{name:?} is listed twice"));
+                } else {
+                    names.push(name.to_owned());
+                }
+            }
+            if f.mode != FirewallMode::Host {
+                self.error(&p, "only for mode \"host\"");
+            } else if names.is_empty() && !self.errors.iter().any(|e| e.path.starts_with(&p)) {
+                self.error(&p, "empty: name the instances on this host, or leave the key out to find them by address");
+            }
+            f.local_instances = Some(names);
+        }
+        if let Some(v) = obj.get("nat_priority") {
+            let p = join(path, "nat_priority");
+            if let Some(n) = self.signed(v, &p, -1000, 1000) {
+                f.nat_priority = n;
+            }
+        }
+        if f.mode == FirewallMode::Gateway && f.interfaces.is_empty() {
+            let why = match obj.get("interfaces") {
+                None => "missing (required for mode \"gateway\": the interfaces sync traffic arrives on)",
+                Some(_) => "no interface: mode \"gateway\" redirects what arrives on these",
+            };
+            self.error(join(path, "interfaces"), why);
+        }
+        if f.mode != FirewallMode::Off {
+            self.firewall_listener(path, g);
+        }
+        f
+    }
+
+    /// The table redirects to the port of the first transparent listener;
+    /// one must be configured, and only a wildcard address receives what
+    /// `redirect` rewrites to (127.0.0.1 or ::1 for local traffic, the
+    /// incoming interface's address for routed traffic).
+    fn firewall_listener(&mut self, path: &str, g: &GuardSettings) {
+        let Some(first) = g.transparent_listen.first() else {
+            return self.error(
+                join(path, "mode"),
+                "needs a transparent listener (guard.listen.transparent): the table redirects to its port",
+            );
+        };
+        if !first.ip().is_unspecified() {
+            self.warn(
+                "guard.listen.transparent[0]",
+                format!(
+                    "{first} is not a wildcard address (0.0.0.0 or [::]): traffic the table redirects arrives on the incoming interface's address or loopback, and only a listener there receives it"
+                ),
+            );
+        }
     }
 
     fn limits(&mut self, v: &Value, path: &str) -> Limits {
@@ -1026,6 +1134,19 @@ impl Checker {
         }
     }
 
+    /// A signed integer in `min..=max`.
+    fn signed(&mut self, v: &Value, path: &str, min: i32, max: i32) -> Option<i32> {
+        let Value::Number(n) = v else {
+            return self.expected(path, "an integer", v);
+        };
+        match n.as_i64() {
+            Some(x) if (i64::from(min)..=i64::from(max)).contains(&x) => i32::try_from(x).ok(),
+            Some(_) => self.fail(path, format!("{n} is outside {min}..{max}")),
+            None if n.is_u64() => self.fail(path, format!("{n} is outside {min}..{max}")),
+            None => self.fail(path, format!("{n} is not an integer")),
+        }
+    }
+
     /// An array of strings, each with its path; other items are reported.
     fn strings<'v>(&mut self, v: &'v Value, path: &str) -> Vec<(String, &'v str)> {
         let mut out = Vec::new();
@@ -1121,6 +1242,24 @@ fn hint<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> String {
 /// An instance's `ip`: an address the guard can connect to. A v4-mapped
 /// IPv6 address is the IPv4 address (that is how the kernel reports an
 /// IPv4 peer on a dual-stack socket, so both spellings must match).
+/// A name Linux accepts for a network interface (`dev_valid_name`).
+fn interface_name(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Err("is empty");
+    }
+    if s.len() > MAX_IFNAME {
+        return Err("is longer than 15 bytes, the longest interface name Linux allows");
+    }
+    if s == "."
+        || s == ".."
+        || s.chars()
+            .any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
+    {
+        return Err("is not an interface name (no '/', ':', spaces, \".\" or \"..\")");
+    }
+    Ok(())
+}
+
 pub(super) fn instance_ip(s: &str) -> Result<IpAddr, &'static str> {
     let ip = s
         .parse::<IpAddr>()

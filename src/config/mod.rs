@@ -127,6 +127,38 @@ pub struct GuardSettings {
     pub log: LogSettings,
     /// `spill_dir`: where held bodies past the memory threshold go.
     pub spill_dir: PathBuf,
+    /// `firewall`: the nftables table the guard owns.
+    pub firewall: FirewallSettings,
+}
+
+/// `guard.firewall`: whether and how the guard programs its nftables table
+/// (`inet misp_guard`, see [`crate::firewall`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewallSettings {
+    /// `mode`: "off" (default), "host" or "gateway".
+    pub mode: FirewallMode,
+    /// `interfaces` (gateway mode): the interfaces whose incoming sync
+    /// traffic is redirected to the guard.
+    pub interfaces: Vec<String>,
+    /// `local_instances` (host mode): the instances on this host, by name;
+    /// when absent, those whose `ip` is an address of this host.
+    pub local_instances: Option<Vec<String>>,
+    /// `nat_priority`: the priority of the table's nat chains (default
+    /// -100, `dstnat`).
+    pub nat_priority: i32,
+}
+
+/// `guard.firewall.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirewallMode {
+    /// nftables is left to the admin (`nft/` has reference rulesets).
+    Off,
+    /// On a MISP host: the local MISP's outgoing sync and the remotes'
+    /// inbound sync go to the guard.
+    Host,
+    /// On a gateway between compartments: sync routed through the box goes
+    /// to the guard, and nothing reaches an instance around it.
+    Gateway,
 }
 
 /// `guard.limits`.
@@ -306,6 +338,9 @@ const DEFAULT_CONNECT: Duration = Duration::from_secs(10);
 const DEFAULT_UPSTREAM_RESPONSE: Duration = Duration::from_secs(300);
 /// 30 s: under systemd's default 90 s stop timeout, time to end a push.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// -100 (`dstnat`): where nat chains that rewrite the destination
+/// conventionally sit, after conntrack (-200) and before filtering (0).
+const DEFAULT_NAT_PRIORITY: i32 = -100;
 /// "info": one line per verdict, nothing per byte.
 const DEFAULT_LOG_LEVEL: &str = "info";
 /// The TLS port: an instance on 443 is spoken to over TLS unless told.
@@ -364,6 +399,20 @@ impl Default for GuardSettings {
             // Held bodies are private: the system temp dir is per-host and
             // the spill files are created with tempfile (mode 0600).
             spill_dir: std::env::temp_dir(),
+            firewall: FirewallSettings::default(),
+        }
+    }
+}
+
+impl Default for FirewallSettings {
+    fn default() -> FirewallSettings {
+        // Off: a config written before the guard managed nftables keeps
+        // the admin's own rules in charge.
+        FirewallSettings {
+            mode: FirewallMode::Off,
+            interfaces: Vec::new(),
+            local_instances: None,
+            nat_priority: DEFAULT_NAT_PRIORITY,
         }
     }
 }

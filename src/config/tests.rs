@@ -1495,3 +1495,178 @@ fn summary_lists_instances_compartments_listeners() {
     );
     assert!(s.contains("transparent 0.0.0.0:8443"), "{s}");
 }
+
+#[test]
+fn firewall_is_off_unless_asked_for() {
+    let (config, _) = load(&base()).unwrap();
+    let f = &config.guard.firewall;
+    assert_eq!(f.mode, FirewallMode::Off);
+    assert!(f.interfaces.is_empty() && f.local_instances.is_none());
+    assert_eq!(f.nat_priority, -100);
+
+    let mut v = base();
+    set(
+        &mut v,
+        "/guard",
+        json!({"firewall": {"mode": "host", "local_instances": ["b"], "nat_priority": -90}}),
+    );
+    let (config, warnings) = load(&v).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let f = &config.guard.firewall;
+    assert_eq!(f.mode, FirewallMode::Host);
+    assert_eq!(f.local_instances.as_deref(), Some(&["b".to_owned()][..]));
+    assert_eq!(f.nat_priority, -90);
+
+    set(
+        &mut v,
+        "/guard",
+        json!({"firewall": {"mode": "gateway", "interfaces": ["eth0", "veth-misp.1"], "// why": "two legs"}}),
+    );
+    let f = load(&v).unwrap().0.guard.firewall;
+    assert_eq!(f.mode, FirewallMode::Gateway);
+    assert_eq!(f.interfaces, ["eth0", "veth-misp.1"]);
+}
+
+#[test]
+fn firewall_errors_name_their_path() {
+    let table: &[(Json, &str, &str)] = &[
+        (
+            json!({"mode": "on"}),
+            "guard.firewall.mode",
+            "is not \"off\", \"host\" or \"gateway\"",
+        ),
+        (
+            json!({"mode": 1}),
+            "guard.firewall.mode",
+            "expected a string",
+        ),
+        (
+            json!({"mdoe": "host"}),
+            "guard.firewall.mdoe",
+            "did you mean \"mode\"",
+        ),
+        (
+            json!({"mode": "gateway"}),
+            "guard.firewall.interfaces",
+            "missing (required for mode \"gateway\"",
+        ),
+        (
+            json!({"mode": "gateway", "interfaces": []}),
+            "guard.firewall.interfaces",
+            "no interface",
+        ),
+        (
+            json!({"mode": "gateway", "interfaces": ["eth0", "eth0"]}),
+            "guard.firewall.interfaces[1]",
+            "listed twice",
+        ),
+        (
+            json!({"mode": "gateway", "interfaces": ["a-very-long-name0"]}),
+            "guard.firewall.interfaces[0]",
+            "longer than 15 bytes",
+        ),
+        (
+            json!({"mode": "gateway", "interfaces": ["eth0:1"]}),
+            "guard.firewall.interfaces[0]",
+            "not an interface name",
+        ),
+        (
+            json!({"mode": "gateway", "interfaces": [""]}),
+            "guard.firewall.interfaces[0]",
+            "is empty",
+        ),
+        (
+            json!({"mode": "host", "interfaces": ["eth0"]}),
+            "guard.firewall.interfaces",
+            "only for mode \"gateway\"",
+        ),
+        (
+            json!({"mode": "host", "local_instances": ["c"]}),
+            "guard.firewall.local_instances[0]",
+            "no instance \"c\" in instances",
+        ),
+        (
+            json!({"mode": "host", "local_instances": ["a", "a"]}),
+            "guard.firewall.local_instances[1]",
+            "listed twice",
+        ),
+        (
+            json!({"mode": "gateway", "interfaces": ["eth0"], "local_instances": ["a"]}),
+            "guard.firewall.local_instances",
+            "only for mode \"host\"",
+        ),
+        (
+            json!({"mode": "host", "local_instances": []}),
+            "guard.firewall.local_instances",
+            "empty: name the instances on this host",
+        ),
+        (
+            json!({"nat_priority": -1001}),
+            "guard.firewall.nat_priority",
+            "outside -1000..1000",
+        ),
+        (
+            json!({"nat_priority": 1.5}),
+            "guard.firewall.nat_priority",
+            "not an integer",
+        ),
+        (
+            json!({"nat_priority": "dstnat"}),
+            "guard.firewall.nat_priority",
+            "expected an integer",
+        ),
+        (json!([]), "guard.firewall", "expected an object"),
+    ];
+    for (firewall, path, fragment) in table {
+        let mut v = base();
+        set(&mut v, "/guard", json!({ "firewall": firewall }));
+        assert_line(&refused(&v), path, fragment);
+    }
+}
+
+#[test]
+fn firewall_needs_a_transparent_listener() {
+    let mut v = base();
+    set(
+        &mut v,
+        "/guard",
+        json!({"listen": {"transparent": []}, "firewall": {"mode": "host"}}),
+    );
+    assert_line(
+        &refused(&v),
+        "guard.firewall.mode",
+        "needs a transparent listener",
+    );
+    // A listener on one address only receives part of what is redirected.
+    set(
+        &mut v,
+        "/guard",
+        json!({"listen": {"transparent": ["127.0.0.1:8443"]}, "firewall": {"mode": "host"}}),
+    );
+    let (_, warnings) = load(&v).unwrap();
+    assert_line(
+        &lines(&warnings),
+        "guard.listen.transparent[0]",
+        "not a wildcard address",
+    );
+    // Off needs nothing.
+    set(
+        &mut v,
+        "/guard",
+        json!({"listen": {"transparent": []}, "firewall": {"mode": "off"}}),
+    );
+    assert!(load(&v).is_ok());
+}
+
+#[test]
+fn packaged_example_sets_host_mode() {
+    let (config, warnings) = Config::from_json_str(EXAMPLE).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let f = &config.guard.firewall;
+    assert_eq!(f.mode, FirewallMode::Host);
+    assert_eq!(
+        f.local_instances.as_deref(),
+        Some(&["instance_1_1".to_owned()][..])
+    );
+    assert_eq!(f.nat_priority, -100);
+}

@@ -6,8 +6,10 @@
 //! guard's own listener, was not redirected and is refused. A proxy
 //! listener receives MISP's explicit-proxy requests (absolute-form and
 //! `CONNECT`). Each connection gets one task; a semaphore caps how many run
-//! at once. Whether a connection speaks TLS is decided by [`relay::serve`]
-//! from its first bytes, not here.
+//! at once; one past the cap, and one from an address that is no instance,
+//! is answered once on a small pool of its own ([`relay::refuse_busy`],
+//! [`relay::refuse_stranger`]). Whether a connection speaks TLS is decided
+//! by [`relay::serve`] from its first bytes, not here.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +29,10 @@ use crate::relay::{self, Origin, Shared};
 /// few, so that a flood of them costs little and never takes the slots of
 /// the instances.
 const STRANGER_SLOTS: usize = 16;
+
+/// Instances' connections past `limits.max_connections` answered with a
+/// 503 at once: a few, for the same reason.
+const BUSY_SLOTS: usize = 16;
 
 /// What kind of listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +74,7 @@ pub async fn run(
     tracker: TaskTracker,
 ) {
     let strangers = Arc::new(Semaphore::new(STRANGER_SLOTS));
+    let busy = Arc::new(Semaphore::new(BUSY_SLOTS));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -99,11 +106,6 @@ pub async fn run(
             }
             continue;
         }
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(client.addr = %peer, "connection refused: too many connections");
-            drop(stream);
-            continue;
-        };
         let origin = match mode {
             Mode::Proxy => Origin::Proxy,
             // Not redirected: the kernel reports the socket's own address.
@@ -122,6 +124,24 @@ pub async fn run(
             },
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            // Past the cap: a short 503 (so MISP logs why) on a pool of its
+            // own; when that is full too, closed with nothing said.
+            match busy.clone().try_acquire_owned() {
+                Ok(refusing) => {
+                    let shared = shared.clone();
+                    tracker.spawn(async move {
+                        relay::refuse_busy(stream, peer, origin, shared).await;
+                        drop(refusing);
+                    });
+                }
+                Err(_) => tracing::warn!(
+                    client.addr = %peer,
+                    "connection refused: too many connections, and too many being answered so"
+                ),
+            }
+            continue;
+        };
         // A client that stops reading must not hold its slot forever: every
         // write to it may wait at most `body_idle`.
         let mut stream = TimeoutStream::new(stream);

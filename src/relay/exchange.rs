@@ -66,6 +66,18 @@ pub(super) struct Upstream {
     peer: Peer<Box<dyn Io>>,
 }
 
+impl Upstream {
+    /// Whether this kept connection may carry the next request: it goes to
+    /// the same place, the same way, and was verified with the trust now
+    /// in force. Every reload builds a new connector, so after a reload a
+    /// kept connection is closed and the next one verified under the new
+    /// trust (`tls.ca`, the bundle, a client certificate) before any byte
+    /// of the request is sent.
+    fn fits(&self, addr: SocketAddr, tls: bool, connector: &Arc<tls::Connector>) -> bool {
+        self.addr == addr && self.tls == tls && Arc::ptr_eq(&self.connector, connector)
+    }
+}
+
 /// One request and its response.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn exchange<S: Io>(
@@ -265,11 +277,9 @@ pub(super) async fn exchange<S: Io>(
         Some(id) if upstream_over_tls(origin, config.instance(id)) => Some(config.instance(id)),
         _ => None,
     };
-    let reusable = upstream.as_ref().is_some_and(|u| {
-        u.addr == upstream_addr
-            && u.tls == upstream_tls.is_some()
-            && Arc::ptr_eq(&u.connector, &snapshot.connector)
-    });
+    let reusable = upstream
+        .as_ref()
+        .is_some_and(|u| u.fits(upstream_addr, upstream_tls.is_some(), &snapshot.connector));
     if !reusable {
         *upstream = None;
     }
@@ -418,20 +428,25 @@ pub(super) async fn exchange<S: Io>(
         Some(x) if success => x.response,
         _ => None,
     };
-    // An error answer where a document was expected is not judged, so its
-    // body never reaches the client: it is read (a large one is refused)
-    // and replaced by the guard's own error text below. MISP's REST errors
-    // are small JSON objects and MISP only logs them.
-    // Only pulls: the error answers to a push (MISP's save-fail texts, which
-    // the pushing MISP reads, e.g. "not newer than the local copy") pass,
-    // small.
-    let replace_error = !success
+    // No error answer of a sync exchange is judged, so none may be large:
+    // each is read up to `MAX_ERROR_ANSWER` (a larger one is refused).
+    // MISP's REST errors are small JSON objects that MISP only logs.
+    let error_answer = !success && exchange.is_some();
+    // Where a document was expected (a pull), the body never reaches the
+    // client either: it is replaced by the guard's own error text below.
+    // The error answers to a push pass (MISP's save-fail 403 JSON, whose
+    // `errors` the pushing MISP logs, e.g. "not newer than the local
+    // copy"), checked for their decoded size too.
+    let replace_error = error_answer
         && exchange
             .as_ref()
             .is_some_and(|x| x.response.is_some() && x.direction == Direction::Pull);
     let mut body_limits = limits.clone();
-    if replace_error {
+    let mut hold_memory = config.guard.limits.hold_memory_bytes;
+    if error_answer {
         body_limits.max_body_bytes = body_limits.max_body_bytes.min(MAX_ERROR_ANSWER);
+        // Kept in memory whole, for the decoded-size check.
+        hold_memory = hold_memory.max(MAX_ERROR_ANSWER as usize);
     }
     let job = match (response_doc, &exchange) {
         (Some(doc), Some(_)) => Some(Job {
@@ -447,10 +462,7 @@ pub(super) async fn exchange<S: Io>(
         }),
         _ => None,
     };
-    let mut hold = Hold::new(
-        config.guard.limits.hold_memory_bytes,
-        config.guard.limits.max_spill_bytes,
-    );
+    let mut hold = Hold::new(hold_memory, config.guard.limits.max_spill_bytes);
     let verdict = match take_body(
         &mut up.peer,
         response_body,
@@ -479,6 +491,9 @@ pub(super) async fn exchange<S: Io>(
         Verdict::Block(block) => return Err(Reject::blocked(block, Side::Upstream)),
         Verdict::Rebuild(r) => return Err(Reject::blocked(r.unbuilt(), Side::Upstream)),
     };
+    if error_answer && !replace_error {
+        error_answer_decodes_small(&hold, response_coding)?;
+    }
 
     // On shutdown the exchange in flight finishes and says it is the last.
     if shutdown.is_cancelled() {
@@ -549,7 +564,7 @@ pub(super) async fn exchange<S: Io>(
 /// too, unless `allow_plain_http`. An absolute-form `http://` request on
 /// the proxy listener names its scheme itself and is exempt (as with the
 /// older mitmproxy guard, the client's scheme decides there).
-fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
+pub(super) fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
     let t = &instance.settings.tls;
     *origin != Origin::Proxy && t.upstream && !t.allow_plain_http
 }
@@ -579,6 +594,35 @@ async fn still_open<S: Io>(peer: &mut Peer<S>) -> bool {
         std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx).is_pending())
     })
     .await
+}
+
+/// Refuses an error answer passed on uninspected whose `Content-Encoding`
+/// would multiply the `MAX_ERROR_ANSWER` cap (or that does not decode: the
+/// client could not read it either).
+fn error_answer_decodes_small(hold: &Hold, coding: Coding) -> Result<(), Reject> {
+    if coding == Coding::Identity || hold.is_empty() {
+        return Ok(());
+    }
+    // Held in memory: error answers are read up to MAX_ERROR_ANSWER with a
+    // memory threshold at least as large.
+    let raw = hold
+        .in_memory()
+        .ok_or_else(|| Reject::fatal(502, Side::Guard, "error answer not held in memory"))?;
+    let caps = http::DecodeCaps {
+        max_decoded_bytes: MAX_ERROR_ANSWER,
+        ..http::DecodeCaps::default()
+    };
+    let mut decoded = http::decoder(coding, std::io::Cursor::new(raw), caps);
+    std::io::copy(&mut decoded, &mut std::io::sink())
+        .map(|_| ())
+        .map_err(|e| {
+            let why = http::Error::from_io(&e).map_or_else(|| e.to_string(), ToString::to_string);
+            Reject::fatal(
+                502,
+                Side::Upstream,
+                format!("error answer refused (error answers are passed up to {MAX_ERROR_ANSWER} bytes decoded): {why}"),
+            )
+        })
 }
 
 fn is_empty(kind: BodyKind) -> bool {
@@ -856,6 +900,61 @@ mod tests {
                 "{origin:?} upstream={upstream} allow_plain_http={allow_plain_http}"
             );
         }
+    }
+
+    #[test]
+    fn error_answers_passed_on_are_small_once_decoded() {
+        let held = |bytes: &[u8]| {
+            let mut hold = Hold::new(MAX_ERROR_ANSWER as usize, u64::MAX);
+            hold.push(bytes, &std::env::temp_dir()).unwrap();
+            hold
+        };
+        let gzip = |data: &[u8]| {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let save_fail = br#"{"saved":false,"name":"Event could not be saved.","errors":"Event could not be saved: not newer"}"#;
+        assert!(error_answer_decodes_small(&held(save_fail), Coding::Identity).is_ok());
+        assert!(error_answer_decodes_small(&held(&gzip(save_fail)), Coding::Gzip).is_ok());
+        let at_cap = vec![b' '; MAX_ERROR_ANSWER as usize];
+        assert!(error_answer_decodes_small(&held(&gzip(&at_cap)), Coding::Gzip).is_ok());
+
+        // 64 KiB of gzip could carry megabytes.
+        let large = vec![b'x'; 4 * MAX_ERROR_ANSWER as usize];
+        let packed = gzip(&large);
+        assert!(packed.len() < 4096);
+        let r = error_answer_decodes_small(&held(&packed), Coding::Gzip).unwrap_err();
+        assert_eq!((r.status, r.side), (502, Side::Upstream));
+        assert!(r.reason.contains("65536"), "{}", r.reason);
+
+        let corrupt = error_answer_decodes_small(&held(b"not gzip at all"), Coding::Gzip);
+        assert_eq!(corrupt.map_err(|r| r.status), Err(502));
+    }
+
+    #[test]
+    fn kept_upstream_fits_the_same_place_way_and_trust_only() {
+        let settings = crate::config::TlsSettings::default();
+        let before = Arc::new(tls::Connector::new(&settings, &[]).unwrap());
+        // A reload builds a new connector even from the same files.
+        let after = Arc::new(tls::Connector::new(&settings, &[]).unwrap());
+        let addr: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let (_far, near) = tokio::io::duplex(64);
+        let kept = Upstream {
+            addr,
+            tls: true,
+            connector: before.clone(),
+            peer: Peer {
+                io: Box::new(near),
+                buf: BytesMut::new(),
+            },
+        };
+        assert!(kept.fits(addr, true, &before));
+        assert!(!kept.fits(addr, true, &after), "trust of another snapshot");
+        assert!(!kept.fits(addr, false, &before), "plain instead of TLS");
+        let other: SocketAddr = "10.0.0.2:443".parse().unwrap();
+        assert!(!kept.fits(other, true, &before), "another destination");
     }
 
     #[tokio::test]

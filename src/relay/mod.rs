@@ -16,7 +16,11 @@
 //! absolute-form `http://` request on the proxy listener, whose scheme the
 //! client named (it is relayed plain, as the older mitmproxy guard did).
 //! The config and the TLS material built from it are one [`Snapshot`],
-//! swapped whole on reload.
+//! swapped whole on reload. Each request is judged under the snapshot in
+//! force when its head arrived (so a reload applies to connections already
+//! open), and an upstream connection kept from a request under another
+//! snapshot is closed, not reused: the next one is verified under the trust
+//! now in force.
 //!
 //! Refuses: anything [`crate::http`] refuses (400/413/431), unknown
 //! instances and unreachable compartments (403), a `Host` naming another
@@ -32,6 +36,7 @@ mod hold;
 mod inspect;
 mod log;
 mod prefixed;
+mod refuse;
 mod route;
 mod session;
 mod tunnel;
@@ -39,8 +44,9 @@ mod upstream;
 
 pub use answer::{Reject, Side};
 pub use hold::Hold;
+pub use refuse::{refuse_busy, refuse_stranger};
 pub use route::{parse_authority, route, Destination, Route, Target};
-pub use session::{refuse_stranger, serve, Origin, Shared, Snapshot};
+pub use session::{serve, Origin, Shared, Snapshot};
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies
 /// qualify: an empty filter carries no data out, and the older guard let

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Reject, Side};
-use super::exchange::{exchange, Upstream};
+use super::exchange::{exchange, plain_refused, Upstream};
 use super::log::{log_exchange, outcome_of, Outcome};
 use super::prefixed::Prefixed;
 use super::route::Target;
@@ -150,6 +150,16 @@ pub async fn serve<S: Io>(
             }
             return;
         }
+        if client.buf.is_empty() {
+            if let Some(instance) = tls_only(&snapshot.config, &origin, dst) {
+                tracing::warn!(
+                    client.addr = %peer, dst.instance = %instance.name,
+                    "connection closed: no TLS handshake within timeouts.handshake, and the \
+                     instance is reached over TLS only (no allow_plain_http)"
+                );
+                return;
+            }
+        }
     }
     if let Some((client, target, instance)) =
         http_loop(client, peer, origin, false, &shared, &shutdown).await
@@ -171,45 +181,12 @@ pub async fn serve<S: Io>(
     }
 }
 
-/// How long a connection from an address that is no instance may take to
-/// say what it wants before it is closed.
-const STRANGER_WAIT: Duration = Duration::from_secs(2);
-
-/// Answer a connection from an address that is no configured instance: a
-/// 403 to the first request head (so an operator sees why), nothing to a
-/// TLS handshake, and close. It never holds an instance's slot.
-pub async fn refuse_stranger<S: Io>(mut client: S, peer: SocketAddr) {
-    let mut buf = BytesMut::with_capacity(4096);
-    let read = async {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            match client.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    };
-    let _ = tokio::time::timeout(STRANGER_WAIT, read).await;
-    let reject = Reject {
-        close: true,
-        ..Reject::forbidden(format!(
-            "source address {} is not a configured instance",
-            peer.ip()
-        ))
-    };
-    let target = std::str::from_utf8(&buf)
-        .ok()
-        .and_then(|t| t.split(' ').nth(1))
-        .unwrap_or("-")
-        .to_string();
-    if !buf.is_empty() && !tls::looks_like_tls(&buf) {
-        let _ = tokio::time::timeout(
-            STRANGER_WAIT,
-            client.write_all(&reject.to_response(&target, true)),
-        )
-        .await;
-    }
-    let _ = client.shutdown().await;
-    log_exchange(peer, "-", &target, &outcome_of(reject), Duration::ZERO);
+/// The instance at `dst` when its clients must speak TLS: a client that
+/// said nothing within the handshake timeout is then closed at once, not
+/// kept for the idle timeout of a plain HTTP connection.
+fn tls_only<'c>(config: &'c Config, origin: &Origin, dst: SocketAddr) -> Option<&'c Instance> {
+    let instance = config.instance(config.destination_by_addr(dst).ok()?);
+    plain_refused(origin, instance).then_some(instance)
 }
 
 /// Read until the first three bytes are in (enough for
@@ -231,9 +208,11 @@ pub(super) async fn first_bytes<S: Io>(client: &mut Peer<S>, timeout: Duration) 
 }
 
 /// The client's TLS handshake with `instance`'s certificate; the bytes
-/// already read are replayed into it. `None` (logged) when it fails.
-async fn accept_tls<S: Io>(
-    client: Peer<S>,
+/// already read are replayed into it. Its first record is read whole and
+/// checked by the guard first (the SNI must name `instance`, also as an
+/// address). `None` (logged) when it fails.
+pub(super) async fn accept_tls<S: Io>(
+    mut client: Peer<S>,
     snapshot: &Snapshot,
     instance: &Instance,
     peer: SocketAddr,
@@ -246,11 +225,19 @@ async fn accept_tls<S: Io>(
         );
         return None;
     };
-    let io = Prefixed::new(client.buf, client.io);
-    match acceptor
-        .accept(io, instance, snapshot.config.guard.timeouts.handshake)
+    let timeout = snapshot.config.guard.timeouts.handshake;
+    let hello = read_client_hello(&mut client, timeout)
         .await
-    {
+        .and_then(|()| tls::check_client_hello(&client.buf, instance));
+    if let Err(e) = hello {
+        tracing::warn!(
+            client.addr = %peer, dst.instance = %instance.name, reason = %e,
+            "TLS connection refused"
+        );
+        return None;
+    }
+    let io = Prefixed::new(client.buf, client.io);
+    match acceptor.accept(io, instance, timeout).await {
         Ok(io) => Some(Peer {
             io,
             buf: BytesMut::with_capacity(16 * 1024),
@@ -263,6 +250,46 @@ async fn accept_tls<S: Io>(
             None
         }
     }
+}
+
+/// Read until the client's first TLS record is whole in the buffer (at
+/// most 5 + 2^14 bytes), within `timeout`.
+async fn read_client_hello<S: Io>(
+    client: &mut Peer<S>,
+    timeout: Duration,
+) -> Result<(), tls::Error> {
+    let read = async {
+        loop {
+            if let Some(len) = tls::client_hello_len(&client.buf)? {
+                if client.buf.len() >= len {
+                    return Ok(());
+                }
+                client.buf.reserve(len - client.buf.len());
+            } else {
+                client.buf.reserve(1024);
+            }
+            match client.io.read_buf(&mut client.buf).await {
+                Ok(0) => {
+                    return Err(tls::Error::Handshake {
+                        side: tls::Side::Client,
+                        reason: "connection closed inside the ClientHello".into(),
+                    })
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(tls::Error::Io {
+                        side: tls::Side::Client,
+                        source,
+                    })
+                }
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| tls::Error::Timeout {
+            side: tls::Side::Client,
+        })?
 }
 
 /// Requests in order until the connection ends. Hands the connection back
@@ -279,11 +306,11 @@ async fn http_loop<S: Io>(
     let mut upstream: Option<Upstream> = None;
     let mut learned_org: Option<(SocketAddr, String)> = None;
     loop {
-        let snapshot = shared.snapshot();
-        let config = &snapshot.config;
-        let limits = http_limits(config);
-        let head = match next_request(&mut client, config, &limits, shutdown).await {
-            Ok(Some(head)) => head,
+        // The snapshot is the one in force when the head arrived, not when
+        // the wait began: a reload while the connection sat idle applies to
+        // its next request (and a changed trust to its upstream, below).
+        let (head, snapshot) = match next_request(&mut client, shared, shutdown).await {
+            Ok(Some(x)) => x,
             Ok(None) => return None,
             Err(reject) => {
                 let _ = client.io.write_all(&reject.to_response("", true)).await;
@@ -292,6 +319,8 @@ async fn http_loop<S: Io>(
             }
         };
         let started = Instant::now();
+        let config = &snapshot.config;
+        let limits = http_limits(config);
         if head.method == "CONNECT" {
             match connect_tunnel(&mut client, config, peer, &origin, &head).await {
                 Ok(Tunnel::Plain(target)) => {
@@ -372,22 +401,24 @@ fn http_limits(config: &Config) -> http::Limits {
     }
 }
 
-/// Wait for the next request head. `Ok(None)`: the client closed between
-/// requests, stayed idle too long, or the guard is shutting down.
+/// Wait for the next request head, and the snapshot in force when it was
+/// complete (the one its exchange is judged under). `Ok(None)`: the client
+/// closed between requests, stayed idle too long, or the guard is shutting
+/// down.
 async fn next_request<S: Io>(
     client: &mut Peer<S>,
-    config: &Config,
-    limits: &http::Limits,
+    shared: &Shared,
     shutdown: &CancellationToken,
-) -> Result<Option<RequestHead>, Reject> {
-    let t = &config.guard.timeouts;
+) -> Result<Option<(RequestHead, Arc<Snapshot>)>, Reject> {
+    let t = shared.snapshot().config.guard.timeouts.clone();
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         if !client.buf.is_empty() {
-            match http::parse_request(&client.buf, limits) {
+            let snapshot = shared.snapshot();
+            match http::parse_request(&client.buf, &http_limits(&snapshot.config)) {
                 Ok(Some((head, len))) => {
                     let _ = client.buf.split_to(len);
-                    return Ok(Some(head));
+                    return Ok(Some((head, snapshot)));
                 }
                 Ok(None) => {}
                 Err(e) => return Err(Reject::fatal(e.status(), Side::Client, e.to_string())),
@@ -435,7 +466,17 @@ pub(super) mod tests {
         tls: serde_json::Value,
         instance_tls: serde_json::Value,
     ) -> Config {
-        let v = serde_json::json!({
+        let v = config_json(port, tls, instance_tls);
+        Config::from_json_str(&v.to_string()).unwrap().0
+    }
+
+    /// [`config`] as JSON, to change before parsing.
+    pub(in crate::relay) fn config_json(
+        port: u16,
+        tls: serde_json::Value,
+        instance_tls: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
             "compartments_rules": { "can_reach": { "c": ["c"] } },
             "instances": {
                 "a": {
@@ -448,8 +489,87 @@ pub(super) mod tests {
                 }
             },
             "guard": { "tls": tls, "instances": { "a": { "tls": instance_tls } } }
+        })
+    }
+
+    /// A client that says nothing to a transparent listener: closed at the
+    /// handshake timeout when the instance is reached over TLS only, else
+    /// left to the idle timeout (a plain HTTP client may connect before it
+    /// has a request).
+    #[tokio::test]
+    async fn a_silent_client_of_a_tls_only_instance_is_closed_at_the_handshake_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tls::ca_init(dir.path()).unwrap();
+        let guard_tls = serde_json::json!({
+            "ca_cert": files.cert, "ca_key": files.key, "upstream_ca_bundle": files.cert,
         });
-        Config::from_json_str(&v.to_string()).unwrap().0
+        let serve_silent = |allow_plain_http: bool| {
+            let mut v = config_json(
+                443,
+                guard_tls.clone(),
+                serde_json::json!({ "allow_plain_http": allow_plain_http }),
+            );
+            v["guard"]["timeouts"] = serde_json::json!({ "handshake": 0.05, "idle": 600 });
+            let config = Config::from_json_str(&v.to_string()).unwrap().0;
+            let (_tx, rx) = watch::channel(Arc::new(Snapshot::build(config).unwrap()));
+            let shared = Arc::new(Shared { current: rx });
+            let (far, near) = tokio::io::duplex(1024);
+            let serving = serve(
+                near,
+                "10.0.0.9:40000".parse().unwrap(),
+                Origin::Transparent("10.0.0.1:443".parse().unwrap()),
+                shared,
+                CancellationToken::new(),
+            );
+            (far, serving)
+        };
+        let (mut far, serving) = serve_silent(false);
+        let ended = tokio::time::timeout(Duration::from_secs(30), serving).await;
+        assert!(ended.is_ok(), "kept past the handshake timeout");
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            far.read(&mut byte).await.unwrap(),
+            0,
+            "closed, nothing said"
+        );
+
+        let (_far, serving) = serve_silent(true);
+        let ended = tokio::time::timeout(Duration::from_millis(500), serving).await;
+        assert!(ended.is_err(), "allow_plain_http: the idle timeout applies");
+    }
+
+    /// A reload while a keep-alive connection waits (here with half a head
+    /// in) applies to the request whose head then completes.
+    #[tokio::test]
+    async fn a_request_is_judged_under_the_snapshot_in_force_when_its_head_arrives() {
+        let snapshot = || {
+            Arc::new(
+                Snapshot::build(config(80, serde_json::json!({}), serde_json::json!({}))).unwrap(),
+            )
+        };
+        let (old, new) = (snapshot(), snapshot());
+        let (tx, rx) = watch::channel(old.clone());
+        let shared = Shared { current: rx };
+        let (mut far, near) = tokio::io::duplex(4096);
+        let mut client = Peer {
+            io: near,
+            buf: BytesMut::new(),
+        };
+        let shutdown = CancellationToken::new();
+        let (got, ()) = tokio::join!(next_request(&mut client, &shared, &shutdown), async {
+            far.write_all(b"GET /servers/getVersion HTTP/1.1\r\n")
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+            tx.send(new.clone()).unwrap();
+            far.write_all(b"Host: a.example\r\n\r\n").await.unwrap();
+        });
+        let (head, judged_under) = got.unwrap().unwrap();
+        assert_eq!(head.target, "/servers/getVersion");
+        assert!(
+            Arc::ptr_eq(&judged_under, &new),
+            "judged under the old config"
+        );
     }
 
     #[test]

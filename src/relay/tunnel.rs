@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 use super::answer::{Reject, Side};
-use super::exchange::resolve_allowlisted;
+use super::exchange::{plain_refused, resolve_allowlisted};
 use super::log::{log_exchange, outcome_of};
 use super::route::{escape, route, Destination, Target};
 use super::session::{first_bytes, Io, Origin, Peer};
@@ -66,6 +66,23 @@ pub(super) async fn connect_tunnel<S: Io>(
         .await
         .map_err(|e| Reject::fatal(400, Side::Client, format!("write: {e}")))?;
     first_bytes(client, config.guard.timeouts.handshake).await;
+    if client.buf.is_empty() {
+        if let Destination::Instance(id) = routed.destination {
+            let instance = config.instance(id);
+            if plain_refused(&Origin::Tunnel(target.clone()), instance) {
+                // Plain HTTP would be refused: a client that says nothing
+                // is not kept for the idle timeout.
+                return Err(Reject::fatal(
+                    408,
+                    Side::Client,
+                    format!(
+                        "no TLS handshake within timeouts.handshake, and {} is reached over TLS only",
+                        instance.name
+                    ),
+                ));
+            }
+        }
+    }
     if !tls::looks_like_tls(&client.buf) {
         // A plain tunnel carries HTTP that is judged like any other request.
         return Ok(Tunnel::Plain(target));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::ClientConfig;
+use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::pin::{self, Named, PinnedOrChain};
 use super::{handshake_error, pem, provider, versions, Error, Errors, Side, HTTP11};
 use crate::config::{Instance, TlsSettings};
 
@@ -138,13 +139,25 @@ fn upstream(
             .with_custom_certificate_verifier(Arc::new(DangerAcceptAnyCertificate {
                 provider: provider.clone(),
             }))
+    } else if let Some(file) = &tls.ca {
+        // Like MISP's cert_file, the instance's ca replaces every other
+        // root; a certificate in it is also pinned (the instance's own).
+        let certs = pem::certs(file)?;
+        let store = Arc::new(roots_from_certs(file, &certs)?);
+        log_pinned(instance, file, &certs, &name);
+        let chain = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
+            .build()
+            .map_err(|e| pem::problem(file, &format!("cannot verify with these roots: {e}")))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedOrChain {
+                instance: instance.name.clone(),
+                pinned: certs,
+                chain,
+            }))
     } else {
-        let store = match &tls.ca {
-            Some(file) => Arc::new(roots_from_file(file)?),
-            None => match shared_roots(settings, roots, errors) {
-                Some(store) => store,
-                None => return Ok(None),
-            },
+        let Some(store) = shared_roots(settings, roots, errors) else {
+            return Ok(None);
         };
         builder.with_root_certificates(store)
     };
@@ -206,8 +219,16 @@ fn shared_roots(
 
 /// Every certificate of a CA file as a trust anchor.
 fn roots_from_file(file: &Path) -> Result<RootCertStore, Error> {
+    roots_from_certs(file, &pem::certs(file)?)
+}
+
+/// The certificates read from `file` as trust anchors.
+fn roots_from_certs(
+    file: &Path,
+    certs: &[CertificateDer<'static>],
+) -> Result<RootCertStore, Error> {
     let mut store = RootCertStore::empty();
-    for (n, der) in pem::certs(file)?.into_iter().enumerate() {
+    for (n, der) in certs.iter().cloned().enumerate() {
         store.add(der).map_err(|e| {
             pem::problem(
                 file,
@@ -216,6 +237,41 @@ fn roots_from_file(file: &Path) -> Result<RootCertStore, Error> {
         })?;
     }
     Ok(store)
+}
+
+/// Says in the log which certificates of the instance's `tls.ca` are
+/// pinned: those that name the instance (a CA's certificate does not, and
+/// is only a root).
+fn log_pinned(
+    instance: &Instance,
+    file: &Path,
+    certs: &[CertificateDer<'static>],
+    name: &ServerName<'static>,
+) {
+    for der in certs {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            continue;
+        };
+        let how = match pin::names(der, &cert, name) {
+            Ok(Some(Named::San)) => "its validity and its name are checked",
+            Ok(Some(Named::Cn)) => {
+                "its validity and its name are checked, by its CN as it has no subjectAltName"
+            }
+            _ => continue,
+        };
+        tracing::info!(
+            instance = %instance.name, file = %file.display(), subject = %cert.subject(),
+            "the instance's own certificate in tls.ca is pinned: the instance may present \
+             exactly this certificate ({how}); any other certificate must chain to tls.ca"
+        );
+        if cert.validity().not_after.timestamp() < pem::unix_now() {
+            tracing::warn!(
+                instance = %instance.name, file = %file.display(),
+                not_after = %cert.validity().not_after,
+                "the pinned certificate has expired: connections to the instance are refused"
+            );
+        }
+    }
 }
 
 /// The operating system's trust store.

@@ -13,6 +13,11 @@
 //! * [`client`](Connector): trust as MISP has it (per-instance `ca` file
 //!   replacing everything, else the bundle, else system roots), optional
 //!   client certificate, `http/1.1` only.
+//! * `pin`: a certificate of the instance's `ca` file presented as it is
+//!   (a self-signed `CA:TRUE` one made by `openssl req -x509`) is accepted
+//!   as pinned, with its validity, purpose and name still checked.
+//! * `hello`: the SNI read from the client's first record by the guard
+//!   itself (rustls ignores an IP-literal SNI), strictly and bounded.
 //! * `mint`: the guard CA (`misp-guard ca init`) and leaf minting.
 //! * `pem`: reading PEM files with errors that name the file.
 //!
@@ -20,8 +25,10 @@
 //! on a process-wide default provider being installed.
 
 mod client;
+mod hello;
 mod mint;
 mod pem;
+mod pin;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -36,7 +43,7 @@ use rustls::SupportedProtocolVersion;
 
 pub use client::Connector;
 pub use mint::{ca_init, CaFiles};
-pub use server::Acceptor;
+pub use server::{check_client_hello, client_hello_len, Acceptor};
 
 /// The one ALPN protocol either side offers or accepts.
 const HTTP11: &[u8] = b"http/1.1";
@@ -164,6 +171,12 @@ pub enum Error {
         /// The destination instance's host.
         expected: String,
     },
+    /// The client's first record is not a ClientHello the guard reads.
+    #[error("malformed TLS ClientHello: {reason}")]
+    BadClientHello {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The client offered ALPN protocols but not `http/1.1`.
     #[error("client offers no http/1.1 in ALPN (offered: {})", offered.join(", "))]
     NoHttp11 {
@@ -276,6 +289,14 @@ fn certificate_reason(e: &rustls::CertificateError, host: &str) -> String {
         C::Revoked => "certificate revoked".into(),
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
             "certificate not valid for server authentication".into()
+        }
+        // webpki's error arrives only as text here. A certificate of
+        // tls.ca itself would have been pinned, so this one is not it.
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+            "a CA certificate (CA:TRUE) that is not one of the instance's tls.ca \
+             certificates (a self-signed one is accepted only as exactly the certificate \
+             in tls.ca)"
+                .into()
         }
         other => other.to_string(),
     }

@@ -2,6 +2,7 @@
 //! for the destination instance.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::hello::{self, Sni};
 use super::mint::{Ca, LEAF_RENEW_BEFORE};
 use super::{handshake_error, pem, provider, rustls_error, versions, Error, Errors, Side, HTTP11};
 use crate::config::{Instance, TlsSettings};
@@ -203,6 +205,41 @@ impl Acceptor {
             }
         }
     }
+}
+
+/// The length of the client's first record (its header included) once
+/// its header is in `first`; `Ok(None)` while fewer than 5 bytes are.
+pub fn client_hello_len(first: &[u8]) -> Result<Option<usize>, Error> {
+    hello::record_len(first).map_err(|e| Error::BadClientHello { reason: e.0 })
+}
+
+/// Refuses a client's first record (whole, see [`client_hello_len`]) whose
+/// ClientHello is malformed or names by SNI another host than `instance`:
+/// a DNS name must be its `host`, an IP address its `ip` (or its `host`
+/// when that is an IP literal). rustls checks names again; it would let an
+/// address pass.
+pub fn check_client_hello(first: &[u8], instance: &Instance) -> Result<(), Error> {
+    let sni = hello::server_name(first).map_err(|e| Error::BadClientHello { reason: e.0 })?;
+    let (named, sent) = match sni {
+        Sni::None => return Ok(()),
+        Sni::Name(name) => (same_host(&name, &instance.host), name),
+        Sni::Ip(ip) => (names_ip(instance, ip), ip.to_string()),
+    };
+    if named {
+        Ok(())
+    } else {
+        Err(Error::SniMismatch {
+            sent,
+            expected: instance.host.clone(),
+        })
+    }
+}
+
+/// Whether `ip` is the instance's address.
+fn names_ip(instance: &Instance, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let host = instance.host.trim_start_matches('[').trim_end_matches(']');
+    ip == instance.ip.to_canonical() || host.parse::<IpAddr>().is_ok_and(|h| h.to_canonical() == ip)
 }
 
 /// SNI and host compared as DNS names: case-insensitive, a final dot ignored.

@@ -880,3 +880,196 @@ async fn self_signed_upstream_certificate_as_ca() {
     .await;
     assert!(r.is_ok(), "{:?}", r.err());
 }
+
+/// The guard's own reading of the SNI: names as rustls compares them, and
+/// addresses, which rustls ignores, must be the instance's.
+#[test]
+fn client_hello_sni_must_name_the_instance_also_as_an_address() {
+    use super::hello::tests::{hello, sni};
+    let by_name = instance(HOST, InstanceTls::default());
+    let by_ip = instance("[2001:db8::1]", InstanceTls::default());
+    let with = |name: &[u8]| hello(&[sni(&[(0, name)])]);
+    let cases: Vec<(&str, &Instance, Vec<u8>, Option<&str>)> = vec![
+        ("no SNI", &by_name, hello(&[]), None),
+        ("the host", &by_name, with(b"Instance1-Comp1.COM."), None),
+        (
+            "another name",
+            &by_name,
+            with(b"other.example"),
+            Some("other.example"),
+        ),
+        ("the instance's ip", &by_name, with(b"10.0.0.1"), None),
+        (
+            "as v4-mapped IPv6",
+            &by_name,
+            with(b"::ffff:10.0.0.1"),
+            None,
+        ),
+        (
+            "another instance's ip",
+            &by_name,
+            with(b"10.0.0.2"),
+            Some("10.0.0.2"),
+        ),
+        ("the IP-literal host", &by_ip, with(b"2001:db8::1"), None),
+        ("its ip beside an IP host", &by_ip, with(b"10.0.0.1"), None),
+        (
+            "another IPv6 address",
+            &by_ip,
+            with(b"2001:db8::2"),
+            Some("2001:db8::2"),
+        ),
+    ];
+    for (what, inst, record, refused) in cases {
+        match (check_client_hello(&record, inst), refused) {
+            (Ok(()), None) => {}
+            (Err(Error::SniMismatch { sent, expected }), Some(want)) => {
+                assert_eq!(sent, want, "{what}");
+                assert_eq!(expected, inst.host, "{what}");
+            }
+            (r, want) => panic!("{what}: expected refusal of {want:?}, got {r:?}"),
+        }
+    }
+    let two = hello(&[sni(&[(0, b"10.0.0.1"), (0, b"10.0.0.2")])]);
+    let r = check_client_hello(&two, &by_name);
+    assert!(
+        matches!(&r, Err(e @ Error::BadClientHello { .. }) if e.to_string().starts_with("malformed TLS ClientHello")),
+        "{r:?}"
+    );
+    assert!(matches!(
+        client_hello_len(b"GET / HTTP/1.1"),
+        Err(Error::BadClientHello { .. })
+    ));
+}
+
+#[path = "../../tests/common/pki.rs"]
+mod pki;
+
+/// An instance's own self-signed certificate made by `openssl req -x509`
+/// (CA:TRUE), given as its `tls.ca`, is pinned: accepted when presented
+/// exactly, with its validity, purpose and name checked; any other
+/// self-signed certificate is refused.
+#[tokio::test]
+async fn instance_certificate_in_tls_ca_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let san = format!("subjectAltName=DNS:{HOST},IP:10.0.0.1");
+    let made = pki::openssl_self_signed(d, HOST, &[&san], false);
+    // What makes it a case: OpenSSL marks it a CA.
+    let der = CertificateDer::from_pem_slice(made.0.as_bytes()).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+    assert!(parsed.basic_constraints().unwrap().unwrap().value.ca);
+
+    let other = pki::openssl_self_signed(d, HOST, &[&san], false);
+    let expired = pki::openssl_self_signed(d, HOST, &[&san], true);
+    let wrong_name = pki::openssl_self_signed(
+        d,
+        "other.example",
+        &["subjectAltName=DNS:other.example"],
+        false,
+    );
+    // MISP's installer: a CN and no subjectAltName at all.
+    let cn_only = pki::openssl_self_signed(d, HOST, &[], false);
+    let cn_other = pki::openssl_self_signed(d, "other.example", &[], false);
+    let client_only =
+        pki::openssl_self_signed(d, HOST, &[&san, "extendedKeyUsage=clientAuth"], false);
+    // A CA:TRUE certificate signed by a root of tls.ca but not pinned.
+    let root = test_ca("root in tls.ca");
+    let ca_leaf = {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![HOST.to_owned()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.signed_by(&key, &root.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+
+    let both = format!("{}{}", other.0, made.0);
+    type Case<'a> = (
+        &'a str,
+        &'a (String, String),
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        ("pinned", &made, &made.0, HOST, None),
+        ("pinned, by IP", &made, &made.0, "10.0.0.1", None),
+        ("pinned among others", &made, &both, HOST, None),
+        (
+            "another self-signed one",
+            &other,
+            &made.0,
+            HOST,
+            Some("a CA certificate (CA:TRUE) that is not one of"),
+        ),
+        (
+            "pinned but expired",
+            &expired,
+            &expired.0,
+            HOST,
+            Some("certificate expired"),
+        ),
+        (
+            "pinned for another name",
+            &wrong_name,
+            &wrong_name.0,
+            HOST,
+            Some("certificate not valid for name"),
+        ),
+        ("pinned, CN only", &cn_only, &cn_only.0, HOST, None),
+        (
+            "pinned, CN only, by IP",
+            &cn_only,
+            &cn_only.0,
+            "10.0.0.1",
+            Some("certificate not valid for name"),
+        ),
+        (
+            "pinned, another CN",
+            &cn_other,
+            &cn_other.0,
+            HOST,
+            Some("certificate not valid for name"),
+        ),
+        (
+            "pinned for clients only",
+            &client_only,
+            &client_only.0,
+            HOST,
+            Some("certificate not valid for server authentication"),
+        ),
+        (
+            "a CA signed by tls.ca",
+            &ca_leaf,
+            &root.cert_pem,
+            HOST,
+            Some("a CA certificate (CA:TRUE) that is not one of"),
+        ),
+    ];
+    for (n, (what, (cert, key), ca, host, expect)) in cases.into_iter().enumerate() {
+        let inst = instance(
+            host,
+            InstanceTls {
+                upstream: true,
+                ca: Some(write(d, &format!("ca-{n}.crt"), ca)),
+                ..Default::default()
+            },
+        );
+        let connector =
+            Connector::new(&TlsSettings::default(), std::slice::from_ref(&inst)).unwrap();
+        let r = connect_to(&connector, &inst, upstream_server(cert, key)).await;
+        match (r, expect) {
+            (Ok(mut s), None) => {
+                s.write_all(b"pong").await.unwrap();
+                s.flush().await.unwrap();
+                let mut buf = [0u8; 4];
+                s.read_exact(&mut buf).await.unwrap();
+                assert_eq!(&buf, b"pong", "{what}");
+            }
+            (Err(Error::Verify { reason, .. }), Some(want)) => {
+                assert!(reason.starts_with(want), "{what}: {reason}");
+            }
+            (r, want) => panic!("{what}: expected {want:?}, got {:?}", r.map(|_| ())),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod sync;
 
 use std::fs;
 use std::io::{Read, Write};

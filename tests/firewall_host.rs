@@ -1,0 +1,420 @@
+//! The guard dropped onto a MISP host, with its own nftables table
+//! (`guard.firewall.mode: "host"`), between two hosts made of network
+//! namespaces joined by a veth pair: MISP A and the guard on one, MISP B on
+//! the other, no proxy setting anywhere, TLS on every leg. The MISPs are
+//! `tests/peer/misp_sync.py`, running MISP's own push and pull sequences
+//! and answering like MISP.
+
+mod common;
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::sync::*;
+use common::*;
+
+/// Two hosts: A (its MISP, the guard) and B (its MISP). Fields drop in
+/// order: processes, then the namespaces.
+struct Rig {
+    guard: Option<Guard>,
+    server_a: Server,
+    server_b: Server,
+    a: Instance,
+    b: Instance,
+    guard_ca: GuardCa,
+    config: serde_json::Value,
+    ns_b: Netns,
+    ns_a: Netns,
+}
+
+fn rig(tag: &str, v6: bool) -> Rig {
+    let ns_a = Netns::new(&format!("{tag}a"));
+    let ns_b = Netns::new(&format!("{tag}b"));
+    let (ip_a, ip_b, prefix) = if v6 {
+        ("fd00:77::2", "fd00:77::3", 64)
+    } else {
+        ("10.77.1.2", "10.77.1.3", 24)
+    };
+    veth(
+        &ns_a,
+        "a0",
+        &format!("{ip_a}/{prefix}"),
+        &ns_b,
+        "b0",
+        &format!("{ip_b}/{prefix}"),
+    );
+    let dir = ns_a.dir.path();
+    let a = Instance::new(dir, "A", ip_a);
+    let b = Instance::new(dir, "B", ip_b);
+    let guard_ca = GuardCa::new(dir);
+    let mut config = config(
+        &[&a, &b],
+        &guard_ca,
+        serde_json::json!({ "mode": "host" }),
+        dir,
+    );
+    // Inbound pulls from B meet A's own certificate: nothing changes on B.
+    config["guard"]["instances"]["A"]["tls"]["cert"] = a.cert.display().to_string().into();
+    config["guard"]["instances"]["A"]["tls"]["key"] = a.key.display().to_string().into();
+    let server_a = Server::start(&ns_a, &a);
+    let server_b = Server::start(&ns_b, &b);
+    let guard = Guard::start(&ns_a, &config);
+    Rig {
+        guard: Some(guard),
+        server_a,
+        server_b,
+        a,
+        b,
+        guard_ca,
+        config,
+        ns_b,
+        ns_a,
+    }
+}
+
+impl Rig {
+    fn guard(&self) -> &Guard {
+        self.guard.as_ref().unwrap()
+    }
+
+    fn run<'a>(&'a self, kind: &'a str, from: &'a Instance, to: &'a Instance) -> Run<'a> {
+        // A's MISP trusts the guard CA for B (its cert_file); B's MISP
+        // trusts A's own CA, as before the guard came.
+        let trust = if from.name == "A" {
+            &self.guard_ca.cert
+        } else {
+            &self.a.ca
+        };
+        Run {
+            kind,
+            from,
+            to,
+            trust,
+            pause_at: None,
+        }
+    }
+
+    fn ns_of(&self, i: &Instance) -> &Netns {
+        if i.name == "A" {
+            &self.ns_a
+        } else {
+            &self.ns_b
+        }
+    }
+
+    fn sync(&self, kind: &str, from: &Instance, to: &Instance) -> Report {
+        sync(self.ns_of(from), &self.run(kind, from, to))
+    }
+
+    fn fail(&self, problems: &[String]) -> String {
+        format!(
+            "{}\n--- guard log (tail) ---\n{}",
+            problems.join("\n"),
+            log_tail(&self.guard().log(), 30)
+        )
+    }
+}
+
+/// Exchanges of every push before its first event: getVersion,
+/// galaxy_clusters/restSearch, galaxies/pushCluster,
+/// filterEventIdsForPush, then the first event's HEAD. The next one (6)
+/// is the first event's POST.
+const FIRST_EVENT_POST: usize = 6;
+
+/// How many verdict lines the guard logged for `src` → `dst`.
+fn verdicts(log: &str, src: &str, dst: &str) -> usize {
+    let (s, d) = (
+        format!("src.instance=\"{src}\""),
+        format!("dst.instance=\"{dst}\""),
+    );
+    log.lines()
+        .filter(|l| l.contains("exchange ") && l.contains(&s) && l.contains(&d))
+        .count()
+}
+
+#[test]
+fn host_outgoing_push_and_pull_go_through_the_guard() {
+    if !can_run_firewall("host_outgoing_push_and_pull_go_through_the_guard") {
+        return;
+    }
+    let rig = rig("fwho", false);
+    let push = rig.sync("push", &rig.a, &rig.b);
+    let mut problems = push_problems(&rig.a, &push, &rig.server_b);
+    let pull = rig.sync("pull", &rig.a, &rig.b);
+    problems.extend(pull_problems(&rig.b, &pull));
+    let log = rig.guard().log();
+    let exchanges = push.exchanges().len() + pull.exchanges().len();
+    if verdicts(&log, "A", "B") != exchanges {
+        problems.push(format!(
+            "{exchanges} exchanges ran, the guard judged {}",
+            verdicts(&log, "A", "B")
+        ));
+    }
+    assert!(problems.is_empty(), "{}", rig.fail(&problems));
+}
+
+#[test]
+fn host_inbound_pull_meets_the_guard_before_the_local_misp() {
+    if !can_run_firewall("host_inbound_pull_meets_the_guard_before_the_local_misp") {
+        return;
+    }
+    let rig = rig("fwhi", false);
+    let pull = rig.sync("pull", &rig.b, &rig.a);
+    let mut problems = pull_problems(&rig.a, &pull);
+    let log = rig.guard().log();
+    if verdicts(&log, "B", "A") != pull.exchanges().len() {
+        problems.push("the guard did not judge every exchange of B's pull".into());
+    }
+    // What A's MISP answered reached it through the guard (from A's own
+    // address, the guard's marked upstream connection).
+    let clients: Vec<_> = rig
+        .server_a
+        .received()
+        .iter()
+        .map(|r| r["client"].clone())
+        .collect();
+    if clients.iter().any(|c| c != "10.77.1.2") {
+        problems.push(format!(
+            "A's MISP was reached other than through the guard: {clients:?}"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", rig.fail(&problems));
+}
+
+#[test]
+fn host_over_ipv6_only() {
+    if !can_run_firewall("host_over_ipv6_only") {
+        return;
+    }
+    let rig = rig("fwh6", true);
+    let push = rig.sync("push", &rig.a, &rig.b);
+    let mut problems = push_problems(&rig.a, &push, &rig.server_b);
+    let pull = rig.sync("pull", &rig.a, &rig.b);
+    problems.extend(pull_problems(&rig.b, &pull));
+    let inbound = rig.sync("pull", &rig.b, &rig.a);
+    problems.extend(pull_problems(&rig.a, &inbound));
+    let table = table(&rig.ns_a).unwrap_or_default();
+    if !table.contains("fd00:77::3 . 443") || !table.contains("fd00:77::2 . 443") {
+        problems.push(format!("the IPv6 sets do not hold the instances:\n{table}"));
+    }
+    assert!(problems.is_empty(), "{}", rig.fail(&problems));
+}
+
+/// Connect from `source` to `to` inside `ns`: refused (nothing listens
+/// where the table sends it) or not.
+fn refused(ns: &Netns, source: &str, to: SocketAddr) -> bool {
+    let source: IpAddr = source.parse().unwrap();
+    ns.run(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::new(source, 0).into()).unwrap();
+        matches!(
+            s.connect_timeout(&to.into(), Duration::from_secs(3)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    })
+}
+
+#[test]
+fn killed_guard_fails_closed_and_restarts_without_a_manual_step() {
+    if !can_run_firewall("killed_guard_fails_closed_and_restarts_without_a_manual_step") {
+        return;
+    }
+    let mut rig = rig("fwhk", false);
+    let table_before = table(&rig.ns_a);
+    let mut run = rig.run("push", &rig.a, &rig.b);
+    run.pause_at = Some((FIRST_EVENT_POST, true));
+    let running = start_run(&rig.ns_a, &run);
+    let at = running.wait_paused();
+    let mut problems = Vec::new();
+    if !at.contains("(event)") {
+        problems.push(format!("paused at {at:?}, not inside an event's body"));
+    }
+    // SIGKILL mid-body: no handler runs, nothing is cleaned up.
+    let mut guard = rig.guard.take().unwrap();
+    guard.proc.child.kill().unwrap();
+    guard.proc.child.wait().unwrap();
+    let report = running.resume();
+
+    let events = &report.json["events"];
+    let pushed: Vec<_> = rig
+        .a
+        .index()
+        .iter()
+        .filter(|e| events[e["uuid"].as_str().unwrap()]["status"] == 200)
+        .map(|e| e["key"].clone())
+        .collect();
+    if !pushed.is_empty() {
+        problems.push(format!("events pushed with the guard dead: {pushed:?}"));
+    }
+    if report.json["errors"]
+        .as_array()
+        .is_none_or(|e| e.is_empty())
+    {
+        problems.push("the sync did not fail".into());
+    }
+    let adds: Vec<_> = rig
+        .server_b
+        .received()
+        .into_iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/events/"))
+        })
+        .filter(|r| r["method"] == "POST" && r["path"] != "/events/filterEventIdsForPush")
+        .collect();
+    if !adds.is_empty() {
+        problems.push(format!(
+            "B received {} event requests unguarded",
+            adds.len()
+        ));
+    }
+    let half_sent = report.sent_body(&format!("{FIRST_EVENT_POST:03}-event.bin"));
+    let others: Vec<Vec<u8>> = report
+        .sent_bodies()
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("-event.bin"))
+        .map(|(_, b)| b)
+        .collect();
+    if leaked(&rig.server_b.raw_bytes(), &half_sent, &others) {
+        problems.push("bytes of the event in flight reached B".into());
+    }
+    if table(&rig.ns_a) != table_before || table_before.is_none() {
+        problems.push("the table did not stay as it was".into());
+    }
+    if !refused(&rig.ns_a, &rig.a.ip, rig.b.addr()) {
+        problems.push("with the guard dead, A could still connect to B's sync port".into());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    // Restarted on the same config: sync works again, nothing done by hand.
+    rig.guard = Some(Guard::start_with(&rig.ns_a, &guard.config));
+    drop(guard);
+    let push = rig.sync("push", &rig.a, &rig.b);
+    let problems = push_problems(&rig.a, &push, &rig.server_b);
+    assert!(problems.is_empty(), "{}", rig.fail(&problems));
+}
+
+#[test]
+fn reload_under_traffic_applies_to_new_exchanges_only() {
+    if !can_run_firewall("reload_under_traffic_applies_to_new_exchanges_only") {
+        return;
+    }
+    let rig = rig("fwhr", false);
+    // A third instance on B's host, not yet in the config.
+    add_addr(&rig.ns_b, "b0", "10.77.1.4/24");
+    let c = Instance::new(rig.ns_a.dir.path(), "C", "10.77.1.4");
+    let server_c = Server::start(&rig.ns_b, &c);
+
+    let mut run = rig.run("push", &rig.a, &rig.b);
+    run.pause_at = Some((FIRST_EVENT_POST, true));
+    let running = start_run(&rig.ns_a, &run);
+    running.wait_paused();
+
+    // While an event is half-way through the guard: A's rules now block
+    // tlp:green (the event in flight) and tlp:amber (the last one), and C
+    // is an instance.
+    let mut new = rig.config.clone();
+    new["instances"]["A"]["taxonomies_rules"]["blocked_tags"] =
+        serde_json::json!(["tlp:red", "tlp:green", "tlp:amber"]);
+    new["instances"]["C"] = c.config();
+    new["guard"]["instances"]["C"] =
+        serde_json::json!({ "tls": { "ca": c.ca.display().to_string() } });
+    fs::write(
+        &rig.guard().config,
+        serde_json::to_string_pretty(&new).unwrap(),
+    )
+    .unwrap();
+    let line = rig.guard().reload();
+    let mut problems = Vec::new();
+    if !line.contains("config reloaded") {
+        problems.push(format!("reload: {line}"));
+    }
+    if !table(&rig.ns_a)
+        .unwrap_or_default()
+        .contains("10.77.1.4 . 443")
+    {
+        problems.push("the rebuilt table does not catch C".into());
+    }
+    let report = running.resume();
+    let status = |key: &str| {
+        let e = rig.a.index().into_iter().find(|e| e["key"] == key).unwrap();
+        report.json["events"][e["uuid"].as_str().unwrap()].clone()
+    };
+    // The exchange in flight finished under the rules it started with.
+    if status("clean-small")["status"] != 200 {
+        problems.push(format!(
+            "the exchange in flight was cut or judged anew: {}",
+            status("clean-small")
+        ));
+    }
+    if status("clean-big")["status"] != 200 {
+        problems.push(format!("clean-big: {}", status("clean-big")));
+    }
+    // A new exchange meets the new rules.
+    let last = status("clean-last");
+    if last["status"] != 403
+        || !last["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("blocked tag: tlp:amber")
+    {
+        problems.push(format!(
+            "the new rule did not apply to a new exchange: {last}"
+        ));
+    }
+
+    // C's traffic is caught: the guard judges it under the new config.
+    let to_c = sync(&rig.ns_a, &rig.run("push", &rig.a, &c));
+    let log = rig.guard().log();
+    if verdicts(&log, "A", "C") != to_c.exchanges().len() || to_c.exchanges().is_empty() {
+        problems.push("the guard did not judge every exchange with C".into());
+    }
+    let big = rig
+        .a
+        .index()
+        .into_iter()
+        .find(|e| e["key"] == "clean-big")
+        .unwrap();
+    let tag = rig
+        .a
+        .index()
+        .into_iter()
+        .find(|e| e["key"] == "tag")
+        .unwrap();
+    if to_c.json["events"][big["uuid"].as_str().unwrap()]["status"] != 200
+        || to_c.json["events"][tag["uuid"].as_str().unwrap()]["status"] != 403
+    {
+        problems.push(format!("push to C: {}", to_c.json["events"]));
+    }
+    if server_c.received().is_empty() {
+        problems.push("C received nothing".into());
+    }
+
+    // A reload whose table the kernel refuses is refused whole: B's rules
+    // would now block tlp:clear, but the old config and table stay.
+    let before = table(&rig.ns_a);
+    let mut refused_config = new.clone();
+    refused_config["guard"]["firewall"]["nat_priority"] = serde_json::json!(-300);
+    refused_config["instances"]["B"]["taxonomies_rules"]["blocked_tags"] =
+        serde_json::json!(["tlp:red", "tlp:clear"]);
+    fs::write(
+        &rig.guard().config,
+        serde_json::to_string_pretty(&refused_config).unwrap(),
+    )
+    .unwrap();
+    let line = rig.guard().reload();
+    if !line.contains("refused") || !line.contains("priority -300") {
+        problems.push(format!(
+            "a table the kernel refuses was not refused with its reason: {line}"
+        ));
+    }
+    if table(&rig.ns_a) != before {
+        problems.push("the table changed on a refused reload".into());
+    }
+    let pull = rig.sync("pull", &rig.a, &rig.b);
+    problems.extend(pull_problems(&rig.b, &pull));
+    drop(server_c);
+    assert!(problems.is_empty(), "{}", rig.fail(&problems));
+}
