@@ -9,14 +9,14 @@ use super::Rule;
 
 /// The analyst data lists (`Note`, `Opinion`, `Relationship`) hanging off
 /// an entity, at stages `first`, `first + 1`, `first + 2`.
-pub(super) fn lists(k: K, first: u32) -> Option<Slot> {
-    let (kind, stage, name) = match k {
-        K::Note => (AKind::Note, first, "Note"),
-        K::Opinion => (AKind::Opinion, first + 1, "Opinion"),
-        K::Relationship => (AKind::Relationship, first + 2, "Relationship"),
+pub(super) fn lists(k: K, first: u8) -> Option<Slot> {
+    let (kind, stage) = match k {
+        K::Note => (AKind::Note, first),
+        K::Opinion => (AKind::Opinion, first + 1),
+        K::Relationship => (AKind::Relationship, first + 2),
         _ => return None,
     };
-    Some(Slot::of(Kind::items(Ent::Analyst(kind), stage, name)))
+    Some(Slot::of(Kind::items(Ent::Analyst(kind), stage, k)))
 }
 
 /// `RelationshipInbound`: the relationships of other entities pointing at
@@ -24,14 +24,14 @@ pub(super) fn lists(k: K, first: u32) -> Option<Slot> {
 /// does not save them, but they cross, each with its own distribution and
 /// sharing group: judged as relationships at `stage` of the holder, or
 /// left out of an answer the guard rebuilds.
-pub(super) fn inbound(j: &Judge<'_>, stage: u32) -> Slot {
+pub(super) fn inbound(j: &Judge<'_>, stage: u8) -> Slot {
     if j.rebuild {
-        return Slot::strip("RelationshipInbound");
+        return Slot::strip(K::RelationshipInbound);
     }
     let kind = Kind::items(
         Ent::Analyst(AKind::Relationship),
         stage,
-        "RelationshipInbound",
+        K::RelationshipInbound,
     );
     Slot::of(kind)
 }
@@ -64,6 +64,7 @@ impl AnalystNode {
 // then its own notes 3, opinions 4, relationships 5, inbound
 // relationships 6.
 impl AnalystNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let Some(k) = k else {
             return Ok(Slot::skip());
@@ -73,7 +74,7 @@ impl AnalystNode {
             K::SharingGroup => Slot::of(Kind::Ent(Ent::Sg { stage: 1 })),
             K::RelatedObjectType if self.relational() => Slot::of(Kind::RelType),
             K::RelatedObject if self.relational() => {
-                Slot::nested(2, "related_object", Kind::Related)
+                Slot::nested(2, K::RelatedObject, Kind::Related)
             }
             K::RelationshipInbound => inbound(j, 6),
             _ => lists(k, 3).unwrap_or_else(Slot::skip),
@@ -81,6 +82,7 @@ impl AnalystNode {
         Ok(slot)
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         match (k, out) {
             (Some(K::Distribution), _) => self.dist = out.dist(),
@@ -127,6 +129,7 @@ pub(super) enum RelatedNode {
 }
 
 impl RelatedNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         match self {
             RelatedNode::Fresh => {
@@ -145,7 +148,7 @@ impl RelatedNode {
                 match (wrapped, k) {
                     (Some((interp, ent)), Some(k)) => {
                         *self = RelatedNode::Wrapped(interp);
-                        Ok(Slot::under(k.text(), Kind::Ent(ent)))
+                        Ok(Slot::under(k, Kind::Ent(ent)))
                     }
                     _ => {
                         let mut bare = AnalystNode::new(AKind::Bare);
@@ -160,6 +163,7 @@ impl RelatedNode {
         }
     }
 
+    #[inline]
     pub(super) fn value(&mut self, j: &mut Judge<'_>, k: Option<K>, out: Out) {
         if let RelatedNode::Bare(a) = self {
             a.value(j, k, out);

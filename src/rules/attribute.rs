@@ -56,6 +56,7 @@ impl AttributeNode {
 // `Attribute` and no MISP sends one, so it is refused rather than guessed
 // at.
 impl AttributeNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let Some(k) = k else {
             return Ok(Slot::skip());
@@ -77,14 +78,14 @@ impl AttributeNode {
                 }
             }
             K::Distribution => Kind::Dist { stage: 2 },
-            K::Tag => Kind::items(Ent::Tag, 3, "Tag"),
+            K::Tag => Kind::items(Ent::Tag, 3, K::Tag),
             K::AttributeTag => Kind::Links {
                 group: 4,
-                name: "AttributeTag",
+                name: K::AttributeTag.into(),
             },
-            K::Galaxy => Kind::items(Ent::Galaxy, 5, "Galaxy"),
+            K::Galaxy => Kind::items(Ent::Galaxy, 5, K::Galaxy),
             K::SharingGroup => Kind::Ent(Ent::Sg { stage: 7 }),
-            K::ShadowAttribute => Kind::items(Ent::Proposal, 8, "ShadowAttribute"),
+            K::ShadowAttribute => Kind::items(Ent::Proposal, 8, K::ShadowAttribute),
             K::RelationshipInbound => return Ok(analyst::inbound(j, 12)),
             K::Attribute => {
                 j.hit(&[13], Rule::Malformed, WRAPPED, "Attribute");
@@ -95,6 +96,7 @@ impl AttributeNode {
         Ok(Slot::of(kind))
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         match k {
             Some(K::Distribution) => self.dist = out.dist(),

@@ -29,12 +29,13 @@ impl ClusterNode {
 // their own distribution; the receiver does not save them, but they
 // cross).
 impl ClusterNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let kind = match k {
             Some(K::Distribution) => Kind::Dist { stage: 0 },
             Some(K::SharingGroup) => Kind::Ent(Ent::Sg { stage: 1 }),
             Some(K::GalaxyClusterRelation) => {
-                Kind::items(Ent::Relation, 2, "GalaxyClusterRelation")
+                Kind::items(Ent::Relation, 2, K::GalaxyClusterRelation)
             }
             Some(K::TagName) => Kind::Field {
                 field: Field::ClusterTag,
@@ -45,16 +46,17 @@ impl ClusterNode {
                 stage: 4,
             },
             Some(K::TargetingClusterRelation) if j.rebuild => {
-                return Ok(Slot::strip("TargetingClusterRelation"))
+                return Ok(Slot::strip(K::TargetingClusterRelation))
             }
             Some(K::TargetingClusterRelation) => {
-                Kind::items(Ent::Relation, 5, "TargetingClusterRelation")
+                Kind::items(Ent::Relation, 5, K::TargetingClusterRelation)
             }
             _ => Kind::Skip,
         };
         Ok(Slot::of(kind))
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         match k {
             Some(K::Distribution) => self.dist = out.dist(),
@@ -80,19 +82,20 @@ pub(super) struct RelationNode {
 
 // Cluster relation stages: distribution 0, tags 1, sharing group 2.
 impl RelationNode {
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let slot = match k {
             Some(K::Distribution) => Slot::of(Kind::Dist { stage: 0 }),
-            Some(K::Tag) => Slot::of(Kind::items(Ent::Tag, 1, "Tag")),
+            Some(K::Tag) => Slot::of(Kind::items(Ent::Tag, 1, K::Tag)),
             // MISP's `captureRelations` takes these flat `{"name":…}` items
             // before `Tag` when both are there.
             Some(K::GalaxyClusterRelationTag) => {
-                Slot::of(Kind::items(Ent::Tag, 1, "GalaxyClusterRelationTag"))
+                Slot::of(Kind::items(Ent::Tag, 1, K::GalaxyClusterRelationTag))
             }
             // ... and unwraps `{"GalaxyClusterRelation":{…}}` items, saving
             // the inner relation: judged as one.
             Some(K::GalaxyClusterRelation) => {
-                Slot::under("GalaxyClusterRelation", Kind::Ent(Ent::Relation))
+                Slot::under(K::GalaxyClusterRelation, Kind::Ent(Ent::Relation))
             }
             Some(K::SharingGroup) => Slot::of(Kind::Ent(Ent::Sg { stage: 2 })),
             _ => Slot::skip(),
@@ -100,6 +103,7 @@ impl RelationNode {
         Ok(slot)
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         match k {
             Some(K::Distribution) => self.dist = out.dist(),

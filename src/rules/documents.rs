@@ -5,7 +5,7 @@
 use super::judge::{Judge, Stop};
 use super::keys::K;
 use super::proposal;
-use super::value::{Ent, Item, Kind, Out, Param, Slot, Wrap};
+use super::value::{Ent, Item, Kind, Name, Out, Param, Slot, Wrap};
 use super::{Document, Rule};
 
 /// The kind of the items of a document that is a list, and whether they
@@ -27,18 +27,12 @@ pub(super) fn root_items(doc: Document) -> Option<(Item, bool)> {
 
 /// The list of `item`s under `name`: a page in an answer the guard may
 /// rebuild, else a plain list.
-pub(super) fn items_of(
-    j: &Judge<'_>,
-    doc: Document,
-    item: Item,
-    page: bool,
-    name: &'static str,
-) -> Kind {
+pub(super) fn items_of(j: &Judge<'_>, doc: Document, item: Item, page: bool, name: Name) -> Kind {
     if page && j.rebuild {
         Kind::Page {
             item,
             name,
-            filler: proposal::filler(doc),
+            filler: proposal::has_filler(doc),
         }
     } else {
         Kind::List {
@@ -69,11 +63,12 @@ impl WrapNode {
         }
     }
 
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         self.seen = true;
         // `allowed` let no other key through.
         let k = k.unwrap_or(K::Event);
-        Ok(Slot::under(k.text(), self.wrap.inner(k)))
+        Ok(Slot::under(k, self.wrap.inner(k)))
     }
 
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
@@ -103,9 +98,16 @@ impl ResponseNode {
         }
     }
 
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, _: Option<K>) -> Result<Slot, Stop> {
         self.seen = true;
-        Ok(Slot::of(items_of(j, self.doc, self.item, true, "response")))
+        Ok(Slot::of(items_of(
+            j,
+            self.doc,
+            self.item,
+            true,
+            K::Response.into(),
+        )))
     }
 
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
@@ -119,7 +121,8 @@ impl ResponseNode {
 /// `{"Note":{uuid:modified}|[{uuid:modified}]|[],…}`: each type's value
 /// is a uuid map (or PHP's `[]`).
 pub(super) fn analyst_minimal(k: Option<K>) -> Slot {
-    Slot::under(k.map_or("", K::text), Kind::MinimalValue)
+    let name = k.map_or(Name::Root, Name::Key);
+    Slot::under(name, Kind::MinimalValue)
 }
 
 /// A key MISP would read instead of, or on top of, the body's `minimal`
@@ -147,20 +150,21 @@ pub(super) struct MinimalSearchNode {
 }
 
 impl MinimalSearchNode {
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let kind = match k {
             Some(K::Minimal) => {
                 self.minimal = true;
                 Kind::One {
                     stage: 0,
-                    field: "minimal",
+                    field: K::Minimal.into(),
                 }
             }
             Some(K::Published) => {
                 self.published = true;
                 Kind::One {
                     stage: 1,
-                    field: "published",
+                    field: K::Published.into(),
                 }
             }
             _ => Kind::Skip,
@@ -205,6 +209,7 @@ pub(super) struct SightingSearchNode {
 }
 
 impl SightingSearchNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let kind = match k {
             Some(K::ReturnFormat) => {
@@ -218,13 +223,13 @@ impl SightingSearchNode {
                 Kind::Strings {
                     min: 1,
                     max: SIGHTING_SEARCH_MAX_UUIDS,
-                    name: "uuid",
+                    name: K::Uuid.into(),
                 }
             }
             Some(K::OrgId) => Kind::Strings {
                 min: 0,
                 max: u32::MAX,
-                name: "org_id",
+                name: K::OrgId.into(),
             },
             // `not_a_sighting_search_key` lets no other key through.
             _ => return Err(j.stop(Rule::Malformed, "unexpected key", "")),
@@ -250,9 +255,10 @@ pub(super) struct PostTestNode {
 }
 
 impl PostTestNode {
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, _: Option<K>) -> Result<Slot, Stop> {
         self.seen = true;
-        Ok(Slot::under("testString", Kind::Str))
+        Ok(Slot::under(K::TestString, Kind::Str))
     }
 
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
@@ -271,6 +277,7 @@ pub(super) struct UuidTimestampNode {
 }
 
 impl UuidTimestampNode {
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         match k {
             Some(K::Uuid) => self.uuid = true,

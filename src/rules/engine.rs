@@ -27,7 +27,7 @@ use super::report::ReportNode;
 use super::sharing_group::{PickNode, SgNode};
 use super::sighting::{SightingNode, SightingOrgNode};
 use super::tag::{TagLinkNode, TagNode};
-use super::value::{scalar, shape, Ent, Item, Kind, Out, Scalar, Slot, Wrap};
+use super::value::{scalar, shape, Ent, Item, Kind, Name, Out, Scalar, Slot, Wrap};
 use super::{Document, Rule};
 use crate::json::{Literal, Sink};
 
@@ -98,8 +98,8 @@ impl Node {
             Kind::MinimalValue => Node::StrMap,
             Kind::Links { group, name } => {
                 // PHP's single-link form: one link, placed as a list would be.
-                j.push_rank(group);
-                j.push_path(name);
+                j.push_rank(group.into());
+                j.push_path(name.text());
                 Node::TagLink(TagLinkNode::default())
             }
             _ => return Err(shape(j, kind, "an object")),
@@ -165,16 +165,16 @@ impl Node {
             }
             Kind::Root(Document::AnalystDataMinimal) => Node::Empty(EmptyNode::Map),
             Kind::Root(doc) => match root_items(doc) {
-                Some((item, page)) => match items_of(j, doc, item, page, "") {
+                Some((item, page)) => match items_of(j, doc, item, page, Name::Root) {
                     Kind::Page { item, name, filler } => {
                         Node::List(ListNode::page(item, name, filler))
                     }
-                    _ => Node::List(ListNode::new(item, 0, "")),
+                    _ => Node::List(ListNode::new(item, 0, Name::Root)),
                 },
                 None => return Err(shape(j, kind, "an array")),
             },
             Kind::Related => Node::Empty(EmptyNode::Related),
-            Kind::MinimalValue => Node::List(ListNode::new(Item::Ent(Ent::StrMap), 0, "")),
+            Kind::MinimalValue => Node::List(ListNode::new(Item::Ent(Ent::StrMap), 0, Name::Root)),
             Kind::Strings { min, max, name } => Node::Strings(StringsNode::new(min, max, name)),
             _ => return Err(shape(j, kind, "an array")),
         })
@@ -201,6 +201,7 @@ impl Node {
         }
     }
 
+    #[inline]
     fn key(&mut self, j: &mut Judge<'_>, k: Option<K>, text: &str) -> Result<Slot, Stop> {
         match self {
             Node::Skip(nonempty) => {
@@ -237,6 +238,7 @@ impl Node {
     }
 
     /// The value of key `k` has been read: what it told.
+    #[inline]
     fn value(&mut self, j: &mut Judge<'_>, k: Option<K>, out: Out) {
         match self {
             Node::Event(n) => n.value(j, k, out),
@@ -324,6 +326,7 @@ impl<'p> Walk<'p> {
     }
 
     /// A value begins: what it must be, placed in the path and rank.
+    #[inline]
     fn open(&mut self) -> Result<(Kind, Marks), Stop> {
         let marks = self.j.marks();
         let Some(f) = self.stack.last_mut() else {
@@ -345,10 +348,10 @@ impl<'p> Walk<'p> {
             _ => match &f.slot {
                 Some((_, slot)) => {
                     if let Some(stage) = slot.stage {
-                        self.j.push_rank(stage);
+                        self.j.push_rank(stage.into());
                     }
                     if let Some(seg) = slot.path {
-                        self.j.push_path(seg);
+                        self.j.push_path(seg.text());
                     }
                     slot.kind
                 }
@@ -360,6 +363,7 @@ impl<'p> Walk<'p> {
     }
 
     /// A value has ended with `out`: it goes to its holder.
+    #[inline]
     fn close(&mut self, out: Out, marks: Marks) {
         self.j.back_to(marks);
         let Some(f) = self.stack.last_mut() else {
@@ -372,7 +376,7 @@ impl<'p> Walk<'p> {
                 if let Some((k, slot)) = f.slot.take() {
                     if let Some(name) = slot.strip {
                         if out.bits() != 0 {
-                            self.j.stripped(name);
+                            self.j.stripped(name.text());
                         }
                     }
                     node.value(&mut self.j, k, out);

@@ -39,31 +39,32 @@ impl EventNode {
 // looked at: event tag links 1 and galaxies 2 (tags MISP attaches too),
 // event-level proposals 12, related events 13, inbound relationships 14.
 impl EventNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let Some(k) = k else {
             return Ok(Slot::skip());
         };
         let kind = match k {
-            K::Tag => Kind::items(Ent::Tag, 0, "Tag"),
+            K::Tag => Kind::items(Ent::Tag, 0, K::Tag),
             K::EventTag => Kind::Links {
                 group: 1,
-                name: "EventTag",
+                name: K::EventTag.into(),
             },
-            K::Galaxy => Kind::items(Ent::Galaxy, 2, "Galaxy"),
+            K::Galaxy => Kind::items(Ent::Galaxy, 2, K::Galaxy),
             K::Distribution => Kind::Dist { stage: 4 },
-            K::EventReport => Kind::items(Ent::Report, 5, "EventReport"),
+            K::EventReport => Kind::items(Ent::Report, 5, K::EventReport),
             K::SharingGroup => Kind::Ent(Ent::Sg { stage: 6 }),
-            K::Attribute => Kind::items(Ent::Attribute, 10, "Attribute"),
-            K::Object => Kind::items(Ent::Object, 11, "Object"),
-            K::ShadowAttribute => Kind::items(Ent::Proposal, 12, "ShadowAttribute"),
+            K::Attribute => Kind::items(Ent::Attribute, 10, K::Attribute),
+            K::Object => Kind::items(Ent::Object, 11, K::Object),
+            K::ShadowAttribute => Kind::items(Ent::Proposal, 12, K::ShadowAttribute),
             // The summaries of the remote's correlating events: in an
             // answer, the receiver never reads them (`Server::push` takes
             // the add/edit answer's status only), so they are left out.
-            K::RelatedEvent if j.rebuild => return Ok(Slot::strip("RelatedEvent")),
+            K::RelatedEvent if j.rebuild => return Ok(Slot::strip(K::RelatedEvent)),
             K::RelatedEvent => Kind::List {
                 item: Item::Wrap(Wrap::RelatedEvent),
                 group: 13,
-                name: "RelatedEvent",
+                name: K::RelatedEvent.into(),
             },
             K::RelationshipInbound => return Ok(analyst::inbound(j, 14)),
             _ => return Ok(analyst::lists(k, 7).unwrap_or_else(Slot::skip)),
@@ -71,6 +72,7 @@ impl EventNode {
         Ok(Slot::of(kind))
     }
 
+    #[inline]
     pub(super) fn value(&mut self, j: &mut Judge<'_>, k: Option<K>, out: Out) {
         match k {
             Some(K::Tag | K::EventTag) => self.tags = Some(self.tags.unwrap_or(0) | out.bits()),

@@ -3,7 +3,7 @@
 //! arrays that must be empty.
 
 use super::judge::{Judge, Stop};
-use super::value::{shape, Item, Kind, Out};
+use super::value::{shape, Item, Kind, Name, Out};
 use super::{Block, Rule};
 
 /// What became of the items of a page.
@@ -13,8 +13,8 @@ pub(super) struct PageOutcome {
     pub(super) total: u32,
     /// The items the rules forbid, by index, with the reason.
     pub(super) removed: Vec<(u32, Block)>,
-    /// What stands in a removed item's place, if anything.
-    pub(super) filler: Option<&'static str>,
+    /// A removed item is replaced by [`super::proposal::FILLER`].
+    pub(super) filler: bool,
 }
 
 /// A page being read: each item is judged alone.
@@ -26,16 +26,17 @@ struct Page {
 
 pub(super) struct ListNode {
     item: Item,
-    group: u32,
-    name: &'static str,
+    group: u8,
+    name: Name,
     index: u32,
     bits: u64,
-    page: Option<Page>,
+    /// Boxed: pages are rare, and every open list moves with the stack.
+    page: Option<Box<Page>>,
 }
 
 impl ListNode {
     /// A list of `item`s, ranked as `group` of its holder, under `name`.
-    pub(super) fn new(item: Item, group: u32, name: &'static str) -> ListNode {
+    pub(super) fn new(item: Item, group: u8, name: Name) -> ListNode {
         ListNode {
             item,
             group,
@@ -48,15 +49,15 @@ impl ListNode {
 
     /// A page: an item the rules forbid is left out (or replaced by
     /// `filler`) instead of refusing the whole answer.
-    pub(super) fn page(item: Item, name: &'static str, filler: Option<&'static str>) -> ListNode {
+    pub(super) fn page(item: Item, name: Name, filler: bool) -> ListNode {
         ListNode {
-            page: Some(Page {
+            page: Some(Box::new(Page {
                 outcome: PageOutcome {
                     filler,
                     ..PageOutcome::default()
                 },
                 aside: None,
-            }),
+            })),
             ..ListNode::new(item, 0, name)
         }
     }
@@ -72,8 +73,8 @@ impl ListNode {
     }
 
     pub(super) fn open_item(&mut self, j: &mut Judge<'_>) -> Kind {
-        j.push_index(self.name, self.index);
-        j.push_rank(self.group);
+        j.push_index(self.name.text(), self.index);
+        j.push_rank(self.group.into());
         j.push_rank(self.index);
         if let Some(page) = &mut self.page {
             page.aside = j.swap_best(None);
@@ -92,9 +93,10 @@ impl ListNode {
     }
 
     pub(super) fn end(self, j: &mut Judge<'_>) -> Out {
-        if let Some(mut page) = self.page {
-            page.outcome.total = self.index;
-            j.page = Some(page.outcome);
+        if let Some(page) = self.page {
+            let mut outcome = page.outcome;
+            outcome.total = self.index;
+            j.page = Some(outcome);
         }
         Out::Bits(self.bits)
     }
@@ -104,12 +106,12 @@ impl ListNode {
 pub(super) struct StringsNode {
     min: u32,
     max: u32,
-    name: &'static str,
+    name: Name,
     count: u32,
 }
 
 impl StringsNode {
-    pub(super) fn new(min: u32, max: u32, name: &'static str) -> StringsNode {
+    pub(super) fn new(min: u32, max: u32, name: Name) -> StringsNode {
         StringsNode {
             min,
             max,
@@ -121,9 +123,9 @@ impl StringsNode {
     pub(super) fn open_item(&mut self, j: &mut Judge<'_>) -> Result<Kind, Stop> {
         if self.count >= self.max {
             let value = format!("more than {} strings", self.max);
-            return Err(j.stop(Rule::Malformed, &value, self.name));
+            return Err(j.stop(Rule::Malformed, &value, self.name.text()));
         }
-        j.push_index(self.name, self.count);
+        j.push_index(self.name.text(), self.count);
         self.count += 1;
         Ok(Kind::Str)
     }
@@ -131,7 +133,7 @@ impl StringsNode {
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.count < self.min {
             let value = format!("fewer than {} strings", self.min);
-            return Err(j.stop(Rule::Malformed, &value, self.name));
+            return Err(j.stop(Rule::Malformed, &value, self.name.text()));
         }
         Ok(Out::Unit)
     }

@@ -394,7 +394,7 @@ impl Pass {
 pub struct Rebuild {
     doc: Document,
     removed: Vec<(u32, Block)>,
-    filler: Option<&'static str>,
+    filler: bool,
     stripped: Vec<(&'static str, u64)>,
 }
 
@@ -420,7 +420,7 @@ impl Rebuild {
                 .map(|(_, b)| b.to_string())
                 .collect();
             let more = if self.removed.len() > 3 { "; …" } else { "" };
-            let instead = if self.filler.is_some() {
+            let instead = if self.filler {
                 " (each replaced by an empty one, so the paging goes on)"
             } else {
                 ""
@@ -464,7 +464,8 @@ impl Rebuild {
         };
         let mut evaluation = Evaluation::new(self.doc, policy, &ctx, max_depth);
         let removed = self.removed.iter().map(|(i, _)| *i).collect();
-        evaluation.walk.emit = Some(emit::Emitter::new(removed, self.filler));
+        let filler = self.filler.then_some(proposal::FILLER);
+        evaluation.walk.emit = Some(emit::Emitter::new(removed, filler));
         Rebuilder {
             evaluation,
             expected: self.clone(),
@@ -685,7 +686,7 @@ impl<'p> Evaluation<'p> {
         if !page.removed.is_empty() {
             // Nothing the rules allow remains of a page that does not keep
             // MISP's paging going: refused as a whole, so MISP logs why.
-            let keeps_paging = page.filler.is_some() && page.total >= proposal::PAGE;
+            let keeps_paging = page.filler && page.total >= proposal::PAGE;
             if page.removed.len() as u64 == u64::from(page.total) && !keeps_paging {
                 if let Some((_, b)) = page.removed.first() {
                     return Verdict::Block(b.clone());

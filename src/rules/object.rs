@@ -24,6 +24,7 @@ pub(super) struct ObjectNode {
 // a pull's downgrade does not reach it. No MISP sends that form, and
 // judging the inner object would not be enough: it is refused.
 impl ObjectNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let Some(k) = k else {
             return Ok(Slot::skip());
@@ -38,8 +39,8 @@ impl ObjectNode {
                     stage: 2,
                 }
             }
-            K::Tag => Kind::items(Ent::Tag, 3, "Tag"),
-            K::Attribute => Kind::items(Ent::Attribute, 4, "Attribute"),
+            K::Tag => Kind::items(Ent::Tag, 3, K::Tag),
+            K::Attribute => Kind::items(Ent::Attribute, 4, K::Attribute),
             K::RelationshipInbound => return Ok(analyst::inbound(j, 8)),
             K::Object => {
                 j.hit(&[9], Rule::Malformed, WRAPPED, "Object");
@@ -50,6 +51,7 @@ impl ObjectNode {
         Ok(Slot::of(kind))
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         match k {
             Some(K::Distribution) => self.dist = out.dist(),

@@ -18,7 +18,7 @@ pub(super) const FILLER: &str = r#"{"ShadowAttribute":{}}"#;
 /// the sync table).
 pub(super) const PAGE: u32 = 1000;
 
-/// What stands in the place of an item left out of a page of `doc`.
-pub(super) fn filler(doc: Document) -> Option<&'static str> {
-    (doc == Document::ShadowAttributeList).then_some(FILLER)
+/// Whether an item left out of a page of `doc` is replaced by [`FILLER`].
+pub(super) fn has_filler(doc: Document) -> bool {
+    doc == Document::ShadowAttributeList
 }

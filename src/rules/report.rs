@@ -19,6 +19,7 @@ pub(super) struct ReportNode {
 // `{"EventReport":{…}}` (its distribution and sharing group, which a
 // pull's downgrade does not reach); no MISP sends that form: refused.
 impl ReportNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let Some(k) = k else {
             return Ok(Slot::skip());
@@ -36,6 +37,7 @@ impl ReportNode {
         Ok(Slot::of(kind))
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         match k {
             Some(K::Distribution) => self.dist = out.dist(),

@@ -4,18 +4,18 @@
 
 use super::judge::{Judge, Stop};
 use super::keys::K;
-use super::value::{Ent, Field, Kind, Out, Slot};
+use super::value::{Ent, Field, Kind, Name, Out, Slot};
 use super::Rule;
 
 pub(super) struct SgNode {
-    stage: u32,
+    stage: u8,
     uuid: bool,
     member: bool,
     all_orgs: bool,
 }
 
 impl SgNode {
-    pub(super) fn new(stage: u32) -> SgNode {
+    pub(super) fn new(stage: u8) -> SgNode {
         SgNode {
             stage,
             uuid: false,
@@ -24,6 +24,7 @@ impl SgNode {
         }
     }
 
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let kind = match k {
             Some(K::Uuid) => {
@@ -33,15 +34,14 @@ impl SgNode {
                     stage: self.stage,
                 }
             }
-            Some(K::SharingGroupOrg) => Kind::items(Ent::SgOrg, 0, "SharingGroup.SharingGroupOrg"),
-            Some(K::SharingGroupServer) => {
-                Kind::items(Ent::SgServer, 0, "SharingGroup.SharingGroupServer")
-            }
+            Some(K::SharingGroupOrg) => Kind::items(Ent::SgOrg, 0, Name::SgOrgs),
+            Some(K::SharingGroupServer) => Kind::items(Ent::SgServer, 0, Name::SgServers),
             _ => Kind::Skip,
         };
         Ok(Slot::of(kind))
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         match k {
             Some(K::SharingGroupOrg) => self.member |= out.bits() != 0,
@@ -53,7 +53,7 @@ impl SgNode {
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.uuid {
             j.hit(
-                &[self.stage],
+                &[self.stage.into()],
                 Rule::Malformed,
                 "missing",
                 "SharingGroup.uuid",
@@ -95,10 +95,11 @@ impl PickNode {
     pub(super) fn galaxy() -> PickNode {
         PickNode::new(
             K::GalaxyCluster,
-            Kind::items(Ent::Cluster { minimal: true }, 0, "GalaxyCluster"),
+            Kind::items(Ent::Cluster { minimal: true }, 0, K::GalaxyCluster),
         )
     }
 
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         if k == Some(self.key) {
             return Ok(Slot::of(self.kind));
@@ -106,6 +107,7 @@ impl PickNode {
         Ok(Slot::skip())
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         if k == Some(self.key) {
             self.bits |= out.bits();

@@ -14,7 +14,7 @@
 
 use super::judge::{Judge, Stop};
 use super::keys::K;
-use super::value::{Ent, Kind, Out, Slot};
+use super::value::{Ent, Kind, Name, Out, Slot};
 use super::Rule;
 
 /// The keys of a sighting the receiver reads, and the ids MISP sends
@@ -44,6 +44,7 @@ pub(super) struct SightingNode;
 
 // Sighting stages: attribute 0, event 1, a wrapped sighting 2, value 3.
 impl SightingNode {
+    #[inline]
     pub(super) fn key(
         &mut self,
         j: &mut Judge<'_>,
@@ -54,16 +55,16 @@ impl SightingNode {
             return Ok(match k {
                 Some(K::Organisation) => Slot::of(Kind::Ent(Ent::SightingOrg)),
                 _ if KEPT.contains(&text) => Slot::skip(),
-                Some(K::Value) => Slot::strip("Sighting.value"),
-                Some(K::Attribute) => Slot::strip("Sighting.Attribute"),
-                Some(K::Event) => Slot::strip("Sighting.Event"),
-                _ => Slot::strip("other Sighting members"),
+                Some(K::Value) => Slot::strip(Name::SightingValue),
+                Some(K::Attribute) => Slot::strip(Name::SightingAttribute),
+                Some(K::Event) => Slot::strip(Name::SightingEvent),
+                _ => Slot::strip(Name::SightingOther),
             });
         }
         Ok(match k {
-            Some(K::Attribute) => Slot::nested(0, "Attribute", Kind::Ent(Ent::AttributeSummary)),
-            Some(K::Event) => Slot::nested(1, "Event", Kind::Ent(Ent::EventSummary)),
-            Some(K::Sighting) => Slot::nested(2, "Sighting", Kind::Ent(Ent::Sighting)),
+            Some(K::Attribute) => Slot::nested(0, K::Attribute, Kind::Ent(Ent::AttributeSummary)),
+            Some(K::Event) => Slot::nested(1, K::Event, Kind::Ent(Ent::EventSummary)),
+            Some(K::Sighting) => Slot::nested(2, K::Sighting, Kind::Ent(Ent::Sighting)),
             Some(K::Value) => {
                 j.hit(&[3], Rule::Malformed, SIGHTING_VALUE, "value");
                 Slot::skip()
@@ -82,6 +83,7 @@ impl SightingNode {
 pub(super) struct SightingOrgNode;
 
 impl SightingOrgNode {
+    #[inline]
     pub(super) fn key(
         &mut self,
         _: &mut Judge<'_>,
@@ -91,7 +93,7 @@ impl SightingOrgNode {
         if ORG_KEPT.contains(&text) {
             return Ok(Slot::skip());
         }
-        Ok(Slot::strip("other Sighting.Organisation members"))
+        Ok(Slot::strip(Name::SightingOrgOther))
     }
 
     pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {

@@ -15,6 +15,7 @@ pub(super) struct TagNode {
 }
 
 impl TagNode {
+    #[inline]
     pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         if k == Some(K::Name) {
             self.name = true;
@@ -26,6 +27,7 @@ impl TagNode {
         Ok(Slot::skip())
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         if k == Some(K::Name) {
             self.bits = out.bits();
@@ -48,11 +50,12 @@ pub(super) struct TagLinkNode {
 }
 
 impl TagLinkNode {
+    #[inline]
     pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         match k {
             Some(K::Tag) => {
                 self.tag = true;
-                Ok(Slot::under("Tag", Kind::Ent(Ent::Tag)))
+                Ok(Slot::under(K::Tag, Kind::Ent(Ent::Tag)))
             }
             // `captureAttribute` saves `AttributeTag` rows as they come, so
             // the tag attached is the receiver's tag of that local id and
@@ -65,6 +68,7 @@ impl TagLinkNode {
         }
     }
 
+    #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
         if k == Some(K::Tag) {
             self.bits = out.bits();

@@ -70,6 +70,46 @@ fn is_integer(t: &str) -> bool {
     }
 }
 
+/// How a place in the document is named in what the guard reports: a key
+/// as MISP spells it, or one of a few names of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Name {
+    /// The document itself: the items of a top-level list are `[0]`, `[1]`…
+    Root,
+    Key(K),
+    /// `SharingGroup.SharingGroupOrg`.
+    SgOrgs,
+    /// `SharingGroup.SharingGroupServer`.
+    SgServers,
+    SightingValue,
+    SightingAttribute,
+    SightingEvent,
+    SightingOther,
+    SightingOrgOther,
+}
+
+impl Name {
+    pub(super) fn text(self) -> &'static str {
+        match self {
+            Name::Root => "",
+            Name::Key(k) => k.text(),
+            Name::SgOrgs => "SharingGroup.SharingGroupOrg",
+            Name::SgServers => "SharingGroup.SharingGroupServer",
+            Name::SightingValue => "Sighting.value",
+            Name::SightingAttribute => "Sighting.Attribute",
+            Name::SightingEvent => "Sighting.Event",
+            Name::SightingOther => "other Sighting members",
+            Name::SightingOrgOther => "other Sighting.Organisation members",
+        }
+    }
+}
+
+impl From<K> for Name {
+    fn from(k: K) -> Name {
+        Name::Key(k)
+    }
+}
+
 /// What a walked value tells its holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Out {
@@ -239,7 +279,7 @@ pub(super) enum Ent {
     Tag,
     TagLink,
     Sg {
-        stage: u32,
+        stage: u8,
     },
     SgOrg,
     SgServer,
@@ -327,36 +367,37 @@ pub(super) enum Kind {
     Ent(Ent),
     List {
         item: Item,
-        group: u32,
-        name: &'static str,
+        group: u8,
+        name: Name,
     },
     /// The independent items of an answer the guard may rebuild: one the
     /// rules forbid is left out instead of refusing the whole.
     Page {
         item: Item,
-        name: &'static str,
-        filler: Option<&'static str>,
+        name: Name,
+        /// A removed item is replaced by [`super::proposal::FILLER`].
+        filler: bool,
     },
     /// `EventTag` / `AttributeTag`: a list of `{"Tag":{…}}` links, or
     /// PHP's single-link form, one such object.
     Links {
-        group: u32,
-        name: &'static str,
+        group: u8,
+        name: Name,
     },
     Dist {
-        stage: u32,
+        stage: u8,
     },
     Field {
         field: Field,
-        stage: u32,
+        stage: u8,
     },
     RelType,
     Related,
     OrgUuid,
     Truthy,
     One {
-        stage: u32,
-        field: &'static str,
+        stage: u8,
+        field: Name,
     },
     MinimalValue,
     Flat,
@@ -366,7 +407,7 @@ pub(super) enum Kind {
     Strings {
         min: u32,
         max: u32,
-        name: &'static str,
+        name: Name,
     },
 }
 
@@ -405,13 +446,15 @@ impl Kind {
 
     pub(super) fn field(self) -> &'static str {
         match self {
-            Kind::List { name, .. } | Kind::Links { name, .. } | Kind::Page { name, .. } => name,
+            Kind::List { name, .. } | Kind::Links { name, .. } | Kind::Page { name, .. } => {
+                name.text()
+            }
             Kind::Dist { .. } => "distribution",
             Kind::Field { field, .. } => field.name(),
             Kind::RelType => "related_object_type",
-            Kind::One { field, .. } => field,
+            Kind::One { field, .. } => field.text(),
             Kind::Param(p) => p.name(),
-            Kind::Strings { name, .. } => name,
+            Kind::Strings { name, .. } => name.text(),
             _ => "",
         }
     }
@@ -432,11 +475,11 @@ impl Kind {
     }
 
     /// A list of `item`s, ranked as `group` of its holder, under `name`.
-    pub(super) fn items(item: Ent, group: u32, name: &'static str) -> Kind {
+    pub(super) fn items(item: Ent, group: u8, name: impl Into<Name>) -> Kind {
         Kind::List {
             item: Item::Ent(item),
             group,
-            name,
+            name: name.into(),
         }
     }
 }
@@ -519,7 +562,12 @@ pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out
         }
         Kind::One { stage, field } => {
             if !s.one() {
-                j.hit(&[stage], Rule::NotMinimalSearch, &s.render(), field);
+                j.hit(
+                    &[stage.into()],
+                    Rule::NotMinimalSearch,
+                    &s.render(),
+                    field.text(),
+                );
             }
             Ok(Out::Unit)
         }
@@ -543,7 +591,8 @@ pub(super) fn shape(j: &mut Judge<'_>, kind: Kind, found: &str) -> Stop {
 /// Only the JSON integers 0..5 and the one-digit strings `"0"`..`"5"`
 /// are distributions; every other spelling PHP would compare loosely is
 /// malformed.
-fn distribution(j: &mut Judge<'_>, stage: u32, s: &Scalar<'_>) -> Out {
+fn distribution(j: &mut Judge<'_>, stage: u8, s: &Scalar<'_>) -> Out {
+    let stage = u32::from(stage);
     let level = match s {
         Scalar::Num(t) | Scalar::Str(t) => match t.as_bytes() {
             [d @ b'0'..=b'5'] => Some(d - b'0'),
@@ -563,7 +612,8 @@ fn distribution(j: &mut Judge<'_>, stage: u32, s: &Scalar<'_>) -> Out {
     Out::Dist(level)
 }
 
-fn rule_field(j: &mut Judge<'_>, field: Field, stage: u32, s: &Scalar<'_>) -> Out {
+fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out {
+    let stage = u32::from(stage);
     let text = match s {
         Scalar::Str(t) => *t,
         // A tag name, a type, a uuid: never kilobytes.
@@ -664,12 +714,12 @@ fn taxonomy_bits(policy: &super::Policy, norm: &str) -> u64 {
 pub(super) struct Slot {
     pub(super) kind: Kind,
     /// A path segment for what is inside (`Tag`, `related_object`, …).
-    pub(super) path: Option<&'static str>,
+    pub(super) path: Option<Name>,
     /// A rank stage for what is inside.
-    pub(super) stage: Option<u32>,
+    pub(super) stage: Option<u8>,
     /// The member is left out of an answer the guard rebuilds; the name
     /// it is reported by when it held something.
-    pub(super) strip: Option<&'static str>,
+    pub(super) strip: Option<Name>,
 }
 
 impl Slot {
@@ -690,26 +740,26 @@ impl Slot {
 
     /// A member the guard leaves out of the answer it rebuilds, reported
     /// as `name` when it held something.
-    pub(super) fn strip(name: &'static str) -> Slot {
+    pub(super) fn strip(name: impl Into<Name>) -> Slot {
         Slot {
-            strip: Some(name),
+            strip: Some(name.into()),
             ..Slot::of(Kind::Strip)
         }
     }
 
     /// A value of `kind` under path segment `name`.
-    pub(super) fn under(name: &'static str, kind: Kind) -> Slot {
+    pub(super) fn under(name: impl Into<Name>, kind: Kind) -> Slot {
         Slot {
-            path: Some(name),
+            path: Some(name.into()),
             ..Slot::of(kind)
         }
     }
 
     /// One entity held under key `name` of another, checked at `stage` of
     /// its holder, under its own path.
-    pub(super) fn nested(stage: u32, name: &'static str, kind: Kind) -> Slot {
+    pub(super) fn nested(stage: u8, name: impl Into<Name>, kind: Kind) -> Slot {
         Slot {
-            path: Some(name),
+            path: Some(name.into()),
             stage: Some(stage),
             ..Slot::of(kind)
         }
