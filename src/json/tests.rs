@@ -852,3 +852,17 @@ proptest! {
         fuzz::differential(&data);
     }
 }
+
+#[test]
+fn the_fuzz_seeds_hold() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/json");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let seed = std::fs::read(entry.unwrap().path()).unwrap();
+        fuzz::differential(&seed);
+        // A seed is a document behind its first byte, and a valid one.
+        assert!(serde_json::from_slice::<serde_json::Value>(&seed[1..]).is_ok());
+        n += 1;
+    }
+    assert!(n >= 5, "{n} seeds in {dir}");
+}
