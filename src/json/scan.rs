@@ -28,24 +28,21 @@ fn is_special(c: u8) -> bool {
 /// The index of the first `"`, `\` or control byte at or after `i`, or
 /// `b.len()` when the slice ends first. Eight bytes at a time.
 #[inline(always)]
-pub(super) fn string_end(b: &[u8], i: usize) -> usize {
-    let mut rest = b.get(i..).unwrap_or_default();
-    let mut at = i;
-    while let Some((w, tail)) = rest.split_first_chunk::<8>() {
-        let m = special_mask(u64::from_le_bytes(*w));
+pub(super) fn string_end(b: &[u8], mut i: usize) -> usize {
+    while let Some(w) = b.get(i..i.wrapping_add(8)) {
+        let m = special_mask(u64::from_le_bytes(w.try_into().unwrap_or_default()));
         if m != 0 {
-            return at + (m.trailing_zeros() / 8) as usize;
+            return i + (m.trailing_zeros() / 8) as usize;
         }
-        rest = tail;
-        at += 8;
+        i += 8;
     }
-    for &c in rest {
+    while let Some(&c) = b.get(i) {
         if is_special(c) {
-            return at;
+            break;
         }
-        at += 1;
+        i += 1;
     }
-    at
+    i
 }
 
 /// The index of the first byte at or after `i` that is not JSON whitespace

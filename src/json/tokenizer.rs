@@ -33,6 +33,10 @@ enum State {
     Number,
     /// Inside a literal, `matched` bytes of it seen.
     Literal { lit: Literal, matched: u8 },
+    /// A string, number or literal just ended: what follows depends on the
+    /// enclosing container, which the object and array loops know already
+    /// (never stored between pieces).
+    Scalar,
 }
 
 /// The tokenizer. See the [module docs](super) for what it accepts and
@@ -200,7 +204,10 @@ impl Tokenizer {
             return Err(self.fail(ErrorKind::InvalidUtf8, self.utf8_at));
         }
         if self.state == State::Number {
-            self.state = self.end_number(sink)?;
+            self.state = match self.end_number(sink)? {
+                State::Scalar => self.after_value(),
+                other => other,
+            };
         }
         match self.state {
             State::Done => Ok(()),
@@ -279,6 +286,9 @@ impl Tokenizer {
         while c.i < c.b.len() {
             state = self.step(state, &mut c, sink)?;
         }
+        if state == State::Scalar {
+            state = self.after_value();
+        }
         self.state = state;
         Ok(())
     }
@@ -318,6 +328,7 @@ impl Tokenizer {
             State::KeyBody => self.key_body(c, sink),
             State::Number => self.number_more(c, sink),
             State::Literal { lit, matched } => self.literal(lit, matched, c, sink),
+            State::Scalar => Ok(self.after_value()),
         }
     }
 
@@ -348,7 +359,7 @@ impl Tokenizer {
                 Some(b'}') => self.close(true, c, sink)?,
                 Some(_) => return Err(self.fail(ErrorKind::ExpectedCommaOrBrace, c.off(c.i))),
             };
-            if next != State::ObjectNext {
+            if !matches!(next, State::Scalar | State::ObjectNext) {
                 return Ok(next);
             }
         }
@@ -370,7 +381,7 @@ impl Tokenizer {
                 Some(b']') => self.close(false, c, sink)?,
                 Some(_) => return Err(self.fail(ErrorKind::ExpectedCommaOrBracket, c.off(c.i))),
             };
-            if next != State::ArrayNext {
+            if !matches!(next, State::Scalar | State::ArrayNext) {
                 return Ok(next);
             }
         }
@@ -380,7 +391,7 @@ impl Tokenizer {
     #[inline(always)]
     fn value<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         let at = c.off(c.i);
-        let rest = &c.b[c.i..];
+        let rest = c.b.get(c.i..).unwrap_or_default();
         match rest.first() {
             Some(b'"') => {
                 emit!(sink.begin_string(at));
@@ -393,17 +404,17 @@ impl Tokenizer {
             Some(b't') if rest.starts_with(b"true") => {
                 emit!(sink.literal(Literal::True, at));
                 c.i += 4;
-                Ok(self.after_value())
+                Ok(State::Scalar)
             }
             Some(b'f') if rest.starts_with(b"false") => {
                 emit!(sink.literal(Literal::False, at));
                 c.i += 5;
-                Ok(self.after_value())
+                Ok(State::Scalar)
             }
             Some(b'n') if rest.starts_with(b"null") => {
                 emit!(sink.literal(Literal::Null, at));
                 c.i += 4;
-                Ok(self.after_value())
+                Ok(State::Scalar)
             }
             Some(b't') => self.literal(Literal::True, 0, c, sink),
             Some(b'f') => self.literal(Literal::False, 0, c, sink),
@@ -557,7 +568,7 @@ impl Tokenizer {
                 Some(b'"') => {
                     c.i = j + 1;
                     emit!(sink.end_string(c.off(c.i)));
-                    return Ok(self.after_value());
+                    return Ok(State::Scalar);
                 }
                 Some(b'\\') => {
                     if let Some(ch) = self.escape_start(c)? {
@@ -635,7 +646,7 @@ impl Tokenizer {
                 return Err(self.fail(ErrorKind::InvalidNumber, at + k as u64));
             }
             emit!(sink.number(text, at));
-            return Ok(self.after_value());
+            return Ok(State::Scalar);
         }
         self.num.clear();
         self.num.push_str(text);
@@ -665,7 +676,7 @@ impl Tokenizer {
             return Err(self.fail(ErrorKind::InvalidNumber, self.num_at + k as u64));
         }
         emit!(sink.number(&self.num, self.num_at));
-        Ok(self.after_value())
+        Ok(State::Scalar)
     }
 
     /// A literal of which `matched` bytes were seen, going on at `c.i`:
@@ -696,6 +707,6 @@ impl Tokenizer {
             });
         }
         emit!(sink.literal(lit, self.lit_at));
-        Ok(self.after_value())
+        Ok(State::Scalar)
     }
 }
