@@ -314,7 +314,17 @@ impl Tokenizer {
                 Some(_) => self.value(c, sink),
                 None => Ok(state),
             },
-            State::StringBody => self.string_body(c, sink),
+            State::StringBody => {
+                // A new piece may go on with an escape the last one cut.
+                if self.esc_len > 0 {
+                    let at = self.esc_at;
+                    match self.escape_more(c)? {
+                        Some(ch) => emit!(sink.string_fragment(ch.encode_utf8(&mut [0; 4]), at)),
+                        None => return Ok(State::StringBody),
+                    }
+                }
+                self.string_body(c, sink)
+            }
             State::Key => match c.token() {
                 Some(b'"') => self.key_start(c, sink),
                 Some(_) => Err(self.fail(ErrorKind::ExpectedKey, c.off(c.i))),
@@ -472,19 +482,20 @@ impl Tokenizer {
     /// piece goes to the sink straight from the input.
     #[inline(always)]
     fn key_start<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
-        self.key_at = c.off(c.i);
+        let at = c.off(c.i);
         let s = c.i + 1;
         let j = scan::string_end(c.b, s);
         if c.at(j) != Some(b'"') {
+            self.key_at = at;
             self.key.clear();
             c.i = s;
             return self.key_body(c, sink);
         }
         if j - s > self.limits.max_key_len {
-            return Err(self.fail(ErrorKind::KeyTooLong, self.key_at));
+            return Err(self.fail(ErrorKind::KeyTooLong, at));
         }
         let key = self.slice(c, s, j)?;
-        emit!(sink.key(key, self.key_at));
+        emit!(sink.key(key, at));
         c.i = j + 1;
         self.colon(c, sink)
     }
@@ -548,13 +559,6 @@ impl Tokenizer {
     /// Inside a string value, after its opening `"`.
     #[inline(always)]
     fn string_body<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
-        if self.esc_len > 0 {
-            let at = self.esc_at;
-            match self.escape_more(c)? {
-                Some(ch) => emit!(sink.string_fragment(ch.encode_utf8(&mut [0; 4]), at)),
-                None => return Ok(State::StringBody),
-            }
-        }
         loop {
             let s = c.i;
             let j = scan::string_end(c.b, s);
