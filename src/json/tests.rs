@@ -214,6 +214,10 @@ fn limits_are_exact() {
         ("{\"é€a\":1}", KeyTooLong, 1),
         ("123456", NumberTooLong, 0),
         ("[-1e100]", NumberTooLong, 1),
+        // serde_json's value keeps only the second "a": the oracle must
+        // check the limit on the bytes.
+        ("{\"a\":[[[]]],\"a\":1}", TooDeep, 7),
+        ("{\"a\":{\"abcde\":1},\"a\":2}", KeyTooLong, 6),
     ];
     for &(doc, kind, offset) in bad {
         assert_eq!(
