@@ -296,24 +296,35 @@ pub fn check(doc: &[u8], sizes: &[usize], limits: Limits) -> Outcome {
                 );
             }
         }
-        (Err(Error::Syntax(s)), Ok(v)) => match s.kind {
-            ErrorKind::TooDeep => assert!(depth(v) > limits.max_depth, "{s}, serde_json takes it"),
-            ErrorKind::KeyTooLong => {
-                assert!(
-                    longest_key(v) > limits.max_key_len,
-                    "{s}, serde_json takes it"
-                )
+        // Past a limit, checked on the bytes at the offset named (not on
+        // serde_json's value, where a later duplicate key may have
+        // replaced the part that went past it).
+        (Err(Error::Syntax(s)), Ok(_)) => {
+            let at = s.offset as usize;
+            match s.kind {
+                ErrorKind::TooDeep => {
+                    assert!(matches!(doc.get(at), Some(b'[' | b'{')), "{s}");
+                    assert_eq!(depth_before(doc, at), limits.max_depth, "{s}");
+                }
+                ErrorKind::KeyTooLong => {
+                    let key = serde_json::Deserializer::from_slice(&doc[at..])
+                        .into_iter::<String>()
+                        .next();
+                    let Some(Ok(key)) = key else {
+                        panic!("{s}: no key there");
+                    };
+                    assert!(key.len() > limits.max_key_len, "{s}: {key:?}");
+                }
+                ErrorKind::NumberTooLong => {
+                    let len = doc[at..]
+                        .iter()
+                        .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                        .count();
+                    assert!(len > limits.max_number_len, "{s}, serde_json takes it");
+                }
+                _ => panic!("the tokenizer refuses what serde_json accepts: {s}"),
             }
-            ErrorKind::NumberTooLong => {
-                let at = s.offset as usize;
-                let len = doc[at..]
-                    .iter()
-                    .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .count();
-                assert!(len > limits.max_number_len, "{s}, serde_json takes it");
-            }
-            _ => panic!("the tokenizer refuses what serde_json accepts: {s}"),
-        },
+        }
         (Err(Error::Sink(never)), _) => match *never {},
         (Err(Error::Syntax(s)), Err(_)) => {
             assert!(s.offset <= doc.len() as u64, "{s} past the end");
@@ -322,24 +333,28 @@ pub fn check(doc: &[u8], sizes: &[usize], limits: Limits) -> Outcome {
     (ours, sink.events)
 }
 
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+/// How many containers are open just before byte `at` of a valid
+/// document: a plain count of brackets outside strings.
+fn depth_before(doc: &[u8], at: usize) -> usize {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &c in &doc[..at] {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => in_string = true,
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth -= 1,
+                _ => {}
+            }
+        }
     }
-}
-
-fn longest_key(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => a.iter().map(longest_key).max().unwrap_or(0),
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| k.len().max(longest_key(v)))
-            .max()
-            .unwrap_or(0),
-        _ => 0,
-    }
+    depth
 }
 
 /// A small deterministic generator (xorshift64*), so a fuzz input or a

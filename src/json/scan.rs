@@ -8,13 +8,16 @@ const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// A word with the high bit set in each byte that ends a run of plain string
-/// text: `"`, `\` or a control character (below 0x20). Borrows between bytes
-/// can only flag bytes *above* a true hit, so the lowest flag is exact.
+/// text: `"`, `\` or a control character (below 0x20). A byte is flagged
+/// when subtracting from it (or from it xor the delimiter) borrows, and only
+/// ASCII bytes can be flagged, which is why one `& !w` serves all three
+/// tests. Borrows between bytes can only flag bytes *above* a true hit, so
+/// the lowest flag is exact.
 #[inline(always)]
 fn special_mask(w: u64) -> u64 {
     let q = w ^ (LO * u64::from(b'"'));
     let s = w ^ (LO * u64::from(b'\\'));
-    ((q.wrapping_sub(LO) & !q) | (s.wrapping_sub(LO) & !s) | (w.wrapping_sub(LO * 0x20) & !w)) & HI
+    (q.wrapping_sub(LO) | s.wrapping_sub(LO) | w.wrapping_sub(LO * 0x20)) & !w & HI
 }
 
 #[inline(always)]
@@ -26,8 +29,8 @@ fn is_special(c: u8) -> bool {
 /// `b.len()` when the slice ends first. Eight bytes at a time.
 #[inline(always)]
 pub(super) fn string_end(b: &[u8], mut i: usize) -> usize {
-    while let Some(w) = b.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let m = special_mask(u64::from_le_bytes(*w));
+    while let Some(w) = b.get(i..i.wrapping_add(8)) {
+        let m = special_mask(u64::from_le_bytes(w.try_into().unwrap_or_default()));
         if m != 0 {
             return i + (m.trailing_zeros() / 8) as usize;
         }
@@ -35,7 +38,7 @@ pub(super) fn string_end(b: &[u8], mut i: usize) -> usize {
     }
     while let Some(&c) = b.get(i) {
         if is_special(c) {
-            return i;
+            break;
         }
         i += 1;
     }

@@ -33,6 +33,10 @@ enum State {
     Number,
     /// Inside a literal, `matched` bytes of it seen.
     Literal { lit: Literal, matched: u8 },
+    /// A string, number or literal just ended: what follows depends on the
+    /// enclosing container, which the object and array loops know already
+    /// (never stored between pieces).
+    Scalar,
 }
 
 /// The tokenizer. See the [module docs](super) for what it accepts and
@@ -60,6 +64,8 @@ pub struct Tokenizer {
     num: String,
     num_at: u64,
     lit_at: u64,
+    /// The syntax error a step stopped at.
+    error: SyntaxError,
     /// Set once a call failed or `finish` ran: every later call refuses.
     closed: Option<SyntaxError>,
 }
@@ -79,30 +85,34 @@ impl<'a> Cursor<'a> {
         self.base + i as u64
     }
 
-    /// `text[s..e]`; the ends are always at ASCII delimiters or piece ends,
-    /// so the check cannot fail, and if it did the input is refused.
-    #[inline(always)]
-    fn slice(&self, s: usize, e: usize) -> Result<&'a str, SyntaxError> {
-        self.text.get(s..e).ok_or(SyntaxError {
-            kind: ErrorKind::InvalidUtf8,
-            offset: self.off(s),
-        })
-    }
-
     #[inline(always)]
     fn at(&self, i: usize) -> Option<u8> {
         self.b.get(i).copied()
     }
+
+    /// The byte at the cursor once whitespace is skipped.
+    #[inline(always)]
+    fn token(&mut self) -> Option<u8> {
+        match self.at(self.i) {
+            Some(x) if x > b' ' => Some(x),
+            _ => {
+                self.i = scan::skip_ws(self.b, self.i);
+                self.at(self.i)
+            }
+        }
+    }
 }
 
-fn syntax<E>(kind: ErrorKind, offset: u64) -> Error<E> {
-    Error::Syntax(SyntaxError { kind, offset })
-}
+/// Why a step stopped early: a syntax error (kept in `Tokenizer::error`,
+/// so this stays small enough for a register) or the sink's error.
+struct Halt<E>(Option<E>);
+
+type Step<E> = Result<State, Halt<E>>;
 
 /// A sink call whose error stops the parse.
 macro_rules! emit {
     ($call:expr) => {
-        $call.map_err(Error::Sink)?
+        $call.map_err(|e| Halt(Some(e)))?
     };
 }
 
@@ -125,6 +135,10 @@ impl Tokenizer {
             num: String::new(),
             num_at: 0,
             lit_at: 0,
+            error: SyntaxError {
+                kind: ErrorKind::Closed,
+                offset: 0,
+            },
             closed: None,
         }
     }
@@ -133,18 +147,21 @@ impl Tokenizer {
     /// sink for every token it completes (or, for strings, every fragment).
     /// After an error, every later call refuses.
     pub fn feed<S: Sink>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), Error<S::Error>> {
-        self.check_open()?;
+        if let Some(e) = self.closed {
+            return Err(Error::Syntax(e));
+        }
         let r = self.feed_chunk(chunk, sink);
-        self.close_on_error(&r);
-        r
+        self.outcome(r)
     }
 
     /// Ends the document: refuses it if it is empty, truncated, or ends
     /// inside a UTF-8 sequence; hands over a number that ran to the end.
     pub fn finish<S: Sink>(&mut self, sink: &mut S) -> Result<(), Error<S::Error>> {
-        self.check_open()?;
+        if let Some(e) = self.closed {
+            return Err(Error::Syntax(e));
+        }
         let r = self.finish_document(sink);
-        self.close_on_error(&r);
+        let r = self.outcome(r);
         if r.is_ok() {
             self.closed = Some(SyntaxError {
                 kind: ErrorKind::Closed,
@@ -154,41 +171,54 @@ impl Tokenizer {
         r
     }
 
-    fn check_open<E>(&self) -> Result<(), Error<E>> {
-        match self.closed {
-            Some(e) => Err(Error::Syntax(e)),
-            None => Ok(()),
+    /// The public form of a result; after an error, the tokenizer is closed.
+    fn outcome<E>(&mut self, r: Result<(), Halt<E>>) -> Result<(), Error<E>> {
+        let Err(Halt(stop)) = r else {
+            return Ok(());
+        };
+        match stop {
+            None => {
+                self.closed = Some(self.error);
+                Err(Error::Syntax(self.error))
+            }
+            Some(e) => {
+                self.closed = Some(SyntaxError {
+                    kind: ErrorKind::Closed,
+                    offset: self.fed,
+                });
+                Err(Error::Sink(e))
+            }
         }
     }
 
-    fn close_on_error<E>(&mut self, r: &Result<(), Error<E>>) {
-        self.closed = match r {
-            Ok(()) => return,
-            Err(Error::Syntax(e)) => Some(*e),
-            Err(Error::Sink(_)) => Some(SyntaxError {
-                kind: ErrorKind::Closed,
-                offset: self.fed,
-            }),
-        };
+    /// Records a syntax error; the caller returns the `Halt`.
+    #[cold]
+    #[inline(never)]
+    fn fail<E>(&mut self, kind: ErrorKind, offset: u64) -> Halt<E> {
+        self.error = SyntaxError { kind, offset };
+        Halt(None)
     }
 
-    fn finish_document<S: Sink>(&mut self, sink: &mut S) -> Result<(), Error<S::Error>> {
+    fn finish_document<S: Sink>(&mut self, sink: &mut S) -> Result<(), Halt<S::Error>> {
         if self.utf8_len > 0 {
-            return Err(syntax(ErrorKind::InvalidUtf8, self.utf8_at));
+            return Err(self.fail(ErrorKind::InvalidUtf8, self.utf8_at));
         }
         if self.state == State::Number {
-            self.state = self.end_number(sink)?;
+            self.state = match self.end_number(sink)? {
+                State::Scalar => self.after_value(),
+                other => other,
+            };
         }
         match self.state {
             State::Done => Ok(()),
-            State::Value if self.stack.is_empty() => Err(syntax(ErrorKind::Empty, self.fed)),
-            _ => Err(syntax(ErrorKind::Truncated, self.fed)),
+            State::Value if self.stack.is_empty() => Err(self.fail(ErrorKind::Empty, self.fed)),
+            _ => Err(self.fail(ErrorKind::Truncated, self.fed)),
         }
     }
 
     /// Validates the chunk's UTF-8 in one pass, then tokenizes it; a
     /// sequence the chunk ends inside is kept for the next one.
-    fn feed_chunk<S: Sink>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), Error<S::Error>> {
+    fn feed_chunk<S: Sink>(&mut self, chunk: &[u8], sink: &mut S) -> Result<(), Halt<S::Error>> {
         let mut at = self.fed;
         self.fed += chunk.len() as u64;
         let mut rest = chunk;
@@ -207,10 +237,11 @@ impl Tokenizer {
                 // earlier error is the one reported.
                 let valid =
                     simdutf8::compat::from_utf8(body).map_or_else(|e| e.valid_up_to(), |_| 0);
-                let text = std::str::from_utf8(&body[..valid])
-                    .map_err(|_| syntax(ErrorKind::InvalidUtf8, at))?;
+                let Ok(text) = std::str::from_utf8(&body[..valid]) else {
+                    return Err(self.fail(ErrorKind::InvalidUtf8, at));
+                };
                 self.run(text, at, sink)?;
-                return Err(syntax(ErrorKind::InvalidUtf8, at + valid as u64));
+                return Err(self.fail(ErrorKind::InvalidUtf8, at + valid as u64));
             }
         }
         self.utf8[..tail.len()].copy_from_slice(tail);
@@ -225,7 +256,7 @@ impl Tokenizer {
         &mut self,
         rest: &'c [u8],
         sink: &mut S,
-    ) -> Result<&'c [u8], Error<S::Error>> {
+    ) -> Result<&'c [u8], Halt<S::Error>> {
         let width = scan::utf8_width(self.utf8[0]);
         let take = width.saturating_sub(self.utf8_len).min(rest.len());
         self.utf8[self.utf8_len..self.utf8_len + take].copy_from_slice(&rest[..take]);
@@ -234,8 +265,9 @@ impl Tokenizer {
             return Ok(&rest[take..]);
         }
         let bytes = self.utf8;
-        let text = std::str::from_utf8(&bytes[..width])
-            .map_err(|_| syntax(ErrorKind::InvalidUtf8, self.utf8_at))?;
+        let Ok(text) = std::str::from_utf8(&bytes[..width]) else {
+            return Err(self.fail(ErrorKind::InvalidUtf8, self.utf8_at));
+        };
         self.utf8_len = 0;
         self.run(text, self.utf8_at, sink)?;
         Ok(&rest[take..])
@@ -243,7 +275,7 @@ impl Tokenizer {
 
     /// Tokenizes one piece of validated text starting at stream offset
     /// `base`.
-    fn run<S: Sink>(&mut self, text: &str, base: u64, sink: &mut S) -> Result<(), Error<S::Error>> {
+    fn run<S: Sink>(&mut self, text: &str, base: u64, sink: &mut S) -> Result<(), Halt<S::Error>> {
         let mut c = Cursor {
             text,
             b: text.as_bytes(),
@@ -254,68 +286,59 @@ impl Tokenizer {
         while c.i < c.b.len() {
             state = self.step(state, &mut c, sink)?;
         }
+        if state == State::Scalar {
+            state = self.after_value();
+        }
         self.state = state;
         Ok(())
     }
 
     /// Goes on from `state` as far as it can, and says where it stopped.
     #[inline(always)]
-    fn step<S: Sink>(
-        &mut self,
-        state: State,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
-        if !matches!(
-            state,
-            State::KeyBody | State::StringBody | State::Number | State::Literal { .. }
-        ) {
-            c.i = scan::skip_ws(c.b, c.i);
-        }
-        let Some(x) = c.at(c.i) else {
-            return Ok(state);
-        };
+    fn step<S: Sink>(&mut self, state: State, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         match state {
-            State::Value => self.value(c, sink),
-            State::ArrayFirst if x == b']' => self.close(false, c, sink),
-            State::ArrayFirst => self.value(c, sink),
-            State::ObjectFirst => match x {
-                b'"' => self.key_start(c, sink),
-                b'}' => self.close(true, c, sink),
-                _ => Err(syntax(ErrorKind::ExpectedKeyOrEnd, c.off(c.i))),
+            State::ObjectNext => self.object_next(c, sink),
+            State::ArrayNext => self.array_next(c, sink),
+            State::ObjectFirst => match c.token() {
+                Some(b'"') => self.key_start(c, sink),
+                Some(b'}') => self.close(true, c, sink),
+                Some(_) => Err(self.fail(ErrorKind::ExpectedKeyOrEnd, c.off(c.i))),
+                None => Ok(state),
             },
-            State::Key if x == b'"' => self.key_start(c, sink),
-            State::Key => Err(syntax(ErrorKind::ExpectedKey, c.off(c.i))),
+            State::ArrayFirst => match c.token() {
+                Some(b']') => self.close(false, c, sink),
+                Some(_) => self.value(c, sink),
+                None => Ok(state),
+            },
+            State::Value => match c.token() {
+                Some(_) => self.value(c, sink),
+                None => Ok(state),
+            },
+            State::StringBody => {
+                // A new piece may go on with an escape the last one cut.
+                if self.esc_len > 0 {
+                    let at = self.esc_at;
+                    match self.escape_more(c)? {
+                        Some(ch) => emit!(sink.string_fragment(ch.encode_utf8(&mut [0; 4]), at)),
+                        None => return Ok(State::StringBody),
+                    }
+                }
+                self.string_body(c, sink)
+            }
+            State::Key => match c.token() {
+                Some(b'"') => self.key_start(c, sink),
+                Some(_) => Err(self.fail(ErrorKind::ExpectedKey, c.off(c.i))),
+                None => Ok(state),
+            },
             State::Colon => self.colon(c, sink),
-            State::ObjectNext => match x {
-                b',' => {
-                    c.i += 1;
-                    // The common case `,"key":value` goes straight on.
-                    if c.at(c.i) == Some(b'"') {
-                        self.key_start(c, sink)
-                    } else {
-                        Ok(State::Key)
-                    }
-                }
-                b'}' => self.close(true, c, sink),
-                _ => Err(syntax(ErrorKind::ExpectedCommaOrBrace, c.off(c.i))),
+            State::Done => match c.token() {
+                Some(_) => Err(self.fail(ErrorKind::TrailingBytes, c.off(c.i))),
+                None => Ok(state),
             },
-            State::ArrayNext => match x {
-                b',' => {
-                    c.i += 1;
-                    match c.at(c.i) {
-                        Some(y) if y > b' ' => self.value(c, sink),
-                        _ => Ok(State::Value),
-                    }
-                }
-                b']' => self.close(false, c, sink),
-                _ => Err(syntax(ErrorKind::ExpectedCommaOrBracket, c.off(c.i))),
-            },
-            State::Done => Err(syntax(ErrorKind::TrailingBytes, c.off(c.i))),
             State::KeyBody => self.key_body(c, sink),
-            State::StringBody => self.string_body(c, sink),
             State::Number => self.number_more(c, sink),
             State::Literal { lit, matched } => self.literal(lit, matched, c, sink),
+            State::Scalar => Ok(self.after_value()),
         }
     }
 
@@ -329,15 +352,57 @@ impl Tokenizer {
         }
     }
 
+    /// After a value in an object. The common run `,"key":value,"key":...`
+    /// loops here without going back through the dispatch.
+    #[inline(always)]
+    fn object_next<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
+        loop {
+            let next = match c.token() {
+                None => return Ok(State::ObjectNext),
+                Some(b',') => {
+                    c.i += 1;
+                    if c.at(c.i) != Some(b'"') {
+                        return Ok(State::Key);
+                    }
+                    self.key_start(c, sink)?
+                }
+                Some(b'}') => self.close(true, c, sink)?,
+                Some(_) => return Err(self.fail(ErrorKind::ExpectedCommaOrBrace, c.off(c.i))),
+            };
+            if !matches!(next, State::Scalar | State::ObjectNext) {
+                return Ok(next);
+            }
+        }
+    }
+
+    /// After a value in an array.
+    #[inline(always)]
+    fn array_next<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
+        loop {
+            let next = match c.token() {
+                None => return Ok(State::ArrayNext),
+                Some(b',') => {
+                    c.i += 1;
+                    match c.token() {
+                        Some(_) => self.value(c, sink)?,
+                        None => return Ok(State::Value),
+                    }
+                }
+                Some(b']') => self.close(false, c, sink)?,
+                Some(_) => return Err(self.fail(ErrorKind::ExpectedCommaOrBracket, c.off(c.i))),
+            };
+            if !matches!(next, State::Scalar | State::ArrayNext) {
+                return Ok(next);
+            }
+        }
+    }
+
     /// A value starts at `c.i` (a byte that is not whitespace).
     #[inline(always)]
-    fn value<S: Sink>(
-        &mut self,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    fn value<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         let at = c.off(c.i);
-        match c.at(c.i) {
+        let rest = c.b.get(c.i..).unwrap_or_default();
+        match rest.first() {
             Some(b'"') => {
                 emit!(sink.begin_string(at));
                 c.i += 1;
@@ -346,26 +411,37 @@ impl Tokenizer {
             Some(b'{') => self.open(true, c, sink),
             Some(b'[') => self.open(false, c, sink),
             Some(b'-' | b'0'..=b'9') => self.number(c, sink),
+            Some(b't') if rest.starts_with(b"true") => {
+                emit!(sink.literal(Literal::True, at));
+                c.i += 4;
+                Ok(State::Scalar)
+            }
+            Some(b'f') if rest.starts_with(b"false") => {
+                emit!(sink.literal(Literal::False, at));
+                c.i += 5;
+                Ok(State::Scalar)
+            }
+            Some(b'n') if rest.starts_with(b"null") => {
+                emit!(sink.literal(Literal::Null, at));
+                c.i += 4;
+                Ok(State::Scalar)
+            }
             Some(b't') => self.literal(Literal::True, 0, c, sink),
             Some(b'f') => self.literal(Literal::False, 0, c, sink),
             Some(b'n') => self.literal(Literal::Null, 0, c, sink),
-            Some(_) if at == 0 && c.b[c.i..].starts_with("\u{feff}".as_bytes()) => {
-                Err(syntax(ErrorKind::ByteOrderMark, at))
+            Some(_) if at == 0 && rest.starts_with("\u{feff}".as_bytes()) => {
+                Err(self.fail(ErrorKind::ByteOrderMark, at))
             }
-            Some(_) => Err(syntax(ErrorKind::ExpectedValue, at)),
+            Some(_) => Err(self.fail(ErrorKind::ExpectedValue, at)),
             None => Ok(State::Value),
         }
     }
 
-    fn open<S: Sink>(
-        &mut self,
-        object: bool,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    #[inline(always)]
+    fn open<S: Sink>(&mut self, object: bool, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         let at = c.off(c.i);
         if self.stack.len() >= self.limits.max_depth {
-            return Err(syntax(ErrorKind::TooDeep, at));
+            return Err(self.fail(ErrorKind::TooDeep, at));
         }
         self.stack.push(object);
         c.i += 1;
@@ -379,12 +455,8 @@ impl Tokenizer {
     }
 
     /// `}` or `]` at `c.i`, the one that matches the open container.
-    fn close<S: Sink>(
-        &mut self,
-        object: bool,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    #[inline(always)]
+    fn close<S: Sink>(&mut self, object: bool, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         self.stack.pop();
         c.i += 1;
         let end = c.off(c.i);
@@ -396,36 +468,41 @@ impl Tokenizer {
         Ok(self.after_value())
     }
 
+    /// `text[s..e]`. The ends are always at ASCII delimiters or piece ends,
+    /// so the check cannot fail; if it did, the input is refused.
+    #[inline(always)]
+    fn slice<'a, E>(&mut self, c: &Cursor<'a>, s: usize, e: usize) -> Result<&'a str, Halt<E>> {
+        match c.text.get(..e).and_then(|t| t.get(s..)) {
+            Some(t) => Ok(t),
+            None => Err(self.fail(ErrorKind::InvalidUtf8, c.off(s))),
+        }
+    }
+
     /// A key's opening `"` at `c.i`. A key with no escape that ends in this
     /// piece goes to the sink straight from the input.
     #[inline(always)]
-    fn key_start<S: Sink>(
-        &mut self,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
-        self.key_at = c.off(c.i);
+    fn key_start<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
+        let at = c.off(c.i);
         let s = c.i + 1;
         let j = scan::string_end(c.b, s);
-        if c.at(j) == Some(b'"') {
-            if j - s > self.limits.max_key_len {
-                return Err(syntax(ErrorKind::KeyTooLong, self.key_at));
-            }
-            emit!(sink.key(c.slice(s, j)?, self.key_at));
-            c.i = j + 1;
-            return self.colon(c, sink);
+        if c.at(j) != Some(b'"') {
+            self.key_at = at;
+            self.key.clear();
+            c.i = s;
+            return self.key_body(c, sink);
         }
-        self.key.clear();
-        c.i = s;
-        self.key_body(c, sink)
+        if j - s > self.limits.max_key_len {
+            return Err(self.fail(ErrorKind::KeyTooLong, at));
+        }
+        let key = self.slice(c, s, j)?;
+        emit!(sink.key(key, at));
+        c.i = j + 1;
+        self.colon(c, sink)
     }
 
     /// Inside a key that is gathered in `self.key`.
-    fn key_body<S: Sink>(
-        &mut self,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    #[inline(never)]
+    fn key_body<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         loop {
             if self.esc_len > 0 {
                 match self.escape_more(c)? {
@@ -435,7 +512,8 @@ impl Tokenizer {
             }
             let s = c.i;
             let j = scan::string_end(c.b, s);
-            self.push_key(c.slice(s, j)?)?;
+            let run = self.slice(c, s, j)?;
+            self.push_key(run)?;
             c.i = j;
             match c.at(j) {
                 None => return Ok(State::KeyBody),
@@ -449,14 +527,14 @@ impl Tokenizer {
                         self.push_key(ch.encode_utf8(&mut [0; 4]))?;
                     }
                 }
-                Some(_) => return Err(syntax(ErrorKind::ControlCharacter, c.off(j))),
+                Some(_) => return Err(self.fail(ErrorKind::ControlCharacter, c.off(j))),
             }
         }
     }
 
-    fn push_key<E>(&mut self, s: &str) -> Result<(), Error<E>> {
+    fn push_key<E>(&mut self, s: &str) -> Result<(), Halt<E>> {
         if self.key.len() + s.len() > self.limits.max_key_len {
-            return Err(syntax(ErrorKind::KeyTooLong, self.key_at));
+            return Err(self.fail(ErrorKind::KeyTooLong, self.key_at));
         }
         self.key.push_str(s);
         Ok(())
@@ -464,44 +542,29 @@ impl Tokenizer {
 
     /// After a key: `:` and, when it follows at once, the value.
     #[inline(always)]
-    fn colon<S: Sink>(
-        &mut self,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
-        c.i = scan::skip_ws(c.b, c.i);
-        match c.at(c.i) {
+    fn colon<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
+        match c.token() {
             None => Ok(State::Colon),
             Some(b':') => {
                 c.i += 1;
-                match c.at(c.i) {
-                    Some(y) if y > b' ' => self.value(c, sink),
-                    _ => Ok(State::Value),
+                match c.token() {
+                    Some(_) => self.value(c, sink),
+                    None => Ok(State::Value),
                 }
             }
-            Some(_) => Err(syntax(ErrorKind::ExpectedColon, c.off(c.i))),
+            Some(_) => Err(self.fail(ErrorKind::ExpectedColon, c.off(c.i))),
         }
     }
 
     /// Inside a string value, after its opening `"`.
     #[inline(always)]
-    fn string_body<S: Sink>(
-        &mut self,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    fn string_body<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         loop {
-            if self.esc_len > 0 {
-                let at = self.esc_at;
-                match self.escape_more(c)? {
-                    Some(ch) => emit!(sink.string_fragment(ch.encode_utf8(&mut [0; 4]), at)),
-                    None => return Ok(State::StringBody),
-                }
-            }
             let s = c.i;
             let j = scan::string_end(c.b, s);
             if j > s {
-                emit!(sink.string_fragment(c.slice(s, j)?, c.off(s)));
+                let run = self.slice(c, s, j)?;
+                emit!(sink.string_fragment(run, c.off(s)));
             }
             c.i = j;
             match c.at(j) {
@@ -509,14 +572,16 @@ impl Tokenizer {
                 Some(b'"') => {
                     c.i = j + 1;
                     emit!(sink.end_string(c.off(c.i)));
-                    return Ok(self.after_value());
+                    return Ok(State::Scalar);
                 }
                 Some(b'\\') => {
                     if let Some(ch) = self.escape_start(c)? {
                         emit!(sink.string_fragment(ch.encode_utf8(&mut [0; 4]), c.off(j)));
+                    } else {
+                        return Ok(State::StringBody);
                     }
                 }
-                Some(_) => return Err(syntax(ErrorKind::ControlCharacter, c.off(j))),
+                Some(_) => return Err(self.fail(ErrorKind::ControlCharacter, c.off(j))),
             }
         }
     }
@@ -524,7 +589,7 @@ impl Tokenizer {
     /// An escape's `\` at `c.i`: its character, or `None` when the piece
     /// ends inside it (its bytes are then kept in `esc`).
     #[inline]
-    fn escape_start<E>(&mut self, c: &mut Cursor<'_>) -> Result<Option<char>, Error<E>> {
+    fn escape_start<E>(&mut self, c: &mut Cursor<'_>) -> Result<Option<char>, Halt<E>> {
         let rest = &c.b[c.i..];
         match scan::unescape(rest) {
             Escape::Char(ch, n) => {
@@ -534,7 +599,7 @@ impl Tokenizer {
             Escape::Incomplete => {
                 // An unfinished escape is shorter than the longest one.
                 let Some(keep) = self.esc.get_mut(..rest.len()) else {
-                    return Err(syntax(ErrorKind::InvalidEscape, c.off(c.i)));
+                    return Err(self.fail(ErrorKind::InvalidEscape, c.off(c.i)));
                 };
                 keep.copy_from_slice(rest);
                 self.esc_len = rest.len();
@@ -542,15 +607,16 @@ impl Tokenizer {
                 c.i = c.b.len();
                 Ok(None)
             }
-            Escape::Bad(kind, k) => Err(syntax(kind, c.off(c.i + k))),
+            Escape::Bad(kind, k) => Err(self.fail(kind, c.off(c.i + k))),
         }
     }
 
     /// Goes on with a kept escape, a byte at a time (it is at most 12).
-    fn escape_more<E>(&mut self, c: &mut Cursor<'_>) -> Result<Option<char>, Error<E>> {
+    #[inline(never)]
+    fn escape_more<E>(&mut self, c: &mut Cursor<'_>) -> Result<Option<char>, Halt<E>> {
         while let Some(x) = c.at(c.i) {
             let Some(slot) = self.esc.get_mut(self.esc_len) else {
-                return Err(syntax(ErrorKind::InvalidEscape, self.esc_at));
+                return Err(self.fail(ErrorKind::InvalidEscape, self.esc_at));
             };
             *slot = x;
             self.esc_len += 1;
@@ -561,7 +627,7 @@ impl Tokenizer {
                     self.esc_len = 0;
                     return Ok(Some(ch));
                 }
-                Escape::Bad(kind, k) => return Err(syntax(kind, self.esc_at + k as u64)),
+                Escape::Bad(kind, k) => return Err(self.fail(kind, self.esc_at + k as u64)),
             }
         }
         Ok(None)
@@ -569,25 +635,22 @@ impl Tokenizer {
 
     /// A number starts at `c.i`. When it ends in this piece it is checked
     /// and handed over from the input; else its text so far is kept.
-    #[inline(always)]
-    fn number<S: Sink>(
-        &mut self,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    #[inline]
+    fn number<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         let s = c.i;
         let j = scan::number_end(c.b, s);
         let at = c.off(s);
         if j - s > self.limits.max_number_len {
-            return Err(syntax(ErrorKind::NumberTooLong, at));
+            return Err(self.fail(ErrorKind::NumberTooLong, at));
         }
-        let text = c.slice(s, j)?;
+        let text = self.slice(c, s, j)?;
         c.i = j;
         if j < c.b.len() {
-            scan::check_number(text.as_bytes())
-                .map_err(|k| syntax(ErrorKind::InvalidNumber, at + k as u64))?;
+            if let Err(k) = scan::check_number(text.as_bytes()) {
+                return Err(self.fail(ErrorKind::InvalidNumber, at + k as u64));
+            }
             emit!(sink.number(text, at));
-            return Ok(self.after_value());
+            return Ok(State::Scalar);
         }
         self.num.clear();
         self.num.push_str(text);
@@ -596,17 +659,15 @@ impl Tokenizer {
     }
 
     /// More of a number kept in `num`.
-    fn number_more<S: Sink>(
-        &mut self,
-        c: &mut Cursor<'_>,
-        sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    #[inline(never)]
+    fn number_more<S: Sink>(&mut self, c: &mut Cursor<'_>, sink: &mut S) -> Step<S::Error> {
         let s = c.i;
         let j = scan::number_end(c.b, s);
         if self.num.len() + (j - s) > self.limits.max_number_len {
-            return Err(syntax(ErrorKind::NumberTooLong, self.num_at));
+            return Err(self.fail(ErrorKind::NumberTooLong, self.num_at));
         }
-        self.num.push_str(c.slice(s, j)?);
+        let more = self.slice(c, s, j)?;
+        self.num.push_str(more);
         c.i = j;
         if j == c.b.len() {
             return Ok(State::Number);
@@ -614,21 +675,24 @@ impl Tokenizer {
         self.end_number(sink)
     }
 
-    fn end_number<S: Sink>(&mut self, sink: &mut S) -> Result<State, Error<S::Error>> {
-        scan::check_number(self.num.as_bytes())
-            .map_err(|k| syntax(ErrorKind::InvalidNumber, self.num_at + k as u64))?;
+    fn end_number<S: Sink>(&mut self, sink: &mut S) -> Step<S::Error> {
+        if let Err(k) = scan::check_number(self.num.as_bytes()) {
+            return Err(self.fail(ErrorKind::InvalidNumber, self.num_at + k as u64));
+        }
         emit!(sink.number(&self.num, self.num_at));
-        Ok(self.after_value())
+        Ok(State::Scalar)
     }
 
-    /// A literal of which `matched` bytes were seen, going on at `c.i`.
+    /// A literal of which `matched` bytes were seen, going on at `c.i`:
+    /// the slow path, for a literal split between pieces or misspelt.
+    #[inline(never)]
     fn literal<S: Sink>(
         &mut self,
         lit: Literal,
         matched: u8,
         c: &mut Cursor<'_>,
         sink: &mut S,
-    ) -> Result<State, Error<S::Error>> {
+    ) -> Step<S::Error> {
         if matched == 0 {
             self.lit_at = c.off(c.i);
         }
@@ -636,7 +700,7 @@ impl Tokenizer {
         let have = &c.b[c.i..];
         let n = want.len().min(have.len());
         if let Some(k) = (0..n).find(|&k| have[k] != want[k]) {
-            return Err(syntax(ErrorKind::InvalidLiteral, c.off(c.i + k)));
+            return Err(self.fail(ErrorKind::InvalidLiteral, c.off(c.i + k)));
         }
         c.i += n;
         if n < want.len() {
@@ -647,6 +711,6 @@ impl Tokenizer {
             });
         }
         emit!(sink.literal(lit, self.lit_at));
-        Ok(self.after_value())
+        Ok(State::Scalar)
     }
 }

@@ -1,0 +1,149 @@
+//! What the rule engine and tokenizer benches share: the generated MISP
+//! events, the same events as PHP's `json_encode` writes them, a heap
+//! counter, and a best-of timer.
+#![allow(dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counts live heap bytes and their peak; a bench that wants the figures
+/// declares it its `#[global_allocator]`.
+pub struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counters are plain atomics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+/// The most heap `f` holds at once beyond what was live before it.
+pub fn peak_heap<F: FnOnce()>(f: F) -> usize {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    f();
+    PEAK.load(Ordering::Relaxed).saturating_sub(base)
+}
+
+/// The shortest of `runs` runs of `f`.
+pub fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// The attribute comment of [`event`].
+pub const COMMENT: &str = r#"seen in campaign \"x\" \/ stage"#;
+
+fn attribute(out: &mut String, i: usize, comment: &str) {
+    let _ = write!(
+        out,
+        r#"{{"id":"{i}","type":"ip-dst","category":"Network activity","to_ids":true,"uuid":"5f1c2b3a-{i:04x}-4d5e-8f90-0123456789ab","event_id":"1","distribution":"5","timestamp":"1661956302","comment":"{comment} {i}","sharing_group_id":"0","deleted":false,"disable_correlation":false,"object_id":"0","object_relation":null,"first_seen":null,"last_seen":null,"value":"198.51.{}.{}","Galaxy":[],"ShadowAttribute":[],"Tag":[{{"id":"3","name":"tlp:green","colour":"\u002333FF00","exportable":true,"user_id":"0","hide_tag":false,"numerical_value":null,"is_galaxy":false,"is_custom_galaxy":false,"local_only":false,"local":0,"relationship_type":null}}]}}"#,
+        i % 256,
+        (i / 256) % 256
+    );
+}
+
+/// An event of about `target` bytes: attributes and objects of attributes.
+pub fn event(target: usize) -> Vec<u8> {
+    event_with(target, COMMENT)
+}
+
+/// [`event`] with another attribute comment (JSON string text, escaped).
+pub fn event_with(target: usize, comment: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(target + 4096);
+    out.push_str(
+        r#"{"Event":{"id":"1","orgc_id":"1","org_id":"1","date":"2022-08-31","threat_level_id":"1","info":"bench","published":false,"uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","attribute_count":"4","analysis":"0","timestamp":"1661956788","distribution":"2","sharing_group_id":"0","Tag":[{"id":"1","name":"tlp:clear","colour":"\u0023FFFFFF"}],"Org":{"id":"1","name":"HOST","uuid":"10c8f445-888b-4a2d-bac8-4e1e8861d595","local":true},"Attribute":["#,
+    );
+    let mut i = 0;
+    while out.len() < target / 2 {
+        if i > 0 {
+            out.push(',');
+        }
+        attribute(&mut out, i, comment);
+        i += 1;
+    }
+    out.push_str(r#"],"Object":["#);
+    let mut first = true;
+    while out.len() < target {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        let _ = write!(
+            out,
+            r#"{{"id":"{i}","name":"domain-ip","meta-category":"network","description":"A domain/hostname and IP address","template_uuid":"43b3b146-77eb-4931-b4cc-b66c60f28734","template_version":"10","event_id":"1","uuid":"feda50b8-c69c-4f5f-ae34-91b289e46799","timestamp":"1661956788","distribution":"5","sharing_group_id":"0","comment":"","deleted":false,"ObjectReference":[],"Attribute":["#
+        );
+        for j in 0..4 {
+            if j > 0 {
+                out.push(',');
+            }
+            attribute(&mut out, i + j, comment);
+        }
+        out.push_str("]}");
+        i += 4;
+    }
+    out.push_str(r#"],"ShadowAttribute":[],"RelatedEvent":[],"Galaxy":[],"EventReport":[],"CryptographicKey":[]}}"#);
+    out.into_bytes()
+}
+
+/// The same document as PHP's `json_encode` (default flags) writes it: in
+/// strings, `/` as `\/` and every character past ASCII as `\uXXXX` (a
+/// surrogate pair past the BMP). The input must be valid JSON.
+pub fn php_encoded(json: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(json);
+    let mut out = String::with_capacity(json.len() + json.len() / 8);
+    let (mut in_string, mut escaped) = (false, false);
+    for ch in text.chars() {
+        if !in_string {
+            in_string = ch == '"';
+            out.push(ch);
+            continue;
+        }
+        if escaped {
+            escaped = false;
+            out.push(ch);
+            continue;
+        }
+        match ch {
+            '\\' => {
+                escaped = true;
+                out.push(ch);
+            }
+            '"' => {
+                in_string = false;
+                out.push(ch);
+            }
+            '/' => out.push_str("\\/"),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let mut units = [0; 2];
+                for u in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{u:04x}");
+                }
+            }
+        }
+    }
+    out.into_bytes()
+}
