@@ -362,7 +362,7 @@ fn main() {
             // machine the three see the same quiet moments.
             let rounds = (300 << 20) / size;
             let (mut floor, mut bare, mut keyed) = (Duration::MAX, Duration::MAX, Duration::MAX);
-            for _ in 0..rounds.max(5) {
+            for _ in 0..rounds.max(8) {
                 floor = floor.min(best_of(1, || {
                     let _ = black_box(serde_json::from_slice::<serde::de::IgnoredAny>(&body));
                 }));
@@ -382,7 +382,7 @@ fn main() {
             summary.push(format!(
                 "{label} {form}: {mb:.1} MB, best of {} rounds: IgnoredAny {:.0} MB/s, tokenizer {:.0} MB/s ({:.2}x), \
                  tokenizer+keypath {:.0} MB/s ({:.2}x), peak heap {:.1} KiB",
-                rounds.max(5),
+                rounds.max(8),
                 rate(floor),
                 rate(bare),
                 ratio(bare),
