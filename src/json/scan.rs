@@ -184,22 +184,47 @@ fn unicode(s: &[u8]) -> Escape {
     }
 }
 
-/// Four hex digits at `s[at..at + 4]`.
-fn hex4(s: &[u8], at: usize) -> Result<u32, Escape> {
-    let mut n = 0;
-    for k in at..at + 4 {
-        let Some(&c) = s.get(k) else {
-            return Err(Escape::Incomplete);
+/// Each byte's value as a hex digit, or 0xFF.
+const HEX: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = match c as u8 {
+            d @ b'0'..=b'9' => d - b'0',
+            d @ b'a'..=b'f' => d - b'a' + 10,
+            d @ b'A'..=b'F' => d - b'A' + 10,
+            _ => 0xFF,
         };
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return Err(Escape::Bad(ErrorKind::InvalidUnicodeEscape, k)),
-        };
-        n = n << 4 | u32::from(d);
+        c += 1;
     }
-    Ok(n)
+    t
+};
+
+/// Four hex digits at `s[at..at + 4]`.
+#[inline]
+fn hex4(s: &[u8], at: usize) -> Result<u32, Escape> {
+    if let Some(&[a, b, c, d]) = s.get(at..at + 4) {
+        let v = [
+            HEX[usize::from(a)],
+            HEX[usize::from(b)],
+            HEX[usize::from(c)],
+            HEX[usize::from(d)],
+        ];
+        if (v[0] | v[1] | v[2] | v[3]) & 0xF0 == 0 {
+            return Ok(v.iter().fold(0, |n, &x| n << 4 | u32::from(x)));
+        }
+    }
+    // Short or not all hex: blame the first byte that is not a digit.
+    for k in at..at + 4 {
+        match s.get(k) {
+            None => return Err(Escape::Incomplete),
+            Some(&c) if HEX[usize::from(c)] == 0xFF => {
+                return Err(Escape::Bad(ErrorKind::InvalidUnicodeEscape, k))
+            }
+            Some(_) => {}
+        }
+    }
+    Err(Escape::Bad(ErrorKind::InvalidUnicodeEscape, at))
 }
 
 /// Where a chunk must be cut so that what comes before it is whole UTF-8:
