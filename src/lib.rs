@@ -21,9 +21,11 @@
 //! * [`relay`]: one connection's request/response loop, holding each body
 //!   until its verdict and forwarding only what passed.
 //!
-//! Beside the path: [`config`] (the older guard's JSON plus a `guard`
+//! Beside the path: [`addr`] (one spelling of a peer's address, below
+//! `listen` and `relay`), [`config`] (the older guard's JSON plus a `guard`
 //! section, validated into a typed model) and [`telemetry`] (logging).
 
+pub mod addr;
 pub mod check;
 pub mod config;
 pub mod http;

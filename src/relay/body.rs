@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::answer::{Reject, Side};
 use super::hold::Hold;
 use super::inspect::{Inspection, Job, Judged};
-use super::session::Peer;
+use super::io::Peer;
+use super::reject::{Reject, Side};
 use crate::config::Config;
 use crate::http::{self, BodyKind, Chunk, ChunkedDecoder};
 use crate::rules::{Pass, Verdict};

@@ -9,15 +9,17 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::answer::{Reject, Side};
 use super::body::take_body;
+use super::conn::{plain_refused, upstream_over_tls, Origin};
 use super::hold::Hold;
 use super::inspect::Job;
+use super::io::{Io, Peer};
 use super::log::Outcome;
+use super::reject::{Reject, Side};
 use super::route::{escape, route, Destination, Route, Target};
-use super::session::{Io, Origin, Peer, Snapshot};
+use super::snapshot::Snapshot;
 use super::upstream;
-use crate::config::{Config, Instance};
+use crate::config::Config;
 use crate::http::{self, BodyKind, Coding, RequestHead, ResponseHead};
 use crate::rules::{Context, Document, Verdict};
 use crate::sync::{self, Direction};
@@ -555,23 +557,6 @@ pub(super) async fn exchange<S: Io>(
     Ok(())
 }
 
-/// Whether plain HTTP from the client to `instance` is refused: the
-/// instance is reached over TLS, so its clients are expected to use TLS
-/// too, unless `allow_plain_http`. An absolute-form `http://` request on
-/// the proxy listener names its scheme itself and is exempt (as with the
-/// older mitmproxy guard, the client's scheme decides there).
-pub(super) fn plain_refused(origin: &Origin, instance: &Instance) -> bool {
-    let t = &instance.settings.tls;
-    *origin != Origin::Proxy && t.upstream && !t.allow_plain_http
-}
-
-/// Whether the guard speaks TLS to `instance`: when it is reached over
-/// TLS, except for an absolute-form `http://` request on the proxy
-/// listener, which asked for plain HTTP by name.
-fn upstream_over_tls(origin: &Origin, instance: &Instance) -> bool {
-    *origin != Origin::Proxy && instance.settings.tls.upstream
-}
-
 /// Whether a kept upstream connection can carry another request. Servers
 /// close idle keep-alive connections (Apache after 5 s); sending on such
 /// a connection would fail the client's request with a 502. Anything
@@ -643,30 +628,6 @@ fn absolute_form(target: &str) -> Result<(Target, String), Reject> {
     Ok((Target::Name { host, port }, path.to_string()))
 }
 
-/// Resolve an allowlisted host, refusing answers the allowlist must never
-/// lead to: an instance (that traffic would skip the rules and the
-/// compartments), the guard's own host (loopback) or an unspecified
-/// address. Every answer is checked, so which one the resolver puts first
-/// does not matter.
-pub(super) async fn resolve_allowlisted(
-    config: &Config,
-    host: &str,
-    port: u16,
-) -> Result<Vec<SocketAddr>, Reject> {
-    let addrs = upstream::resolve(host, port).await?;
-    for a in &addrs {
-        let ip = crate::listen::unmap(*a).ip();
-        let forbidden =
-            ip.is_loopback() || ip.is_unspecified() || config.instances.iter().any(|i| i.ip == ip);
-        if forbidden {
-            return Err(Reject::forbidden(format!(
-                "allowlisted host {host} resolves to {ip}, an instance or the guard itself"
-            )));
-        }
-    }
-    Ok(addrs)
-}
-
 /// Where an allowlisted host is reached. Transparent: the original
 /// destination, which the name must resolve to (else a client could name a
 /// listed domain to reach any address).
@@ -676,7 +637,7 @@ async fn allowlisted_addr(
     port: u16,
     target: &Target,
 ) -> Result<SocketAddr, Reject> {
-    let addrs = resolve_allowlisted(config, host, port).await?;
+    let addrs = upstream::resolve_allowlisted(config, host, port).await?;
     match target {
         Target::Address(dst) => {
             if addrs.iter().any(|a| a.ip() == dst.ip()) {
@@ -862,41 +823,7 @@ async fn read_response_head(
 
 #[cfg(test)]
 mod tests {
-    use super::super::session::tests::config;
     use super::*;
-
-    #[test]
-    fn plain_http_and_upstream_tls_by_origin_and_settings() {
-        let dst: SocketAddr = "10.0.0.1:443".parse().unwrap();
-        let tunnel = Origin::Tunnel(Target::Name {
-            host: "a.example".into(),
-            port: 443,
-        });
-        // (origin, upstream, allow_plain_http) → (plain refused, TLS upstream)
-        let cases = [
-            (Origin::Transparent(dst), true, false, (true, true)),
-            (Origin::Transparent(dst), true, true, (false, true)),
-            (Origin::Transparent(dst), false, false, (false, false)),
-            (tunnel.clone(), true, false, (true, true)),
-            (tunnel.clone(), false, true, (false, false)),
-            // An absolute-form http:// request named its scheme itself.
-            (Origin::Proxy, true, false, (false, false)),
-            (Origin::Proxy, false, false, (false, false)),
-        ];
-        for (origin, upstream, allow_plain_http, want) in cases {
-            let c = config(
-                443,
-                serde_json::json!({}),
-                serde_json::json!({ "upstream": upstream, "allow_plain_http": allow_plain_http }),
-            );
-            let i = &c.instances[0];
-            assert_eq!(
-                (plain_refused(&origin, i), upstream_over_tls(&origin, i)),
-                want,
-                "{origin:?} upstream={upstream} allow_plain_http={allow_plain_http}"
-            );
-        }
-    }
 
     #[test]
     fn error_answers_passed_on_are_small_once_decoded() {

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::answer::Reject;
+use super::reject::Reject;
 use super::route::escape;
 
 /// What one exchange did, for the log line.

@@ -29,24 +29,29 @@
 //! with the next event), upstream failures and refused upstream
 //! certificates (502/504).
 
-mod answer;
+mod accept;
 mod body;
+mod conn;
 mod exchange;
 mod hold;
 mod inspect;
+mod io;
 mod log;
-mod prefixed;
 mod refuse;
+mod reject;
 mod route;
 mod session;
+mod snapshot;
 mod tunnel;
 mod upstream;
 
-pub use answer::{Reject, Side};
+pub use conn::Origin;
 pub use hold::Hold;
 pub use refuse::{refuse_busy, refuse_stranger};
+pub use reject::{Reject, Side};
 pub use route::{parse_authority, route, Destination, Route, Target};
-pub use session::{serve, Origin, Shared, Snapshot};
+pub use session::serve;
+pub use snapshot::{Shared, Snapshot};
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies
 /// qualify: an empty filter carries no data out, and the older guard let

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::answer::Reject;
+use super::reject::Reject;
 use crate::config::{Config, InstanceId};
 
 /// Where the client wants to go, as the guard learnt it.

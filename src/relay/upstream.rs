@@ -15,8 +15,9 @@ use tokio_io_timeout::TimeoutStream;
 
 use tokio_rustls::client::TlsStream;
 
-use super::answer::{Reject, Side};
-use crate::config::Instance;
+use super::reject::{Reject, Side};
+use crate::addr::unmap;
+use crate::config::{Config, Instance};
 use crate::tls::{self, Connector};
 
 /// An upstream socket whose writes time out: an upstream that stops
@@ -116,4 +117,28 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Reject> {
             format!("cannot resolve {host}: {e}"),
         )),
     }
+}
+
+/// Resolve an allowlisted host, refusing answers the allowlist must never
+/// lead to: an instance (that traffic would skip the rules and the
+/// compartments), the guard's own host (loopback) or an unspecified
+/// address. Every answer is checked, so which one the resolver puts first
+/// does not matter.
+pub(super) async fn resolve_allowlisted(
+    config: &Config,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Reject> {
+    let addrs = resolve(host, port).await?;
+    for a in &addrs {
+        let ip = unmap(*a).ip();
+        let forbidden =
+            ip.is_loopback() || ip.is_unspecified() || config.instances.iter().any(|i| i.ip == ip);
+        if forbidden {
+            return Err(Reject::forbidden(format!(
+                "allowlisted host {host} resolves to {ip}, an instance or the guard itself"
+            )));
+        }
+    }
+    Ok(addrs)
 }
