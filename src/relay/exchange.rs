@@ -3,9 +3,8 @@
 //! re-framed (or an error answer replaced by the guard's own text).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -15,15 +14,15 @@ use super::hold::Hold;
 use super::inspect::Job;
 use super::io::{Io, Peer};
 use super::log::Outcome;
+use super::pool::UpstreamPool;
 use super::reject::{Reject, Side};
 use super::route::{escape, route, Destination, Route, Target};
 use super::snapshot::Snapshot;
-use super::upstream;
+use super::upstream::{self, Dial};
 use crate::config::Config;
 use crate::http::{self, BodyKind, Coding, RequestHead, ResponseHead};
 use crate::rules::{Context, Document, Verdict};
 use crate::sync::{self, Direction};
-use crate::tls;
 
 /// The request headers MISP sync sends (protocol doc §1.1); the framing
 /// and hop-by-hop ones among them are rewritten by `http::encode_request`.
@@ -58,33 +57,11 @@ fn odd_connection_token(headers: &[http::Header]) -> Option<&str> {
 /// The largest error answer passed on where a document was expected.
 const MAX_ERROR_ANSWER: u64 = 64 * 1024;
 
-/// An open connection to a destination, kept across requests.
-pub(super) struct Upstream {
-    addr: SocketAddr,
-    tls: bool,
-    /// The connector it was opened with: after a reload that changed the
-    /// trust, a new connection is verified with the new one.
-    connector: Arc<tls::Connector>,
-    peer: Peer<Box<dyn Io>>,
-}
-
-impl Upstream {
-    /// Whether this kept connection may carry the next request: it goes to
-    /// the same place, the same way, and was verified with the trust now
-    /// in force. Every reload builds a new connector, so after a reload a
-    /// kept connection is closed and the next one verified under the new
-    /// trust (`tls.ca`, the bundle, a client certificate) before any byte
-    /// of the request is sent.
-    fn fits(&self, addr: SocketAddr, tls: bool, connector: &Arc<tls::Connector>) -> bool {
-        self.addr == addr && self.tls == tls && Arc::ptr_eq(&self.connector, connector)
-    }
-}
-
 /// One request and its response.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn exchange<S: Io>(
     client: &mut Peer<S>,
-    upstream: &mut Option<Upstream>,
+    pool: &mut UpstreamPool,
     snapshot: &Snapshot,
     limits: &http::Limits,
     peer: SocketAddr,
@@ -277,50 +254,13 @@ pub(super) async fn exchange<S: Io>(
         Some(id) if upstream_over_tls(origin, config.instance(id)) => Some(config.instance(id)),
         _ => None,
     };
-    let reusable = upstream
-        .as_ref()
-        .is_some_and(|u| u.fits(upstream_addr, upstream_tls.is_some(), &snapshot.connector));
-    if !reusable {
-        *upstream = None;
-    }
-    if let Some(u) = upstream.as_mut() {
-        if !still_open(&mut u.peer).await {
-            *upstream = None;
-        }
-    }
-    let up = match upstream {
-        Some(u) => u,
-        None => {
-            let tcp = upstream::connect(
-                upstream_addr,
-                config.guard.upstream_mark,
-                config.guard.timeouts.connect,
-                config.guard.timeouts.body_idle,
-            )
-            .await?;
-            let io: Box<dyn Io> = match upstream_tls {
-                Some(instance) => Box::new(
-                    upstream::tls(
-                        &snapshot.connector,
-                        tcp,
-                        instance,
-                        config.guard.timeouts.handshake,
-                    )
-                    .await?,
-                ),
-                None => Box::new(tcp),
-            };
-            upstream.insert(Upstream {
-                addr: upstream_addr,
-                tls: upstream_tls.is_some(),
-                connector: snapshot.connector.clone(),
-                peer: Peer {
-                    io,
-                    buf: BytesMut::with_capacity(16 * 1024),
-                },
-            })
-        }
+    let dial = Dial {
+        addr: upstream_addr,
+        connector: &snapshot.connector,
+        tls: upstream_tls,
     };
+    let mut lease = pool.checkout(&dial, config).await?;
+    let up = lease.peer();
 
     let offered = offered_codings(head);
     let mut out = Vec::with_capacity(1024);
@@ -346,13 +286,12 @@ pub(super) async fn exchange<S: Io>(
     });
     http::encode_request(&forwarded, &path, Some(hold.len()), &mut out);
     let sent = async {
-        up.peer.io.write_all(&out).await?;
-        hold.forward(&pass, &mut up.peer.io).await?;
-        up.peer.io.flush().await
+        up.io.write_all(&out).await?;
+        hold.forward(&pass, &mut up.io).await?;
+        up.io.flush().await
     }
     .await;
     if let Err(e) = sent {
-        *upstream = None;
         return Err(Reject::fatal(
             502,
             Side::Upstream,
@@ -364,14 +303,12 @@ pub(super) async fn exchange<S: Io>(
     let response = match read_response_head(up, config, limits).await {
         Ok(r) => r,
         Err(r) => {
-            *upstream = None;
             return Err(r);
         }
     };
     // The same for the answer: `Connection: content-encoding` would drop
     // the coding the body was judged in.
     if let Some(token) = odd_connection_token(&response.headers) {
-        *upstream = None;
         return Err(Reject::fatal(
             502,
             Side::Upstream,
@@ -385,7 +322,6 @@ pub(super) async fn exchange<S: Io>(
     let response_body = match http::response_body(&response, is_head) {
         Ok(k) => k,
         Err(e) => {
-            *upstream = None;
             return Err(Reject::fatal(502, Side::Upstream, e.to_string()));
         }
     };
@@ -395,14 +331,12 @@ pub(super) async fn exchange<S: Io>(
         match http::response_coding(&response.headers) {
             Ok(c) => c,
             Err(e) => {
-                *upstream = None;
                 return Err(Reject::fatal(502, Side::Upstream, e.to_string()));
             }
         }
     };
     if let Some(name) = coding_name(response_coding) {
         if !offered.contains(&name) {
-            *upstream = None;
             return Err(Reject::fatal(
                 502,
                 Side::Upstream,
@@ -414,7 +348,6 @@ pub(super) async fn exchange<S: Io>(
     let user_org = match unique_response_header(&response, "x-userorguuid") {
         Ok(v) => v.map(|s| s.trim().to_ascii_lowercase()),
         Err(r) => {
-            *upstream = None;
             return Err(r);
         }
     };
@@ -462,8 +395,8 @@ pub(super) async fn exchange<S: Io>(
         _ => None,
     };
     let mut hold = Hold::new(hold_memory, config.guard.limits.max_spill_bytes);
-    let verdict = match take_body(
-        &mut up.peer,
+    let verdict = take_body(
+        up,
         response_body,
         job,
         &mut hold,
@@ -471,19 +404,10 @@ pub(super) async fn exchange<S: Io>(
         &body_limits,
         Side::Upstream,
     )
-    .await
-    {
-        Ok(v) => v,
-        Err(r) => {
-            *upstream = None;
-            return Err(r);
-        }
-    };
+    .await?;
     let upstream_reusable =
         response_body != BodyKind::CloseDelimited && !http::connection_close(&response.headers);
-    if !upstream_reusable {
-        *upstream = None;
-    }
+    lease.keep_if(upstream_reusable);
     outcome.bytes_out = hold.len();
     let pass = match verdict {
         Verdict::Allow(pass) => pass,
@@ -555,26 +479,6 @@ pub(super) async fn exchange<S: Io>(
         outcome.keep_alive = false;
     }
     Ok(())
-}
-
-/// Whether a kept upstream connection can carry another request. Servers
-/// close idle keep-alive connections (Apache after 5 s); sending on such
-/// a connection would fail the client's request with a 502. Anything
-/// readable now (end of stream, an error, a TLS close, bytes nobody asked
-/// for) means it cannot be reused; only "nothing yet" can.
-async fn still_open<S: Io>(peer: &mut Peer<S>) -> bool {
-    if !peer.buf.is_empty() {
-        return false;
-    }
-    peer.buf.reserve(4 * 1024);
-    // Poll the read once: pending means the connection is idle and open.
-    // (Not a zero timeout: tokio rounds timers up to the next millisecond,
-    // which every reused connection would wait.)
-    let mut read = std::pin::pin!(peer.io.read_buf(&mut peer.buf));
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx).is_pending())
-    })
-    .await
 }
 
 /// Refuses an error answer passed on uninspected whose `Content-Encoding`
@@ -767,16 +671,16 @@ fn coding_name(c: Coding) -> Option<&'static str> {
 
 /// Read the next final response head from upstream (skipping 1xx).
 async fn read_response_head(
-    up: &mut Upstream,
+    up: &mut Peer<Box<dyn Io>>,
     config: &Config,
     limits: &http::Limits,
 ) -> Result<ResponseHead, Reject> {
     let deadline = tokio::time::Instant::now() + config.guard.timeouts.upstream_response;
     loop {
-        if !up.peer.buf.is_empty() {
-            match http::parse_response(&up.peer.buf, limits) {
+        if !up.buf.is_empty() {
+            match http::parse_response(&up.buf, limits) {
                 Ok(Some((head, len))) => {
-                    let _ = up.peer.buf.split_to(len);
+                    let _ = up.buf.split_to(len);
                     if head.status == 101 {
                         return Err(Reject::fatal(
                             502,
@@ -799,8 +703,8 @@ async fn read_response_head(
                 }
             }
         }
-        up.peer.buf.reserve(16 * 1024);
-        match tokio::time::timeout_at(deadline, up.peer.io.read_buf(&mut up.peer.buf)).await {
+        up.buf.reserve(16 * 1024);
+        match tokio::time::timeout_at(deadline, up.io.read_buf(&mut up.buf)).await {
             Err(_) => return Err(Reject::fatal(504, Side::Upstream, "no response in time")),
             Ok(Ok(0)) => {
                 return Err(Reject::fatal(
@@ -854,53 +758,5 @@ mod tests {
 
         let corrupt = error_answer_decodes_small(&held(b"not gzip at all"), Coding::Gzip);
         assert_eq!(corrupt.map_err(|r| r.status), Err(502));
-    }
-
-    #[test]
-    fn kept_upstream_fits_the_same_place_way_and_trust_only() {
-        let settings = crate::config::TlsSettings::default();
-        let before = Arc::new(tls::Connector::new(&settings, &[]).unwrap());
-        // A reload builds a new connector even from the same files.
-        let after = Arc::new(tls::Connector::new(&settings, &[]).unwrap());
-        let addr: SocketAddr = "10.0.0.1:443".parse().unwrap();
-        let (_far, near) = tokio::io::duplex(64);
-        let kept = Upstream {
-            addr,
-            tls: true,
-            connector: before.clone(),
-            peer: Peer {
-                io: Box::new(near),
-                buf: BytesMut::new(),
-            },
-        };
-        assert!(kept.fits(addr, true, &before));
-        assert!(!kept.fits(addr, true, &after), "trust of another snapshot");
-        assert!(!kept.fits(addr, false, &before), "plain instead of TLS");
-        let other: SocketAddr = "10.0.0.2:443".parse().unwrap();
-        assert!(!kept.fits(other, true, &before), "another destination");
-    }
-
-    #[tokio::test]
-    async fn kept_upstream_is_reused_only_while_idle_and_open() {
-        let (far, near) = tokio::io::duplex(1024);
-        let mut peer = Peer {
-            io: near,
-            buf: BytesMut::new(),
-        };
-        assert!(still_open(&mut peer).await);
-        assert!(still_open(&mut peer).await, "probing reads nothing");
-
-        let (mut far2, near2) = tokio::io::duplex(1024);
-        let mut talky = Peer {
-            io: near2,
-            buf: BytesMut::new(),
-        };
-        far2.write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(!still_open(&mut talky).await, "unsolicited bytes");
-
-        drop(far);
-        assert!(!still_open(&mut peer).await, "closed by the server");
     }
 }

@@ -37,6 +37,7 @@ mod hold;
 mod inspect;
 mod io;
 mod log;
+mod pool;
 mod refuse;
 mod reject;
 mod route;

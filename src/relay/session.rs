@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::accept::{accept_tls, first_bytes};
 use super::conn::{plain_refused, Origin};
-use super::exchange::{exchange, Upstream};
+use super::exchange::exchange;
 use super::io::{Io, Peer};
 use super::log::{log_exchange, outcome_of, Outcome};
+use super::pool::UpstreamPool;
 use super::reject::{Reject, Side};
 use super::route::Target;
 use super::snapshot::{Shared, Snapshot};
@@ -109,7 +110,7 @@ async fn http_loop<S: Io>(
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> Option<(Peer<S>, Target, Instance)> {
-    let mut upstream: Option<Upstream> = None;
+    let mut pool = UpstreamPool::new();
     let mut learned_org: Option<(SocketAddr, String)> = None;
     loop {
         // The snapshot is the one in force when the head arrived, not when
@@ -159,7 +160,7 @@ async fn http_loop<S: Io>(
         let mut outcome = Outcome::new();
         let result = exchange(
             &mut client,
-            &mut upstream,
+            &mut pool,
             &snapshot,
             &limits,
             peer,

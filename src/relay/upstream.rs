@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,6 +20,18 @@ use super::reject::{Reject, Side};
 use crate::addr::unmap;
 use crate::config::{Config, Instance};
 use crate::tls::{self, Connector};
+
+/// Where an upstream connection goes and how: the address, the trust it is
+/// verified with (the connector of the request's snapshot), and for TLS the
+/// instance whose certificate it must present.
+pub(super) struct Dial<'s> {
+    /// The address connected to.
+    pub(super) addr: SocketAddr,
+    /// The trust in force for the request.
+    pub(super) connector: &'s Arc<Connector>,
+    /// The instance, when the connection is TLS.
+    pub(super) tls: Option<&'s Instance>,
+}
 
 /// An upstream socket whose writes time out: an upstream that stops
 /// reading must not hold the exchange (and its connection slot) forever.
