@@ -1,4 +1,4 @@
-//! Step 6 before any slot: connections the guard answers once and closes,
+//! Before any slot: connections the guard answers once and closes,
 //! each kind on a small pool of its own, so that neither a flood of
 //! strangers nor a burst past the connection cap holds an instance's slot,
 //! and the client still learns why (curl's "Empty reply from server" says

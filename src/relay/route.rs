@@ -1,7 +1,7 @@
 //! Who is talking: source and destination instance, compartments, allowlist.
 //!
-//! The listener and the offline `misp-guard check` both decide here, so an
-//! exchange gets the same answer in both.
+//! Called by [`super::admit`] for every request (and so by the offline
+//! `misp-guard check` too) and by [`super::tunnel`] for a `CONNECT`.
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -1,6 +1,7 @@
-//! Step 6a of the path: one client connection, from its first bytes (TLS
-//! or not) through its requests in order, each judged and relayed; and the
-//! state every connection shares.
+//! One client connection, from its first bytes (TLS or not: decided here,
+//! terminated by [`super::accept`]) through its requests in order, each an
+//! [`exchange`]; a `CONNECT` on a proxy listener makes the rest a tunnel
+//! ([`super::tunnel`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,11 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::accept::{accept_tls, first_bytes};
-use super::conn::{plain_refused, Origin};
+use super::conn::{http_limits, plain_refused, Conn, Origin, Via};
 use super::exchange::exchange;
 use super::io::{Io, Peer};
-use super::log::{log_exchange, outcome_of, Outcome};
-use super::pool::UpstreamPool;
+use super::log::{log_exchange, outcome_of};
 use super::reject::{Reject, Side};
 use super::route::Target;
 use super::snapshot::{Shared, Snapshot};
@@ -56,7 +56,12 @@ pub async fn serve<S: Io>(
                 }
             };
             if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
-                http_loop(client, peer, origin, true, &shared, &shutdown).await;
+                let via = Via {
+                    peer,
+                    origin,
+                    tls: true,
+                };
+                http_loop(client, Conn::new(via, shutdown), &shared).await;
             }
             return;
         }
@@ -71,22 +76,24 @@ pub async fn serve<S: Io>(
             }
         }
     }
+    let via = Via {
+        peer,
+        origin,
+        tls: false,
+    };
     if let Some((client, target, instance)) =
-        http_loop(client, peer, origin, false, &shared, &shutdown).await
+        http_loop(client, Conn::new(via, shutdown.clone()), &shared).await
     {
         let snapshot = shared.snapshot();
         if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
             // A CONNECT inside the tunnel is refused by `connect_tunnel`, so
             // this loop never hands back another tunnel.
-            http_loop(
-                client,
+            let via = Via {
                 peer,
-                Origin::Tunnel(target),
-                true,
-                &shared,
-                &shutdown,
-            )
-            .await;
+                origin: Origin::Tunnel(target),
+                tls: true,
+            };
+            http_loop(client, Conn::new(via, shutdown), &shared).await;
         }
     }
 }
@@ -104,19 +111,15 @@ fn tls_only<'c>(config: &'c Config, origin: &Origin, dst: SocketAddr) -> Option<
 /// instance whose certificate the client must be shown.
 async fn http_loop<S: Io>(
     mut client: Peer<S>,
-    peer: SocketAddr,
-    mut origin: Origin,
-    tls: bool,
+    mut conn: Conn,
     shared: &Shared,
-    shutdown: &CancellationToken,
 ) -> Option<(Peer<S>, Target, Instance)> {
-    let mut pool = UpstreamPool::new();
-    let mut learned_org: Option<(SocketAddr, String)> = None;
+    let peer = conn.via.peer;
     loop {
         // The snapshot is the one in force when the head arrived, not when
         // the wait began: a reload while the connection sat idle applies to
-        // its next request (and a changed trust to its upstream, below).
-        let (head, snapshot) = match next_request(&mut client, shared, shutdown).await {
+        // its next request (and a changed trust to its upstream).
+        let (head, snapshot) = match next_request(&mut client, shared, &conn.shutdown).await {
             Ok(Some(x)) => x,
             Ok(None) => return None,
             Err(reject) => {
@@ -125,13 +128,12 @@ async fn http_loop<S: Io>(
                 return None;
             }
         };
-        let started = Instant::now();
-        let config = &snapshot.config;
-        let limits = http_limits(config);
         if head.method == "CONNECT" {
-            match connect_tunnel(&mut client, config, peer, &origin, &head).await {
+            let started = Instant::now();
+            let config = &snapshot.config;
+            match connect_tunnel(&mut client, config, peer, &conn.via.origin, &head).await {
                 Ok(Tunnel::Plain(target)) => {
-                    origin = Origin::Tunnel(target);
+                    conn.via.origin = Origin::Tunnel(target);
                     continue;
                 }
                 Ok(Tunnel::Tls(target, instance)) => {
@@ -157,54 +159,11 @@ async fn http_loop<S: Io>(
                 }
             }
         }
-        let mut outcome = Outcome::new();
-        let result = exchange(
-            &mut client,
-            &mut pool,
-            &snapshot,
-            &limits,
-            peer,
-            &origin,
-            tls,
-            &head,
-            &mut outcome,
-            &mut learned_org,
-            shutdown,
-        )
-        .await;
-        if let Err(reject) = result {
-            // Close when the request body was not read (its bytes would be
-            // taken for the next request) or the state is unclear.
-            let close = reject.close || !outcome.keep_alive;
-            let _ = client
-                .io
-                .write_all(&reject.to_response(&head.target, close))
-                .await;
-            outcome.status = reject.status;
-            outcome.keep_alive = !close;
-            outcome.reject = Some(reject);
-        }
-        log_exchange(
-            peer,
-            &head.method,
-            &head.target,
-            &outcome,
-            started.elapsed(),
-        );
-        if !outcome.keep_alive || shutdown.is_cancelled() {
+        let outcome = exchange(&mut conn, &mut client, &head, &snapshot).await;
+        if !outcome.keep_alive || conn.shutdown.is_cancelled() {
             let _ = client.io.shutdown().await;
             return None;
         }
-    }
-}
-
-fn http_limits(config: &Config) -> http::Limits {
-    let l = &config.guard.limits;
-    http::Limits {
-        max_header_bytes: l.max_header_bytes,
-        max_headers: l.max_headers,
-        max_body_bytes: l.max_body_bytes,
-        ..http::Limits::default()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Step 6b of the path: a `CONNECT` on a proxy listener, and the tunnel it
+//! A `CONNECT` on a proxy listener, and the tunnel it
 //! opens (plain or TLS HTTP judged like any other, or a blind relay to an
 //! allowlisted domain).
 
