@@ -18,8 +18,9 @@
 //!   refused.
 //! * [`rules`]: the streaming evaluator that reads a MISP document once and
 //!   gives a [`rules::Verdict`].
-//! * [`relay`]: one connection's request/response loop, holding each body
-//!   until its verdict and forwarding only what passed.
+//! * [`relay`]: one connection's requests, each an exchange in phases
+//!   (admit, judge the request, forward, judge the answer, answer), holding
+//!   each body until its verdict and forwarding only what passed.
 //!
 //! Beside the path: [`addr`] (one spelling of a peer's address, below
 //! `listen` and `relay`), [`config`] (the older guard's JSON plus a `guard`

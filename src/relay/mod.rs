@@ -16,8 +16,8 @@
 //!                    the request re-framed and sent, the answer head
 //!   judge_answer.rs  the answer head checked, one Policy, the body
 //!                    judged under the destination's rules           → Reply
-//!   answer.rs        bytes to the client (or the refusal), then the one
-//!                    log record (log.rs)
+//!   answer.rs        bytes to the client (or the refusal); exchange.rs
+//!                    then writes the one log record (log.rs)
 //! offline.rs       admit, judge_request, judge_answer without the network:
 //!                  `misp-guard check`
 //! ```
