@@ -35,9 +35,10 @@ pub(super) enum Policy {
     /// An answer the table does not inspect, or from an allowlisted host:
     /// relayed as it is.
     Pass,
-    /// The error answer to a push (MISP's save-fail 403 JSON, whose
-    /// `errors` the pushing MISP logs, e.g. "not newer than the local
-    /// copy"): relayed when small, raw and decoded.
+    /// Any other error answer of the table, such as the one to a push
+    /// (MISP's save-fail 403 JSON, whose `errors` the pushing MISP logs,
+    /// e.g. "not newer than the local copy"): relayed when small, raw and
+    /// decoded.
     PassCapped,
     /// The error answer where a document was expected (a pull): the body
     /// never reaches the client, the guard's own error text does.
