@@ -1,9 +1,10 @@
-//! Step 6e of the path: the one log line each exchange ends with.
+//! The one log record each exchange ends with (written by
+//! [`super::exchange`]), and what it records ([`Outcome`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::answer::Reject;
+use super::reject::Reject;
 use super::route::escape;
 
 /// What one exchange did, for the log line.
