@@ -1,18 +1,24 @@
 //! Offline verdicts: `misp-guard check`.
 //!
-//! Judges one exchange described on the command line with exactly the steps
-//! the listener takes (routing, the sync table, header checks, the rules),
-//! without any network. Scripts and analysts use it to ask "would the guard
-//! let this through?".
+//! Judges one exchange described on the command line with the listener's own
+//! phases ([`crate::relay::offline`]: admit, judge the request, judge the
+//! answer), without any network. The request is taken as MISP sends it
+//! through a proxy listener. Scripts and analysts use it to ask "would the
+//! guard let this through?".
 
-use std::io::Read;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::config::Config;
-use crate::http::{self, Coding, DecodeCaps};
-use crate::relay::{self, Destination, Target};
-use crate::rules::{self, Context, Document, Verdict};
-use crate::sync;
+use crate::http::{Form, Header, RequestHead, ResponseHead};
+use crate::relay::offline::{self, Unjudged};
+use crate::relay::{self, Target};
+
+/// The `Accept-Encoding` MISP's libcurl sends (every coding it was built
+/// with).
+const MISP_ACCEPT_ENCODING: &str = "deflate, gzip, br, zstd";
 
 /// One exchange to judge.
 #[derive(Debug, Default)]
@@ -51,150 +57,132 @@ pub enum Error {
     /// A header argument is not `Name: value`.
     #[error("header {0:?} is not 'Name: value'")]
     Header(String),
+    /// The judging could not start.
+    #[error("cannot start: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// Judge `x` under `config`.
 pub fn judge(config: &Config, x: &Exchange) -> Result<Outcome, Error> {
-    let (scheme, host, port, path) = split_url(&x.url)?;
     let Some(source) = x.source else {
         return Err(Error::Url("a source address is required".into()));
     };
-    let target = Target::Name { host, port };
-    let route = match relay::route(config, source, &target, scheme, &path, None) {
-        Ok(r) => r,
-        Err(reject) => return Ok(Outcome::Block(reject.reason)),
+    let url = split_url(&x.url)?;
+    let request_body = x.request_body.clone().unwrap_or_default();
+    let request = request_head(x, &url, request_body.len());
+    let answer = x.response_body.as_ref().map(|body| {
+        let head = ResponseHead {
+            status: 200,
+            reason: "OK".into(),
+            headers: framed(&x.response_headers, &[], Some(body.len())),
+        };
+        (head, body.clone())
+    });
+    let case = offline::Case {
+        source,
+        tunnel: (url.scheme == "https").then(|| Target::Name {
+            host: url.host.clone(),
+            port: url.port,
+        }),
+        request,
+        request_body,
+        answer,
     };
-    let dst = match route.destination {
-        Destination::Allowlisted { host, .. } => {
-            return Ok(Outcome::Allow(vec![format!(
-                "allowlisted: {host} (not inspected)"
-            )]))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let config = Arc::new(config.clone());
+    Ok(match runtime.block_on(offline::judge(&config, case)) {
+        Ok(Unjudged::Nothing) => Outcome::Allow(Vec::new()),
+        Ok(Unjudged::Allowlisted(host)) => {
+            Outcome::Allow(vec![format!("allowlisted: {host} (not inspected)")])
         }
-        Destination::Instance(id) => id,
-    };
-    let instance = config.instance(dst);
-    let exchange = match sync::classify(&x.method, &path, &instance.settings.base_path) {
-        Ok(e) => e,
-        Err(r) => return Ok(Outcome::Block(r.to_string())),
-    };
-    let headers: Vec<(&str, &[u8])> = x
-        .request_headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_bytes()))
-        .collect();
-    if let Err(r) = sync::check_request_headers(headers.iter().copied()) {
-        return Ok(Outcome::Block(r.to_string()));
-    }
-    // A body is taken as MISP sends it, JSON, unless a Content-Type says
-    // otherwise.
-    let declared = x
-        .request_headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
-    if declared && x.request_body.as_ref().is_some_and(|b| !b.is_empty()) {
-        if let Err(r) = sync::check_body_type(headers.iter().copied()) {
-            return Ok(Outcome::Block(r.to_string()));
-        }
-    }
-    // As in the relay: the request is the source's data, the answer the
-    // destination's.
-    let policy = &config.instance(route.source).policy;
-    let answer_policy = &config.instance(dst).policy;
-    let caps = relay::decode_caps(config);
-    let mut notes = Vec::new();
-
-    let body = x.request_body.as_deref().unwrap_or_default();
-    match exchange.request {
-        None if !body.is_empty() => {
-            return Ok(Outcome::Block(format!("{} carries no body", exchange.name)))
-        }
-        None => {}
-        Some(doc) if body.is_empty() && relay::empty_body_allowed(doc) => {}
-        Some(doc) => {
-            let coding = match coding_of(&x.request_headers, true) {
-                Ok(c) => c,
-                Err(e) => return Ok(Outcome::Block(e)),
-            };
-            if let Verdict::Block(b) = judge_body(
-                body,
-                coding,
-                caps.clone(),
-                doc,
-                policy,
-                &Context::default(),
-                config.guard.limits.max_json_depth,
-            ) {
-                return Ok(Outcome::Block(b.to_string()));
-            }
-        }
-    }
-
-    match (exchange.response, &x.response_body) {
-        (Some(doc), Some(body)) => {
-            let coding = match coding_of(&x.response_headers, false) {
-                Ok(c) => c,
-                Err(e) => return Ok(Outcome::Block(e)),
-            };
-            let context = Context {
-                user_org_uuid: x
-                    .response_headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("x-userorguuid"))
-                    .map(|(_, v)| v.trim().to_ascii_lowercase()),
-                rebuild: false,
-            };
-            if let Verdict::Block(b) = judge_body(
-                body,
-                coding,
-                caps,
-                doc,
-                answer_policy,
-                &context,
-                config.guard.limits.max_json_depth,
-            ) {
-                return Ok(Outcome::Block(b.to_string()));
-            }
-        }
-        (Some(doc), None) => notes.push(format!(
+        Ok(Unjudged::Answer(doc)) => Outcome::Allow(vec![format!(
             "the answer would be inspected as {doc:?}; give --response-body to judge it"
-        )),
-        (None, _) => {}
+        )]),
+        Ok(Unjudged::Rebuilt(summary)) => {
+            Outcome::Allow(vec![format!("the answer goes on rebuilt: {summary}")])
+        }
+        Err(reject) => Outcome::Block(reject.reason),
+    })
+}
+
+/// The request head a MISP would send for `x`: in absolute form for an
+/// `http` URL (as to a proxy listener), in origin-form for an `https` one
+/// (inside a `CONNECT` tunnel); with the headers given, and those MISP
+/// always sends where they are not given (`Host`, `Accept-Encoding`, a
+/// JSON `Content-Type` for a body), framed for the body given.
+fn request_head(x: &Exchange, url: &Url, body_len: usize) -> RequestHead {
+    let mut defaults = vec![
+        ("Host", url.authority.clone()),
+        ("Accept-Encoding", MISP_ACCEPT_ENCODING.to_string()),
+    ];
+    if body_len > 0 {
+        defaults.push(("Content-Type", "application/json".to_string()));
     }
-    Ok(Outcome::Allow(notes))
-}
-
-fn judge_body(
-    body: &[u8],
-    coding: Coding,
-    caps: DecodeCaps,
-    doc: Document,
-    policy: &rules::Policy,
-    context: &Context,
-    max_depth: usize,
-) -> Verdict {
-    let owned = body.to_vec();
-    let reader: Box<dyn Read + Send> = http::decoder(coding, std::io::Cursor::new(owned), caps);
-    rules::evaluate_with_limits(reader, doc, policy, context, max_depth)
-}
-
-fn coding_of(headers: &[(String, String)], request: bool) -> Result<Coding, String> {
-    let headers: Vec<http::Header> = headers
-        .iter()
-        .map(|(n, v)| http::Header {
-            name: n.clone(),
-            value: bytes::Bytes::copy_from_slice(v.as_bytes()),
-        })
-        .collect();
-    let r = if request {
-        http::request_coding(&headers)
+    let headers = framed(
+        &x.request_headers,
+        &defaults,
+        (body_len > 0).then_some(body_len),
+    );
+    let (target, form) = if url.scheme == "https" {
+        (url.path.clone(), Form::Origin)
     } else {
-        http::response_coding(&headers)
+        let authority = url.authority.clone();
+        let target = format!("http://{authority}{}", url.path);
+        let path_at = target.len() - url.path.len();
+        (target, Form::Absolute { authority, path_at })
     };
-    r.map_err(|e| e.to_string())
+    RequestHead {
+        method: x.method.clone(),
+        target,
+        form,
+        headers,
+    }
+}
+
+/// `given` headers with `defaults` for the names not given, framed by a
+/// `Content-Length` of `len` when there is a body (any framing given is
+/// dropped: the body is the file).
+fn framed(
+    given: &[(String, String)],
+    defaults: &[(&str, String)],
+    len: Option<usize>,
+) -> Vec<Header> {
+    let header = |name: &str, value: &str| Header {
+        name: name.to_string(),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+    };
+    let is = |n: &str, name: &str| n.eq_ignore_ascii_case(name);
+    let mut headers: Vec<Header> = given
+        .iter()
+        .filter(|(n, _)| !is(n, "content-length") && !is(n, "transfer-encoding"))
+        .map(|(n, v)| header(n, v))
+        .collect();
+    for (name, value) in defaults {
+        if !given.iter().any(|(n, _)| is(n, name)) {
+            headers.push(header(name, value));
+        }
+    }
+    if let Some(len) = len {
+        headers.push(header("Content-Length", &len.to_string()));
+    }
+    headers
+}
+
+/// A URL of `--url`, in parts.
+struct Url {
+    scheme: &'static str,
+    /// `host[:port]` as written.
+    authority: String,
+    host: String,
+    port: u16,
+    path: String,
 }
 
 /// Split `scheme://host[:port]/path`.
-fn split_url(url: &str) -> Result<(&'static str, String, u16, String), Error> {
+fn split_url(url: &str) -> Result<Url, Error> {
     let (scheme, rest, default) = if let Some(r) = url.strip_prefix("http://") {
         ("http", r, 80)
     } else if let Some(r) = url.strip_prefix("https://") {
@@ -210,7 +198,13 @@ fn split_url(url: &str) -> Result<(&'static str, String, u16, String), Error> {
     };
     let (host, port) = relay::parse_authority(authority, default)
         .ok_or_else(|| Error::Url(format!("{url:?} has a malformed host or port")))?;
-    Ok((scheme, host, port, path.to_string()))
+    Ok(Url {
+        scheme,
+        authority: authority.to_string(),
+        host,
+        port,
+        path: path.to_string(),
+    })
 }
 
 /// Parse a `Name: value` argument.

@@ -20,16 +20,19 @@
 //!   nothing held whole.
 //! * [`rules`]: the streaming evaluator that reads a MISP document once and
 //!   gives a [`rules::Verdict`].
-//! * [`relay`]: one connection's request/response loop, holding each body
-//!   until its verdict and forwarding only what passed.
+//! * [`relay`]: one connection's requests, each an exchange in phases
+//!   (admit, judge the request, forward, judge the answer, answer), holding
+//!   each body until its verdict and forwarding only what passed.
 //!
-//! Beside the path: [`config`] (the older guard's JSON plus a `guard`
+//! Beside the path: [`addr`] (one spelling of a peer's address, below
+//! `listen` and `relay`), [`config`] (the older guard's JSON plus a `guard`
 //! section, validated into a typed model), [`firewall`] (the nftables
 //! table that redirects sync traffic to the listener; the only part that
 //! speaks netlink, and the only `unsafe` code) and [`telemetry`] (logging).
 
 #![deny(unsafe_code)]
 
+pub mod addr;
 pub mod check;
 pub mod config;
 pub mod firewall;

@@ -1526,7 +1526,10 @@ fn encoded_pull_answers_judged_on_the_decoded_event() {
 
 /// What the remote answers a push with is the remote's data: judged under
 /// the remote's rules (here a related event of distribution 0 would flow
-/// back to the pusher).
+/// back to the pusher). The pusher reads only the answer's status (and
+/// `Event.id` for a debug line), never its `RelatedEvent` summaries, so
+/// the answer goes on rebuilt without them: the push counts as done, and
+/// nothing of the related event reaches the pusher.
 #[test]
 fn answers_to_pushes_are_judged_under_the_remotes_rules() {
     if !can_run("answers_to_pushes_are_judged_under_the_remotes_rules") {
@@ -1538,11 +1541,26 @@ fn answers_to_pushes_are_judged_under_the_remotes_rules() {
     rig.peer.answer(serde_json::json!({ "body": leak }));
     match rig.send(SRC, &post(PUSH, "", &allowed_event()), false) {
         Some(r) => {
-            if r.status != 403 || r.body.windows(5).any(|w| w == b"other") {
-                failures.push(format!("leaky answer: status {}", r.status));
+            let answer: serde_json::Value =
+                serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+            let rebuilt = serde_json::json!({"Event":{"id":"1","info":"x","distribution":"1"}});
+            if r.status != 200 || answer != rebuilt || r.body.windows(5).any(|w| w == b"other") {
+                failures.push(format!(
+                    "leaky answer: status {}, {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ));
             }
         }
         None => failures.push("no answer".into()),
+    }
+    // A signed answer (a protected event) is never rebuilt: judged whole.
+    rig.peer
+        .answer(serde_json::json!({ "body": leak, "headers": {"x-pgp-signature": "c2ln"} }));
+    match rig.send(SRC, &post(PUSH, "", &allowed_event()), false) {
+        Some(r) if r.status == 403 && !r.body.windows(5).any(|w| w == b"other") => {}
+        Some(r) => failures.push(format!("signed answer: status {}", r.status)),
+        None => failures.push("no answer to the signed one".into()),
     }
     finish(&rig, failures);
 }

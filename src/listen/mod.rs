@@ -12,7 +12,7 @@
 //! by [`relay::serve`] from its first bytes, not here.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use socket2::SockRef;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::addr::unmap;
 use crate::relay::{self, Origin, Shared};
 
 /// Connections from addresses that are no instance answered at once: a
@@ -184,28 +185,9 @@ pub fn original_dst(stream: &TcpStream, peer: SocketAddr) -> io::Result<SocketAd
     })
 }
 
-/// `::ffff:a.b.c.d` is the IPv4 client a.b.c.d on a dual-stack socket.
-pub fn unmap(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
-            None => addr,
-        },
-        IpAddr::V4(_) => addr,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unmap_v4_mapped() {
-        let a: SocketAddr = "[::ffff:10.0.0.1]:443".parse().unwrap();
-        assert_eq!(unmap(a), "10.0.0.1:443".parse::<SocketAddr>().unwrap());
-        let b: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
-        assert_eq!(unmap(b), b);
-    }
 
     #[tokio::test]
     async fn unredirected_connection_has_no_original_destination_or_itself() {

@@ -1,160 +1,171 @@
-//! The one place where a refusal becomes an HTTP answer.
+//! Phase 5 of an exchange, `answer`: bytes to the client. Either the
+//! upstream's answer, re-framed by the guard ([`answer`]: the head with the
+//! guard's own `Content-Length`, then the held bytes, or the guard's text in
+//! place of a withheld error body), or the guard's refusal when a phase
+//! refused ([`refuse`]). What each kind of [`Body`] does to the head is
+//! said in one place, [`prepare`].
 
-use std::fmt;
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
 
-use crate::rules::Block;
+use super::hold::Hold;
+use super::io::{Io, Peer};
+use super::log::Outcome;
+use super::reject::Reject;
+use crate::http::{self, BodyKind, ResponseHead};
+use crate::rules::Pass;
 
-/// Which side a failure came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The connecting MISP (or whoever connected).
-    Client,
-    /// The destination instance.
-    Upstream,
-    /// The guard itself (a rule, a limit, a resource).
-    Guard,
+/// The answer the client gets.
+pub(super) struct Reply {
+    /// The upstream's head, as received.
+    pub(super) head: ResponseHead,
+    /// Its framing, as received.
+    pub(super) kind: BodyKind,
+    /// Whether it answers a `HEAD` request.
+    pub(super) is_head: bool,
+    /// What follows the head.
+    pub(super) body: Body,
 }
 
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Client => "client",
-            Side::Upstream => "upstream",
-            Side::Guard => "guard",
-        })
+/// The body the client gets.
+pub(super) enum Body {
+    /// The exact bytes the upstream sent (de-chunked), as held.
+    Held {
+        /// The bytes.
+        hold: Hold,
+        /// The rules' leave to forward them.
+        pass: Pass,
+    },
+    /// The guard's own text in place of an error answer's body.
+    Replaced {
+        /// The JSON text.
+        text: String,
+    },
+    /// The answer as the rules rebuilt it (see [`super::rebuild`]).
+    Rebuilt {
+        /// The rebuilt bytes, identity-coded.
+        hold: Hold,
+        /// The rules' leave to forward them.
+        pass: Pass,
+        /// What was left out, for the log.
+        summary: String,
+    },
+}
+
+/// What follows a head on the wire.
+enum Payload {
+    Held { hold: Hold, pass: Pass },
+    Text { text: String },
+}
+
+/// Write `reply` to the client; `last` when the guard is shutting down.
+pub(super) async fn answer<S: Io>(
+    client: &mut Peer<S>,
+    reply: Reply,
+    last: bool,
+    outcome: &mut Outcome,
+) {
+    // On shutdown the exchange in flight finishes and says it is the last.
+    if last {
+        outcome.keep_alive = false;
+    }
+    let close = !outcome.keep_alive;
+    if let Body::Rebuilt { summary, .. } = &reply.body {
+        outcome.rebuilt = Some(summary.clone());
+    }
+    let (head, length, payload) = prepare(reply);
+    let mut out = Vec::with_capacity(1024);
+    if close {
+        http::encode_response_close(&head, length, &mut out);
+    } else {
+        http::encode_response(&head, length, &mut out);
+    }
+    outcome.status = head.status;
+    let written = match payload {
+        Payload::Text { text } => {
+            out.extend_from_slice(text.as_bytes());
+            async {
+                client.io.write_all(&out).await?;
+                client.io.flush().await
+            }
+            .await
+        }
+        Payload::Held { hold, pass } => {
+            async {
+                client.io.write_all(&out).await?;
+                hold.forward(&pass, &mut client.io).await?;
+                client.io.flush().await
+            }
+            .await
+        }
+    };
+    if written.is_err() {
+        outcome.keep_alive = false;
     }
 }
 
-/// An exchange the guard answers itself instead of relaying.
-#[derive(Debug, Clone)]
-pub struct Reject {
-    /// HTTP status of the answer.
-    pub status: u16,
-    /// What went wrong, for the log and the answer.
-    pub reason: String,
-    /// Where it went wrong.
-    pub side: Side,
-    /// The rule verdict, when a rule blocked.
-    pub block: Option<Block>,
-    /// The connection's state is unclear afterwards: close it.
-    pub close: bool,
-}
-
-impl Reject {
-    /// A 403 for a request that is not allowed (the connection stays usable).
-    pub fn forbidden(reason: impl Into<String>) -> Reject {
-        Reject {
-            status: 403,
-            reason: reason.into(),
-            side: Side::Client,
-            block: None,
-            close: false,
+/// The head the client gets for `reply`, its body length and the body: the
+/// one place that says how each kind of body changes the head.
+fn prepare(reply: Reply) -> (ResponseHead, Option<u64>, Payload) {
+    match reply.body {
+        Body::Held { hold, pass } => {
+            let length = match reply.kind {
+                // A HEAD answer declares the length a GET would have had.
+                BodyKind::Empty if reply.is_head => declared_length(&reply.head),
+                BodyKind::Empty => None,
+                _ => Some(hold.len()),
+            };
+            (reply.head, length, Payload::Held { hold, pass })
+        }
+        Body::Rebuilt { hold, pass, .. } => {
+            // Identity now, and no longer the bytes the validators name.
+            let mut head = reply.head;
+            head.headers
+                .retain(|h| !(h.is("content-encoding") || h.is("etag") || h.is("content-md5")));
+            let length = Some(hold.len());
+            (head, length, Payload::Held { hold, pass })
+        }
+        Body::Replaced { text } => {
+            let mut head = reply.head;
+            head.headers.retain(|h| {
+                !(h.is("content-type")
+                    || h.is("content-encoding")
+                    || h.is("etag")
+                    || h.is("content-md5"))
+            });
+            head.headers.push(http::Header {
+                name: "Content-Type".into(),
+                value: Bytes::from_static(b"application/json"),
+            });
+            (head, Some(text.len() as u64), Payload::Text { text })
         }
     }
-
-    /// A 403 for a body the rules blocked.
-    pub fn blocked(block: Block, side: Side) -> Reject {
-        Reject {
-            status: 403,
-            reason: block.to_string(),
-            side,
-            block: Some(block),
-            close: false,
-        }
-    }
-
-    /// A failure after which the connection is closed.
-    pub fn fatal(status: u16, side: Side, reason: impl Into<String>) -> Reject {
-        Reject {
-            status,
-            reason: reason.into(),
-            side,
-            block: None,
-            close: true,
-        }
-    }
-
-    /// Build the full answer. A 403 is JSON in MISP's save-fail shape:
-    /// MISP parses the body of a refused push and carries on with the next
-    /// event; a non-JSON 403 aborts its whole push job (protocol doc §10).
-    pub fn to_response(&self, path: &str, close: bool) -> Vec<u8> {
-        let message = format!("Blocked by misp-guard: {}", self.reason);
-        let body = if self.status == 403 {
-            serde_json::json!({
-                "saved": false,
-                "name": "Blocked by misp-guard",
-                "message": message,
-                "url": path,
-                "errors": message,
-            })
-        } else {
-            serde_json::json!({
-                "name": reason_phrase(self.status),
-                "message": format!("misp-guard: {}", self.reason),
-                "url": path,
-            })
-        };
-        let body = body.to_string();
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.status,
-            reason_phrase(self.status),
-            body.len()
-        );
-        if close || self.close {
-            out.push_str("Connection: close\r\n");
-        }
-        out.push_str("\r\n");
-        out.push_str(&body);
-        out.into_bytes()
-    }
 }
 
-/// Reason phrases for the statuses the guard writes itself.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    }
+/// Write the guard's refusal of the request to `target` in place of an
+/// answer. Closes when the refusal says so or the request body was not read
+/// (its bytes would be taken for the next request).
+pub(super) async fn refuse<S: Io>(
+    client: &mut Peer<S>,
+    reject: Reject,
+    target: &str,
+    outcome: &mut Outcome,
+) {
+    let close = reject.close || !outcome.keep_alive;
+    let _ = client
+        .io
+        .write_all(&reject.to_response(target, close))
+        .await;
+    outcome.status = reject.status;
+    outcome.keep_alive = !close;
+    outcome.reject = Some(reject);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forbidden_answer_is_misp_save_fail_json() {
-        let r = Reject::forbidden("endpoint not allowed");
-        let text = String::from_utf8(r.to_response("/users\"x", false)).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 403 Forbidden\r\n"));
-        assert!(head.contains("Content-Type: application/json"));
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["saved"], false);
-        assert_eq!(v["url"], "/users\"x");
-        assert!(v["errors"]
-            .as_str()
-            .unwrap()
-            .contains("endpoint not allowed"));
-    }
-
-    #[test]
-    fn fatal_answer_closes() {
-        let r = Reject::fatal(502, Side::Upstream, "connect refused");
-        let text = String::from_utf8(r.to_response("/", false)).unwrap();
-        assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
-        assert!(text.contains("Connection: close\r\n"));
-    }
+/// The `Content-Length` of a bodiless answer (already checked by `http`).
+fn declared_length(head: &ResponseHead) -> Option<u64> {
+    head.headers
+        .iter()
+        .find(|h| h.is("content-length"))
+        .and_then(|h| h.text())
+        .and_then(|t| t.trim().parse().ok())
 }

@@ -1,22 +1,51 @@
-//! Step 6d of the path: reading one body (length, chunked or
-//! close-delimited) into the hold while the rule engine reads it, paced so
-//! a slow peer cannot hold a worker.
+//! The body machinery both judging phases share: reading one body
+//! (length, chunked or close-delimited) into the hold while the rule engine
+//! reads it ([`super::inspect`]), paced so a slow peer cannot hold a
+//! worker; and [`pass`], the one place a blocking verdict ends an exchange.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::answer::{Reject, Side};
 use super::hold::Hold;
 use super::inspect::{Inspection, Job, Judged};
-use super::session::Peer;
+use super::io::Peer;
+use super::reject::{Reject, Side};
 use crate::config::Config;
-use crate::http::{self, BodyKind, Chunk, ChunkedDecoder};
+use crate::http::{self, BodyKind, Chunk, ChunkedDecoder, DecodeCaps};
 use crate::rules::{Pass, Verdict};
 
 /// Read size; large reads matter for big events.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// The pass of an allowed body, or the 403 of a blocked one. Both judging
+/// phases settle their verdict here and nowhere else, so this is where a
+/// dry run will log "would block" and go on instead.
+pub(super) fn pass(verdict: Verdict, side: Side) -> Result<Pass, Reject> {
+    match verdict {
+        Verdict::Allow(pass) => Ok(pass),
+        Verdict::Block(block) => Err(Reject::blocked(block, side)),
+        // Only an answer the guard may rebuild gets this verdict, and
+        // `judge_answer` rebuilds it before settling; anywhere else the
+        // body cannot go on as it is.
+        Verdict::Rebuild(r) => Err(Reject::blocked(r.unbuilt(), side)),
+    }
+}
+
+/// Whether a body of this framing carries no bytes.
+pub(super) fn is_empty(kind: BodyKind) -> bool {
+    matches!(kind, BodyKind::Empty | BodyKind::Length(0))
+}
+
+/// The decoding caps of `config`, for every body the engine reads.
+pub(super) fn decode_caps(config: &Config) -> DecodeCaps {
+    DecodeCaps {
+        max_decoded_bytes: config.guard.limits.max_decoded_bytes,
+        max_ratio: config.guard.limits.max_decode_ratio,
+        ..DecodeCaps::default()
+    }
+}
 
 /// Read one body into `hold`, feeding the rule engine when a `job` is given.
 /// Returns the verdict (an uninspected body passes).

@@ -4,7 +4,7 @@
 //! an unlinked temporary file, so memory stays flat whatever the body size.
 //! The file disappears with the `Hold` (it never has a name on disk).
 
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -147,6 +147,19 @@ impl Hold {
                     }
                     out.write_all(&buf[..n]).await?;
                 }
+            }
+        }
+    }
+
+    /// A reader of the held bytes from the start, for a second reading of
+    /// the body (an answer rebuilt). The hold itself is not consumed.
+    pub fn reader(&self) -> io::Result<Box<dyn Read + Send>> {
+        match &self.file {
+            None => Ok(Box::new(io::Cursor::new(self.memory.clone().freeze()))),
+            Some(file) => {
+                let mut file = file.try_clone()?;
+                file.seek(SeekFrom::Start(0))?;
+                Ok(Box::new(file))
             }
         }
     }

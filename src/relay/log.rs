@@ -1,9 +1,10 @@
-//! Step 6e of the path: the one log line each exchange ends with.
+//! The one log record each exchange ends with (written by
+//! [`super::exchange`]), and what it records ([`Outcome`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::answer::Reject;
+use super::reject::Reject;
 use super::route::escape;
 
 /// What one exchange did, for the log line.
@@ -15,6 +16,8 @@ pub(super) struct Outcome {
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
     pub(super) keep_alive: bool,
+    /// What an answer the guard rebuilt was rebuilt without.
+    pub(super) rebuilt: Option<String>,
 }
 
 impl Outcome {
@@ -27,6 +30,7 @@ impl Outcome {
             bytes_in: 0,
             bytes_out: 0,
             keep_alive: false,
+            rebuilt: None,
         }
     }
 }
@@ -52,6 +56,12 @@ pub(super) fn log_exchange(
     let dst = o.destination.as_deref().unwrap_or("-");
     let ms = took.as_secs_f64() * 1000.0;
     match &o.reject {
+        None if o.rebuilt.is_some() => tracing::info!(
+            client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
+            verdict = "allow", rebuilt = %escape(o.rebuilt.as_deref().unwrap_or("")), status = o.status,
+            bytes.request = o.bytes_in, bytes.response = o.bytes_out, duration_ms = ms,
+            "exchange allowed, answer rebuilt"
+        ),
         None => tracing::info!(
             client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
             verdict = "allow", status = o.status, bytes.request = o.bytes_in, bytes.response = o.bytes_out,

@@ -1,26 +1,64 @@
-//! Step 6 of the path: one connection's request/response loop.
+//! Step 6 of the path: one connection's requests, each an exchange made of
+//! named phases.
 //!
-//! For each request on a keep-alive connection: who is talking (source and
-//! destination instance, compartments), is this a step of sync (the
-//! [`crate::sync`] table), then the body is held (in memory, then on disk)
-//! while the rule engine reads it, and only on a verdict of allow do the
-//! exact received bytes go on, re-framed with a `Content-Length` the guard
-//! wrote itself. Pulls are judged the same way on the response.
+//! A newcomer follows one exchange by opening the files in this order:
 //!
-//! TLS: a redirected connection or a `CONNECT` tunnel that starts with a
-//! TLS handshake is terminated with the destination instance's certificate
-//! ([`crate::tls::Acceptor`]) and its requests are judged as `https`; the
-//! guard reaches an instance with `tls.upstream` over its own verified TLS
-//! ([`crate::tls::Connector`]), never falling back to plain. Plain HTTP to
-//! such an instance is refused unless `allow_plain_http`, except an
-//! absolute-form `http://` request on the proxy listener, whose scheme the
-//! client named (it is relayed plain, as the older mitmproxy guard did).
-//! The config and the TLS material built from it are one [`Snapshot`],
-//! swapped whole on reload. Each request is judged under the snapshot in
-//! force when its head arrived (so a reload applies to connections already
-//! open), and an upstream connection kept from a request under another
-//! snapshot is closed, not reused: the next one is verified under the trust
-//! now in force.
+//! ```text
+//! refuse.rs        connections answered once and closed (strangers, past the cap)
+//! session.rs       one connection: TLS or not (accept.rs), then its requests in order;
+//!                  a CONNECT makes the rest a tunnel (tunnel.rs)
+//! exchange.rs      one request and its answer, the phases in order:
+//!   admit.rs         head checks, route (route.rs), the sync table  → Admitted
+//!                    and `locate`: where it goes upstream           → Dial
+//!   judge_request.rs the body held (hold.rs) while the rules read it
+//!                    (body.rs, inspect.rs), the source's rules      → Held
+//!   forward.rs       the upstream connection (pool.rs, upstream.rs),
+//!                    the request re-framed and sent, the answer head
+//!   judge_answer.rs  the answer head checked, one Policy, the body
+//!                    judged under the destination's rules           → Reply
+//!   answer.rs        bytes to the client (or the refusal); exchange.rs
+//!                    then writes the one log record (log.rs)
+//! offline.rs       admit, judge_request, judge_answer without the network:
+//!                  `misp-guard check`
+//! ```
+//!
+//! Beside the path: what a connection and a request are judged with
+//! (`conn.rs`: [`Origin`], the connection-wide `Conn`, the per-request
+//! `Terms`), the config in force ([`Snapshot`], swapped whole on reload),
+//! the streams (`io.rs`), the refusals ([`Reject`], `reject.rs`).
+//!
+//! Each request is judged under the snapshot in force when its head
+//! arrived (so a reload applies to connections already open), and an
+//! upstream connection kept from a request under another snapshot is
+//! closed, not reused: the next one is verified under the trust now in
+//! force. TLS: a redirected connection or a `CONNECT` tunnel that starts
+//! with a TLS handshake is terminated with the destination instance's
+//! certificate ([`crate::tls::Acceptor`]) and its requests are judged as
+//! `https`; the guard reaches an instance with `tls.upstream` over its own
+//! verified TLS ([`crate::tls::Connector`]), never falling back to plain.
+//! Plain HTTP to such an instance is refused unless `allow_plain_http`,
+//! except an absolute-form `http://` request on the proxy listener, whose
+//! scheme the client named (relayed plain, as the older mitmproxy guard
+//! did).
+//!
+//! # Where later changes plug in
+//!
+//! - **Dry run** ("would block": the verdict is logged, the exchange goes
+//!   on): `body::pass`, the only place a blocking verdict becomes a
+//!   [`Reject`]. Both judging phases settle there (`judge_request::Judged::
+//!   settle` after the request, `judge_answer::Judged::settle` after the
+//!   answer); a dry run logs the block there and returns a pass.
+//! - **Metrics**, one observation per phase boundary: the lines of
+//!   `exchange::phases`, one per phase (admit, locate, judge_request,
+//!   forward, judge_answer, answer); the exchange as a whole in
+//!   `exchange::exchange`, beside the log record.
+//! - **Rebuilt answers**: a rebuild verdict of the rules becomes a third
+//!   `answer::Body`, `Rebuilt { hold, pass }`, made in one arm of
+//!   `judge_answer::Judged::settle` (re-decode the held answer, rebuild it
+//!   into a new `Hold`); how it changes the head (identity coding, the new
+//!   `Content-Length`, no `Content-Encoding`, `ETag` or `Content-MD5`) is
+//!   one arm of `answer::prepare`, which says that for every kind of body;
+//!   the writing after it is shared with held bodies.
 //!
 //! Refuses: anything [`crate::http`] refuses (400/413/431), unknown
 //! instances and unreachable compartments (403), a `Host` naming another
@@ -29,42 +67,34 @@
 //! with the next event), upstream failures and refused upstream
 //! certificates (502/504).
 
+mod accept;
+mod admit;
 mod answer;
 mod body;
+mod conn;
 mod exchange;
+mod forward;
 mod hold;
 mod inspect;
+mod io;
+mod judge_answer;
+mod judge_request;
 mod log;
-mod prefixed;
+pub mod offline;
+mod pool;
+mod rebuild;
 mod refuse;
+mod reject;
 mod route;
 mod session;
+mod snapshot;
 mod tunnel;
 mod upstream;
 
-pub use answer::{Reject, Side};
+pub use conn::Origin;
 pub use hold::Hold;
 pub use refuse::{refuse_busy, refuse_stranger};
-pub use route::{parse_authority, route, Destination, Route, Target};
-pub use session::{serve, Origin, Shared, Snapshot};
-
-/// Whether an empty request body may stand for `doc`. Only filter bodies
-/// qualify: an empty filter carries no data out, and the older guard let
-/// such pulls through. An empty sightings search gets a 400 from MISP
-/// (`_harvestParameters` wants filters) and no sightings.
-pub fn empty_body_allowed(doc: crate::rules::Document) -> bool {
-    matches!(
-        doc,
-        crate::rules::Document::AnyJson | crate::rules::Document::SightingSearch
-    )
-}
-
-/// The decoding caps of `config` (the relay and the offline check use the
-/// same ones).
-pub fn decode_caps(config: &crate::config::Config) -> crate::http::DecodeCaps {
-    crate::http::DecodeCaps {
-        max_decoded_bytes: config.guard.limits.max_decoded_bytes,
-        max_ratio: config.guard.limits.max_decode_ratio,
-        ..crate::http::DecodeCaps::default()
-    }
-}
+pub use reject::{Reject, Side};
+pub use route::{parse_authority, Target};
+pub use session::serve;
+pub use snapshot::{Shared, Snapshot};

@@ -1,4 +1,4 @@
-//! Step 6 before any slot: connections the guard answers once and closes,
+//! Before any slot: connections the guard answers once and closes,
 //! each kind on a small pool of its own, so that neither a flood of
 //! strangers nor a burst past the connection cap holds an instance's slot,
 //! and the client still learns why (curl's "Empty reply from server" says
@@ -15,9 +15,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::answer::{Reject, Side};
+use super::accept::{accept_tls, first_bytes};
+use super::conn::Origin;
+use super::io::{Io, Peer};
 use super::log::{log_exchange, outcome_of};
-use super::session::{accept_tls, first_bytes, Io, Origin, Peer, Shared};
+use super::reject::{Reject, Side};
+use super::snapshot::Shared;
 use crate::tls;
 
 /// How long a connection from an address that is no instance may take to
@@ -126,8 +129,8 @@ async fn answer_once<S: Io>(client: &mut Peer<S>, reject: &Reject, wait: Duratio
 
 #[cfg(test)]
 mod tests {
-    use super::super::session::tests::config;
-    use super::super::session::Snapshot;
+    use super::super::snapshot::tests::config;
+    use super::super::snapshot::Snapshot;
     use super::*;
     use tokio::sync::watch;
 

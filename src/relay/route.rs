@@ -1,11 +1,11 @@
 //! Who is talking: source and destination instance, compartments, allowlist.
 //!
-//! The listener and the offline `misp-guard check` both decide here, so an
-//! exchange gets the same answer in both.
+//! Called by [`super::admit`] for every request (and so by the offline
+//! `misp-guard check` too) and by [`super::tunnel`] for a `CONNECT`.
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::answer::Reject;
+use super::reject::Reject;
 use crate::config::{Config, InstanceId};
 
 /// Where the client wants to go, as the guard learnt it.

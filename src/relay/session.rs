@@ -1,118 +1,28 @@
-//! Step 6a of the path: one client connection, from its first bytes (TLS
-//! or not) through its requests in order, each judged and relayed; and the
-//! state every connection shares.
+//! One client connection, from its first bytes (TLS or not: decided here,
+//! terminated by [`super::accept`]) through its requests in order, each an
+//! [`exchange`]; a `CONNECT` on a proxy listener makes the rest a tunnel
+//! ([`super::tunnel`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::answer::{Reject, Side};
-use super::exchange::{exchange, plain_refused, Upstream};
-use super::log::{log_exchange, outcome_of, Outcome};
-use super::prefixed::Prefixed;
+use super::accept::{accept_tls, first_bytes};
+use super::conn::{http_limits, plain_refused, Conn, Origin, Via};
+use super::exchange::exchange;
+use super::io::{Io, Peer};
+use super::log::{log_exchange, outcome_of};
+use super::reject::{Reject, Side};
 use super::route::Target;
+use super::snapshot::{Shared, Snapshot};
 use super::tunnel::{blind_tunnel, connect_tunnel, Tunnel};
 use crate::config::{Config, Instance};
 use crate::http::{self, RequestHead};
 use crate::tls;
-
-/// State shared by every connection.
-pub struct Shared {
-    /// The config and TLS material in force; SIGHUP puts a new snapshot
-    /// here. Each exchange takes one and uses it from start to end.
-    pub current: watch::Receiver<Arc<Snapshot>>,
-}
-
-impl Shared {
-    /// The snapshot in force now.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.borrow().clone()
-    }
-}
-
-/// A config with the TLS acceptor and connector built from it, swapped as
-/// one so a request never sees a config with another config's certificates.
-pub struct Snapshot {
-    /// The config.
-    pub config: Arc<Config>,
-    /// Terminates clients' TLS; `None` when no certificate source is
-    /// configured at all (no guard CA, no instance `cert`), and then every
-    /// TLS client is refused.
-    pub acceptor: Option<Arc<tls::Acceptor>>,
-    /// Opens TLS connections to the instances reached over TLS.
-    pub connector: Arc<tls::Connector>,
-}
-
-impl Snapshot {
-    /// Builds the acceptor and connector for `config`; any TLS problem
-    /// refuses the whole config, so a reload keeps the old snapshot.
-    pub fn build(config: Config) -> Result<Snapshot, tls::Errors> {
-        let t = &config.guard.tls;
-        let has_certificates = t.ca_cert.is_some()
-            || t.ca_key.is_some()
-            || config
-                .instances
-                .iter()
-                .any(|i| i.settings.tls.cert.is_some() || i.settings.tls.key.is_some());
-        let acceptor = if has_certificates {
-            Some(tls::Acceptor::new(t, &config.instances))
-        } else {
-            None
-        };
-        let connector = tls::Connector::new(t, &config.instances);
-        let (acceptor, connector) = match (acceptor.transpose(), connector) {
-            (Ok(a), Ok(c)) => (a, c),
-            (a, c) => {
-                let mut all = Vec::new();
-                if let Err(tls::Errors(e)) = a {
-                    all.extend(e);
-                }
-                if let Err(tls::Errors(e)) = c {
-                    all.extend(e);
-                }
-                return Err(tls::Errors(all));
-            }
-        };
-        if acceptor.is_none() && config.instances.iter().any(|i| i.settings.tls.upstream) {
-            tracing::warn!(
-                "no guard.tls.ca_cert/ca_key and no instance tls.cert: \
-                 TLS from clients is refused; only plain HTTP can be relayed"
-            );
-        }
-        Ok(Snapshot {
-            config: Arc::new(config),
-            acceptor: acceptor.map(Arc::new),
-            connector: Arc::new(connector),
-        })
-    }
-}
-
-/// How the connection reached the guard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// Redirected by nftables: the original destination.
-    Transparent(SocketAddr),
-    /// An explicit-proxy connection: each request names its target
-    /// (absolute-form), or a `CONNECT` makes the rest a tunnel.
-    Proxy,
-    /// The inside of a `CONNECT` tunnel to this target.
-    Tunnel(Target),
-}
-
-/// A byte stream the relay can use: TCP or TLS, client or upstream side.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// One side's stream with the bytes read ahead of the current message.
-pub(super) struct Peer<S> {
-    pub(super) io: S,
-    pub(super) buf: BytesMut,
-}
 
 /// Serve one client connection until it closes, fails or shutdown.
 ///
@@ -146,7 +56,12 @@ pub async fn serve<S: Io>(
                 }
             };
             if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
-                http_loop(client, peer, origin, true, &shared, &shutdown).await;
+                let via = Via {
+                    peer,
+                    origin,
+                    tls: true,
+                };
+                http_loop(client, Conn::new(via, shutdown), &shared).await;
             }
             return;
         }
@@ -161,22 +76,24 @@ pub async fn serve<S: Io>(
             }
         }
     }
+    let via = Via {
+        peer,
+        origin,
+        tls: false,
+    };
     if let Some((client, target, instance)) =
-        http_loop(client, peer, origin, false, &shared, &shutdown).await
+        http_loop(client, Conn::new(via, shutdown.clone()), &shared).await
     {
         let snapshot = shared.snapshot();
         if let Some(client) = accept_tls(client, &snapshot, &instance, peer).await {
             // A CONNECT inside the tunnel is refused by `connect_tunnel`, so
             // this loop never hands back another tunnel.
-            http_loop(
-                client,
+            let via = Via {
                 peer,
-                Origin::Tunnel(target),
-                true,
-                &shared,
-                &shutdown,
-            )
-            .await;
+                origin: Origin::Tunnel(target),
+                tls: true,
+            };
+            http_loop(client, Conn::new(via, shutdown), &shared).await;
         }
     }
 }
@@ -189,127 +106,20 @@ fn tls_only<'c>(config: &'c Config, origin: &Origin, dst: SocketAddr) -> Option<
     plain_refused(origin, instance).then_some(instance)
 }
 
-/// Read until the first three bytes are in (enough for
-/// [`tls::looks_like_tls`]), the first byte rules TLS out, the client
-/// closes, or `timeout` passes. What was read stays in the buffer.
-pub(super) async fn first_bytes<S: Io>(client: &mut Peer<S>, timeout: Duration) {
-    let read = async {
-        while client.buf.len() < 3 && client.buf.first().is_none_or(|b| *b == 0x16) {
-            client.buf.reserve(4 * 1024);
-            match client.io.read_buf(&mut client.buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    };
-    // A client that says nothing in time is left to the HTTP loop's idle
-    // timeout: plain HTTP clients may connect before they have a request.
-    let _ = tokio::time::timeout(timeout, read).await;
-}
-
-/// The client's TLS handshake with `instance`'s certificate; the bytes
-/// already read are replayed into it. Its first record is read whole and
-/// checked by the guard first (the SNI must name `instance`, also as an
-/// address). `None` (logged) when it fails.
-pub(super) async fn accept_tls<S: Io>(
-    mut client: Peer<S>,
-    snapshot: &Snapshot,
-    instance: &Instance,
-    peer: SocketAddr,
-) -> Option<Peer<tokio_rustls::server::TlsStream<Prefixed<S>>>> {
-    let Some(acceptor) = &snapshot.acceptor else {
-        tracing::warn!(
-            client.addr = %peer, dst.instance = %instance.name,
-            "TLS connection refused: no certificate source configured \
-             (guard.tls.ca_cert/ca_key or the instance's tls.cert/tls.key)"
-        );
-        return None;
-    };
-    let timeout = snapshot.config.guard.timeouts.handshake;
-    let hello = read_client_hello(&mut client, timeout)
-        .await
-        .and_then(|()| tls::check_client_hello(&client.buf, instance));
-    if let Err(e) = hello {
-        tracing::warn!(
-            client.addr = %peer, dst.instance = %instance.name, reason = %e,
-            "TLS connection refused"
-        );
-        return None;
-    }
-    let io = Prefixed::new(client.buf, client.io);
-    match acceptor.accept(io, instance, timeout).await {
-        Ok(io) => Some(Peer {
-            io,
-            buf: BytesMut::with_capacity(16 * 1024),
-        }),
-        Err(e) => {
-            tracing::warn!(
-                client.addr = %peer, dst.instance = %instance.name, reason = %e,
-                "TLS connection refused"
-            );
-            None
-        }
-    }
-}
-
-/// Read until the client's first TLS record is whole in the buffer (at
-/// most 5 + 2^14 bytes), within `timeout`.
-async fn read_client_hello<S: Io>(
-    client: &mut Peer<S>,
-    timeout: Duration,
-) -> Result<(), tls::Error> {
-    let read = async {
-        loop {
-            if let Some(len) = tls::client_hello_len(&client.buf)? {
-                if client.buf.len() >= len {
-                    return Ok(());
-                }
-                client.buf.reserve(len - client.buf.len());
-            } else {
-                client.buf.reserve(1024);
-            }
-            match client.io.read_buf(&mut client.buf).await {
-                Ok(0) => {
-                    return Err(tls::Error::Handshake {
-                        side: tls::Side::Client,
-                        reason: "connection closed inside the ClientHello".into(),
-                    })
-                }
-                Ok(_) => {}
-                Err(source) => {
-                    return Err(tls::Error::Io {
-                        side: tls::Side::Client,
-                        source,
-                    })
-                }
-            }
-        }
-    };
-    tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| tls::Error::Timeout {
-            side: tls::Side::Client,
-        })?
-}
-
 /// Requests in order until the connection ends. Hands the connection back
 /// when a `CONNECT` tunnel starts with TLS, with the target and the
 /// instance whose certificate the client must be shown.
 async fn http_loop<S: Io>(
     mut client: Peer<S>,
-    peer: SocketAddr,
-    mut origin: Origin,
-    tls: bool,
+    mut conn: Conn,
     shared: &Shared,
-    shutdown: &CancellationToken,
 ) -> Option<(Peer<S>, Target, Instance)> {
-    let mut upstream: Option<Upstream> = None;
-    let mut learned_org: Option<(SocketAddr, String)> = None;
+    let peer = conn.via.peer;
     loop {
         // The snapshot is the one in force when the head arrived, not when
         // the wait began: a reload while the connection sat idle applies to
-        // its next request (and a changed trust to its upstream, below).
-        let (head, snapshot) = match next_request(&mut client, shared, shutdown).await {
+        // its next request (and a changed trust to its upstream).
+        let (head, snapshot) = match next_request(&mut client, shared, &conn.shutdown).await {
             Ok(Some(x)) => x,
             Ok(None) => return None,
             Err(reject) => {
@@ -318,13 +128,12 @@ async fn http_loop<S: Io>(
                 return None;
             }
         };
-        let started = Instant::now();
-        let config = &snapshot.config;
-        let limits = http_limits(config);
         if head.method == "CONNECT" {
-            match connect_tunnel(&mut client, config, peer, &origin, &head).await {
+            let started = Instant::now();
+            let config = &snapshot.config;
+            match connect_tunnel(&mut client, config, peer, &conn.via.origin, &head).await {
                 Ok(Tunnel::Plain(target)) => {
-                    origin = Origin::Tunnel(target);
+                    conn.via.origin = Origin::Tunnel(target);
                     continue;
                 }
                 Ok(Tunnel::Tls(target, instance)) => {
@@ -350,54 +159,11 @@ async fn http_loop<S: Io>(
                 }
             }
         }
-        let mut outcome = Outcome::new();
-        let result = exchange(
-            &mut client,
-            &mut upstream,
-            &snapshot,
-            &limits,
-            peer,
-            &origin,
-            tls,
-            &head,
-            &mut outcome,
-            &mut learned_org,
-            shutdown,
-        )
-        .await;
-        if let Err(reject) = result {
-            // Close when the request body was not read (its bytes would be
-            // taken for the next request) or the state is unclear.
-            let close = reject.close || !outcome.keep_alive;
-            let _ = client
-                .io
-                .write_all(&reject.to_response(&head.target, close))
-                .await;
-            outcome.status = reject.status;
-            outcome.keep_alive = !close;
-            outcome.reject = Some(reject);
-        }
-        log_exchange(
-            peer,
-            &head.method,
-            &head.target,
-            &outcome,
-            started.elapsed(),
-        );
-        if !outcome.keep_alive || shutdown.is_cancelled() {
+        let outcome = exchange(&mut conn, &mut client, &head, &snapshot).await;
+        if !outcome.keep_alive || conn.shutdown.is_cancelled() {
             let _ = client.io.shutdown().await;
             return None;
         }
-    }
-}
-
-fn http_limits(config: &Config) -> http::Limits {
-    let l = &config.guard.limits;
-    http::Limits {
-        max_header_bytes: l.max_header_bytes,
-        max_headers: l.max_headers,
-        max_body_bytes: l.max_body_bytes,
-        ..http::Limits::default()
     }
 }
 
@@ -457,40 +223,10 @@ async fn next_request<S: Io>(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
+    use super::super::snapshot::tests::{config, config_json};
     use super::*;
-
-    /// A config with one instance on `port` and `guard.tls` as given.
-    pub(in crate::relay) fn config(
-        port: u16,
-        tls: serde_json::Value,
-        instance_tls: serde_json::Value,
-    ) -> Config {
-        let v = config_json(port, tls, instance_tls);
-        Config::from_json_str(&v.to_string()).unwrap().0
-    }
-
-    /// [`config`] as JSON, to change before parsing.
-    pub(in crate::relay) fn config_json(
-        port: u16,
-        tls: serde_json::Value,
-        instance_tls: serde_json::Value,
-    ) -> serde_json::Value {
-        serde_json::json!({
-            "compartments_rules": { "can_reach": { "c": ["c"] } },
-            "instances": {
-                "a": {
-                    "ip": "10.0.0.1", "host": "a.example", "port": port,
-                    "compartment_id": "c", "affiliation": "",
-                    "taxonomies_rules": { "required_taxonomies": [], "allowed_tags": {}, "blocked_tags": [] },
-                    "blocked_distribution_levels": [], "blocked_sharing_groups_uuids": [],
-                    "blocked_attribute_types": [], "blocked_attribute_categories": [],
-                    "blocked_object_types": []
-                }
-            },
-            "guard": { "tls": tls, "instances": { "a": { "tls": instance_tls } } }
-        })
-    }
+    use tokio::sync::watch;
 
     /// A client that says nothing to a transparent listener: closed at the
     /// handshake timeout when the instance is reached over TLS only, else
@@ -570,31 +306,5 @@ pub(super) mod tests {
             Arc::ptr_eq(&judged_under, &new),
             "judged under the old config"
         );
-    }
-
-    #[test]
-    fn snapshot_without_certificates_has_no_acceptor() {
-        let s = Snapshot::build(config(80, serde_json::json!({}), serde_json::json!({}))).unwrap();
-        assert!(s.acceptor.is_none());
-    }
-
-    #[test]
-    fn snapshot_with_a_ca_mints_and_bad_material_refuses_the_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = tls::ca_init(dir.path()).unwrap();
-        let good = serde_json::json!({
-            "ca_cert": files.cert, "ca_key": files.key, "upstream_ca_bundle": files.cert,
-        });
-        let s = Snapshot::build(config(443, good, serde_json::json!({}))).unwrap();
-        assert!(s.acceptor.is_some());
-
-        let missing = dir.path().join("missing.key");
-        let bad = serde_json::json!({
-            "ca_cert": files.cert, "ca_key": missing, "upstream_ca_bundle": files.cert,
-        });
-        let e = Snapshot::build(config(443, bad, serde_json::json!({})))
-            .err()
-            .expect("a missing key is refused");
-        assert!(e.to_string().contains("missing.key"), "{e}");
     }
 }

@@ -1,4 +1,4 @@
-//! Step 6b of the path: a `CONNECT` on a proxy listener, and the tunnel it
+//! A `CONNECT` on a proxy listener, and the tunnel it
 //! opens (plain or TLS HTTP judged like any other, or a blind relay to an
 //! allowlisted domain).
 
@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 
-use super::answer::{Reject, Side};
-use super::exchange::{plain_refused, resolve_allowlisted};
+use super::accept::first_bytes;
+use super::conn::{plain_refused, Origin};
+use super::io::{Io, Peer};
 use super::log::{log_exchange, outcome_of};
+use super::reject::{Reject, Side};
 use super::route::{escape, route, Destination, Target};
-use super::session::{first_bytes, Io, Origin, Peer};
 use super::upstream;
 use crate::config::{Config, Instance};
 use crate::http::RequestHead;
@@ -135,7 +136,7 @@ pub(super) async fn blind_tunnel<S: Io>(
     let started = Instant::now();
     let target = format!("{host}:{port}");
     let upstream = async {
-        let addrs = resolve_allowlisted(config, host, port).await?;
+        let addrs = upstream::resolve_allowlisted(config, host, port).await?;
         // `resolve` answers at least one address or an error.
         let first = addrs
             .first()

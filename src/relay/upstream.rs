@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -15,9 +16,22 @@ use tokio_io_timeout::TimeoutStream;
 
 use tokio_rustls::client::TlsStream;
 
-use super::answer::{Reject, Side};
-use crate::config::Instance;
+use super::reject::{Reject, Side};
+use crate::addr::unmap;
+use crate::config::{Config, Instance};
 use crate::tls::{self, Connector};
+
+/// Where an upstream connection goes and how: the address, the trust it is
+/// verified with (the connector of the request's snapshot), and for TLS the
+/// instance whose certificate it must present.
+pub(super) struct Dial<'s> {
+    /// The address connected to.
+    pub(super) addr: SocketAddr,
+    /// The trust in force for the request.
+    pub(super) connector: &'s Arc<Connector>,
+    /// The instance, when the connection is TLS.
+    pub(super) tls: Option<&'s Instance>,
+}
 
 /// An upstream socket whose writes time out: an upstream that stops
 /// reading must not hold the exchange (and its connection slot) forever.
@@ -116,4 +130,28 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Reject> {
             format!("cannot resolve {host}: {e}"),
         )),
     }
+}
+
+/// Resolve an allowlisted host, refusing answers the allowlist must never
+/// lead to: an instance (that traffic would skip the rules and the
+/// compartments), the guard's own host (loopback) or an unspecified
+/// address. Every answer is checked, so which one the resolver puts first
+/// does not matter.
+pub(super) async fn resolve_allowlisted(
+    config: &Config,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Reject> {
+    let addrs = resolve(host, port).await?;
+    for a in &addrs {
+        let ip = unmap(*a).ip();
+        let forbidden =
+            ip.is_loopback() || ip.is_unspecified() || config.instances.iter().any(|i| i.ip == ip);
+        if forbidden {
+            return Err(Reject::forbidden(format!(
+                "allowlisted host {host} resolves to {ip}, an instance or the guard itself"
+            )));
+        }
+    }
+    Ok(addrs)
 }

@@ -7,13 +7,25 @@ tests across network namespaces.
       rule kind), proposals, sightings, an analyst note, a custom galaxy
       cluster, and DIR/index.json saying which is which.
 
+  misp_sync.py data DIR --name A --forbidden-extras
+      The same, plus what must not cross although the events do: a proposal
+      of a blocked attribute type beside a clean one, and an analyst note of
+      a blocked distribution beside a clean one.
+
   misp_sync.py serve --data DIR --listen IP:PORT ... [--cert C --key K]
+                     [--deflate] [--correlate]
       Answers like a MISP 2.5.1 remote does (getVersion, filterEventIdsForPush,
       HEAD/add/edit with metadata:1, events/index with ETag, events/view,
       proposals, sightings, analyst data, galaxy clusters), serving DIR's
-      data for pulls and keeping what is pushed. It records every request
-      (method, path, headers, body as received) to --record and every byte
-      each connection brought to --raw DIR/<n>.bin.
+      data for pulls and keeping what is pushed, with what real Apache adds
+      (two Set-Cookie headers, a 304 without Content-Length, HEAD answered
+      text/html without one). --deflate: as Apache with mod_deflate on JSON,
+      answers gzip-encoded (Vary: Accept-Encoding) to a client that accepts
+      gzip, the add/edit/view ones chunked. --correlate: the add/edit answer
+      carries RelatedEvent summaries of the remote's own events, as a remote
+      whose events correlate with the pushed one answers. It records every
+      request (method, path, headers, body as received) to --record and
+      every byte each connection brought to --raw DIR/<n>.bin.
 
   misp_sync.py push|pull --data DIR --to IP --host NAME --port P --ca FILE ...
       Runs the request sequence of MISP's Server::push (P1-P15 of the
@@ -21,8 +33,11 @@ tests across network namespaces.
       proxy setting, over TLS verified against --ca (the guard's CA, as the
       README tells admins to configure MISP), as MISP's curl client does:
       one keep-alive connection, new ones where MISP opens them, gzip for
-      bodies over 1 KiB when the remote offers it. A 403 on one event is
-      logged and the run goes on with the next. Writes a JSON report.
+      bodies over 1 KiB when the remote offers it, the headers MISP 2.5.1
+      sends (the raw API key as Authorization, Accept-Encoding "deflate,
+      gzip, br, zstd", If-None-Match "" on the first index). A 403 on one
+      event is logged and the run goes on with the next. Writes a JSON
+      report, with the (decoded) answer of every exchange.
 
 Only the Python standard library is used.
 """
@@ -40,6 +55,7 @@ import sys
 import threading
 import time
 import uuid as uuidlib
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = "2.5.1"
@@ -115,7 +131,7 @@ def make_event(name, key, info, tags=("tlp:green",), distribution="1", attrs=Non
     return {"Event": ev}
 
 
-def make_data(dirname, name):
+def make_data(dirname, name, forbidden_extras=False):
     """The events of instance `name`, in push order: clean ones interleaved
     with one event breaking each rule kind, so a run must go on past each."""
     many = [("ip-dst", "Network activity", "203.0.113.%d" % i) for i in range(1, 41)]
@@ -178,10 +194,29 @@ def make_data(dirname, name):
             "Org": {"id": "1", "name": "ORG-" + name, "uuid": org_uuid},
             "Orgc": {"id": "1", "name": "ORG-" + name, "uuid": org_uuid}}}],
     }
+    if forbidden_extras:
+        add_forbidden_extras(extras, name, clean_big, org_uuid)
     with open(os.path.join(dirname, "extras.json"), "w") as f:
         json.dump(extras, f)
     with open(os.path.join(dirname, "index.json"), "w") as f:
         json.dump(index, f, indent=1)
+
+
+def add_forbidden_extras(extras, name, event_uuid, org_uuid):
+    """Independent items the rules forbid, beside clean ones: a proposal of
+    a blocked attribute type, a note of a blocked distribution. Their uuids
+    are listed under "forbidden" so tests can look for them."""
+    clean = extras["proposals"][event_uuid][0]["ShadowAttribute"]
+    bad = dict(clean, type="passport-number", category="Person", value="X7654321",
+               uuid=uid(name, "proposal", "forbidden"), id="2")
+    extras["proposals"][event_uuid].append({"ShadowAttribute": bad})
+    extras["proposals"][event_uuid].append({"ShadowAttribute": dict(
+        clean, uuid=uid(name, "proposal", "after"), id="3", value="after.example")})
+    note = extras["notes"][0]["Note"]
+    extras["notes"].append({"Note": dict(note, uuid=uid(name, "note", "forbidden"),
+                                          distribution="0", note="for our organisation only")})
+    extras["forbidden"] = {"proposal": bad["uuid"], "proposal_value": bad["value"],
+                           "note": uid(name, "note", "forbidden"), "note_text": "for our organisation only"}
 
 
 def load_data(dirname):
@@ -247,6 +282,8 @@ class State:
         self.raw = args.raw
         self.connections = 0
         self.name = args.name
+        self.deflate = args.deflate
+        self.correlate = args.correlate
         self.received_dir = os.path.join(args.data, "received")
         os.makedirs(self.received_dir, exist_ok=True)
         if self.raw:
@@ -297,15 +334,32 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         for k, v in headers:
             self.send_header(k, v)
+        # CakePHP sets its session cookie twice (or three times) per answer.
+        self.send_header("Set-Cookie", "CAKEPHP=deadbeef; path=/; HttpOnly")
         self.send_header("Set-Cookie", "CAKEPHP=deadbeef; path=/; HttpOnly")
         if self.command == "HEAD":
             # MISP's HEAD answers: text/html, no Content-Length, no body.
             self.end_headers()
             return
+        st = self.server.state
+        accepts = [t.strip() for t in (self.headers.get("Accept-Encoding") or "").split(",")]
+        if st.deflate and ctype.startswith("application/json") and "gzip" in accepts and body:
+            # mod_deflate: gzip for JSON, and the big dynamic answers chunked.
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
+            route = "/".join(self.path.strip("/").split("/")[:2])
+            if route in ("events/add", "events/edit", "events/view"):
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(0, len(body), 4096):
+                    piece = body[i:i + 4096]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+                return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def _json(self, value, status=200, headers=()):
         self._send(status, dumps(value).encode(), headers=headers)
@@ -355,6 +409,14 @@ class Handler(BaseHTTPRequestHandler):
             meta = {k: v for k, v in ev.items() if k not in (
                 "Attribute", "Object", "ShadowAttribute", "EventReport", "CryptographicKey", "Galaxy")}
             meta["id"] = "7"
+            if st.correlate:
+                # The remote's own events that correlate with the pushed one.
+                meta["RelatedEvent"] = [{"Event": {
+                    "id": "3", "date": "2025-01-02", "threat_level_id": "1", "info": "remote only: op nightfall",
+                    "published": True, "uuid": uid(st.name, "related"), "analysis": "2",
+                    "timestamp": "1736000000", "distribution": "1", "org_id": "1", "orgc_id": "1",
+                    "Org": {"id": "1", "name": "ORG-" + st.name, "uuid": uid(st.name, "org")},
+                    "Orgc": {"id": "1", "name": "ORG-" + st.name, "uuid": uid(st.name, "org")}}}]
             return self._json({"Event": meta})
         if m == "POST" and route == "events/index":
             index = [{"id": str(i + 1), "timestamp": "1736330000", "sighting_timestamp": "1736330300",
@@ -387,8 +449,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"response": [{"Sighting": s} for u, ss in st.extras["sightings"].items()
                                             if u in wanted for s in ss]})
         if m == "POST" and route == "analyst_data/indexMinimal":
-            return self._json({"Note": {n["Note"]["uuid"]: n["Note"]["modified"] for n in st.extras["notes"]},
-                               "Opinion": [], "Relationship": []})
+            if not st.extras["notes"]:
+                # PHP's json_encode of an empty array: [].
+                return self._json([])
+            # Only the types that have entries, as AnalystData::indexMinimal.
+            return self._json({"Note": {n["Note"]["uuid"]: n["Note"]["modified"] for n in st.extras["notes"]}})
         if m == "GET" and route == "analyst_data/index":
             return self._json(st.extras["notes"])
         return self._json({"name": "Not Found", "message": "Not Found", "url": path}, 404)
@@ -477,7 +542,7 @@ class Client:
         h = [("Host", self.args.host if self.args.port == 443 else "%s:%d" % (self.args.host, self.args.port)),
              ("User-Agent", USER_AGENT), ("Accept", "application/json"),
              ("Content-Type", "application/json"), ("Authorization", self.args.key),
-             ("Accept-Encoding", "deflate, gzip")]
+             ("Accept-Encoding", "deflate, gzip, br, zstd")]
         h.extend(headers)
         if body is not None:
             if self.gzip and len(body) > 1024:
@@ -509,7 +574,16 @@ class Client:
             r = http.client.HTTPResponse(TeeSock(conn, self.raw) if self.raw else conn, method=method)
             r.begin()
             data = r.read()
+            coding = (r.getheader("Content-Encoding") or "").strip()
+            if coding == "gzip":
+                data = gzip.decompress(data)
+            elif coding == "deflate":
+                data = zlib.decompress(data)
+            elif coding:
+                raise http.client.HTTPException("answer in %s, which this client does not read" % coding)
             entry["status"] = r.status
+            entry["coding"] = coding
+            entry["answer_b64"] = base64.b64encode(data[:1 << 20]).decode()
             if r.status == 403:
                 try:
                     entry["reason"] = json.loads(data).get("errors", "")
@@ -652,7 +726,9 @@ class Client:
         status, data, _ = self.request("analystIndex", "POST", "/analyst_data/indexMinimal",
                                        dumps({"orgc_name": []}).encode())
         if status == 200:
-            notes = json.loads(data).get("Note") or {}
+            minimal = json.loads(data)
+            # `[]` when the remote has no analyst data (PHP's empty array).
+            notes = (minimal.get("Note") if isinstance(minimal, dict) else None) or {}
             if notes:
                 self.request("analystData", "GET",
                              "/analyst_data/index/Note/" + "/".join("uuid[]:" + u for u in notes) + ".json")
@@ -676,6 +752,7 @@ def main():
     d = sub.add_parser("data")
     d.add_argument("dir")
     d.add_argument("--name", required=True)
+    d.add_argument("--forbidden-extras", action="store_true")
     s = sub.add_parser("serve")
     s.add_argument("--data", required=True)
     s.add_argument("--name", required=True)
@@ -685,6 +762,8 @@ def main():
     s.add_argument("--record", required=True)
     s.add_argument("--raw")
     s.add_argument("--ready")
+    s.add_argument("--deflate", action="store_true")
+    s.add_argument("--correlate", action="store_true")
     for name in ("push", "pull"):
         c = sub.add_parser(name)
         c.add_argument("--data", help="push: the events to push")
@@ -703,7 +782,7 @@ def main():
         c.add_argument("--pause-dir", help="paused/go files")
     args = p.parse_args()
     if args.command == "data":
-        make_data(args.dir, args.name)
+        make_data(args.dir, args.name, args.forbidden_extras)
     elif args.command == "serve":
         serve(args)
     else:

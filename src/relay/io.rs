@@ -1,4 +1,6 @@
-//! A stream whose first bytes were already read.
+//! The byte streams of the relay: either side's stream with the bytes read
+//! ahead of the current message ([`Peer`]), and a stream whose first bytes
+//! were already read ([`Prefixed`]).
 //!
 //! Telling TLS from plain HTTP means reading the first bytes of a
 //! connection; those bytes belong to the TLS handshake, so they are given
@@ -10,6 +12,16 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A byte stream the relay can use: TCP or TLS, client or upstream side.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One side's stream with the bytes read ahead of the current message.
+pub(super) struct Peer<S> {
+    pub(super) io: S,
+    pub(super) buf: BytesMut,
+}
 
 /// `prefix` first, then `io`; writes go straight to `io`.
 pub struct Prefixed<S> {
