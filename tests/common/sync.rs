@@ -113,6 +113,12 @@ impl Instance {
     /// Make instance `name` at `ip:443` with its CA, certificate and data
     /// under `dir`.
     pub fn new(dir: &Path, name: &str, ip: &str) -> Instance {
+        Instance::with(dir, name, ip, 443, &[])
+    }
+
+    /// As [`Instance::new`], at `port` (443 speaks TLS, any other plain
+    /// HTTP), its data made with `data_flags` (`misp_sync.py data`).
+    pub fn with(dir: &Path, name: &str, ip: &str, port: u16, data_flags: &[&str]) -> Instance {
         let host = format!("misp-{}.example", name.to_lowercase());
         let own = ca(&format!("{name} CA"));
         let (cert, key) = server_cert(&own, &[host.clone(), ip.to_string()]);
@@ -129,6 +135,7 @@ impl Instance {
             .arg("data")
             .arg(&data)
             .args(["--name", name])
+            .args(data_flags)
             .output()
             .unwrap();
         assert!(
@@ -140,7 +147,7 @@ impl Instance {
             name: name.to_string(),
             ip: ip.to_string(),
             host,
-            port: 443,
+            port,
             ca: write("ca.crt", &own.cert_pem),
             cert: write("cert.pem", &cert),
             key: write("key.pem", &key),
@@ -243,6 +250,12 @@ impl Server {
     /// Instance `i`'s server inside `ns`, on its address, with its own
     /// certificate.
     pub fn start(ns: &Netns, i: &Instance) -> Server {
+        Server::start_with(ns, i, &[])
+    }
+
+    /// As [`Server::start`], answering as `flags` say (`misp_sync.py
+    /// serve`: `--deflate`, `--correlate`); TLS only on port 443.
+    pub fn start_with(ns: &Netns, i: &Instance, flags: &[&str]) -> Server {
         let dir = ns.path(&format!("server-{}", i.name));
         fs::create_dir_all(&dir).unwrap();
         let record = dir.join("record.jsonl");
@@ -250,17 +263,17 @@ impl Server {
         let ready = dir.join("ready");
         let stderr = dir.join("stderr");
         fs::write(&record, "").unwrap();
-        let child = ns
-            .command("python3")
-            .arg(SYNC_PEER)
+        let mut c = ns.command("python3");
+        c.arg(SYNC_PEER)
             .arg("serve")
             .arg("--data")
             .arg(&i.data)
             .args(["--name", &i.name, "--listen", &i.addr().to_string()])
-            .arg("--cert")
-            .arg(&i.cert)
-            .arg("--key")
-            .arg(&i.key)
+            .args(flags);
+        if i.port == 443 {
+            c.arg("--cert").arg(&i.cert).arg("--key").arg(&i.key);
+        }
+        let child = c
             .arg("--record")
             .arg(&record)
             .arg("--raw")
@@ -437,8 +450,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every byte the client received, and then every answer decoded (an
+    /// answer in gzip hides its text from the raw bytes).
     pub fn raw_bytes(&self) -> Vec<u8> {
-        fs::read(&self.raw).unwrap_or_default()
+        let mut all = fs::read(&self.raw).unwrap_or_default();
+        for x in self.exchanges() {
+            all.extend(decode_b64(x["answer_b64"].as_str().unwrap_or("")));
+        }
+        all
     }
 
     pub fn sent_body(&self, name: &str) -> Vec<u8> {
@@ -525,8 +544,6 @@ pub fn start_run(ns: &Netns, run: &Run) -> Running {
         .arg(run.kind)
         .args(["--to", &run.to.ip, "--host", &run.to.host])
         .args(["--port", &run.to.port.to_string(), "--source", &run.from.ip])
-        .arg("--ca")
-        .arg(run.trust)
         .arg("--out")
         .arg(dir.join("report.json"))
         .arg("--sent")
@@ -535,6 +552,9 @@ pub fn start_run(ns: &Netns, run: &Run) -> Running {
         .arg(&report.raw)
         .arg("--pause-dir")
         .arg(&dir);
+    if run.to.port == 443 {
+        c.arg("--ca").arg(run.trust);
+    }
     if run.kind == "push" {
         c.arg("--data").arg(&run.from.data);
     } else {

@@ -10,7 +10,8 @@ tests across network namespaces.
   misp_sync.py data DIR --name A --forbidden-extras
       The same, plus what must not cross although the events do: a proposal
       of a blocked attribute type beside a clean one, and an analyst note of
-      a blocked distribution beside a clean one.
+      a blocked distribution beside a clean one. --no-analyst-data: none at
+      all (the remote's indexMinimal is then PHP's empty array, []).
 
   misp_sync.py serve --data DIR --listen IP:PORT ... [--cert C --key K]
                      [--deflate] [--correlate]
@@ -131,7 +132,7 @@ def make_event(name, key, info, tags=("tlp:green",), distribution="1", attrs=Non
     return {"Event": ev}
 
 
-def make_data(dirname, name, forbidden_extras=False):
+def make_data(dirname, name, forbidden_extras=False, no_analyst_data=False):
     """The events of instance `name`, in push order: clean ones interleaved
     with one event breaking each rule kind, so a run must go on past each."""
     many = [("ip-dst", "Network activity", "203.0.113.%d" % i) for i in range(1, 41)]
@@ -196,6 +197,8 @@ def make_data(dirname, name, forbidden_extras=False):
     }
     if forbidden_extras:
         add_forbidden_extras(extras, name, clean_big, org_uuid)
+    if no_analyst_data:
+        extras["notes"] = []
     with open(os.path.join(dirname, "extras.json"), "w") as f:
         json.dump(extras, f)
     with open(os.path.join(dirname, "index.json"), "w") as f:
@@ -435,7 +438,10 @@ class Handler(BaseHTTPRequestHandler):
         if m == "POST" and route == "sightings/bulkSaveSightings":
             return self._json({"saved": True, "success": "%d sightings added." % len(json.loads(body))})
         if m == "POST" and route == "analyst_data/filterAnalystDataForPush":
-            return self._json(json.loads(body))
+            # All three types, each the accepted entries or PHP's empty [].
+            offer = json.loads(body)
+            offer = offer if isinstance(offer, dict) else {}
+            return self._json({t: offer.get(t) or [] for t in ("Note", "Opinion", "Relationship")})
         if m == "POST" and route == "analyst_data/pushAnalystData":
             return self._saved("Analyst Data saved")
         if m == "GET" and route == "events/view":
@@ -675,11 +681,12 @@ class Client:
                                  dumps(new).encode())
         # P14/P15: analyst data.
         notes = extras["notes"]
-        offer = {"Note": {n["Note"]["uuid"]: n["Note"]["modified"] for n in notes}}
+        # With nothing to offer MISP posts PHP's empty array, [].
+        offer = {"Note": {n["Note"]["uuid"]: n["Note"]["modified"] for n in notes}} if notes else []
         status, data, _ = self.request("filterAnalystData", "POST", "/analyst_data/filterAnalystDataForPush",
                                        dumps(offer).encode())
         if status == 200:
-            accepted = json.loads(data).get("Note", {})
+            accepted = json.loads(data).get("Note") or {}
             for n in notes:
                 if n["Note"]["uuid"] in accepted:
                     self.request("pushAnalystData", "POST", "/analyst_data/pushAnalystData", dumps(n).encode())
@@ -695,11 +702,12 @@ class Client:
             for c in json.loads(data).get("response", []):
                 self.request("clusterView", "GET", "/galaxy_clusters/view/" + c["GalaxyCluster"]["uuid"])
         # L4: the remote's index.
-        status, data, _ = self.request("index", "POST", "/events/index",
+        status, data, r = self.request("index", "POST", "/events/index",
                                        dumps({"minimal": 1, "published": 1}).encode(),
                                        headers=[("If-None-Match", '""')])
         index = json.loads(data) if status == 200 else []
-        etag = None
+        # MISP keeps the index's ETag (in Redis) for the next index call.
+        etag = r.getheader("ETag") if r is not None else None
         # L5: every event.
         for e in index:
             u = e["uuid"]
@@ -753,6 +761,7 @@ def main():
     d.add_argument("dir")
     d.add_argument("--name", required=True)
     d.add_argument("--forbidden-extras", action="store_true")
+    d.add_argument("--no-analyst-data", action="store_true")
     s = sub.add_parser("serve")
     s.add_argument("--data", required=True)
     s.add_argument("--name", required=True)
@@ -782,7 +791,7 @@ def main():
         c.add_argument("--pause-dir", help="paused/go files")
     args = p.parse_args()
     if args.command == "data":
-        make_data(args.dir, args.name, args.forbidden_extras)
+        make_data(args.dir, args.name, args.forbidden_extras, args.no_analyst_data)
     elif args.command == "serve":
         serve(args)
     else:
