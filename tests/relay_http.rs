@@ -1871,3 +1871,87 @@ fn connections_past_the_cap_get_a_503() {
     assert!(closed_after, "the refused connection stayed open");
     assert_eq!(again, Some(200), "{}", rig.log_tail(10));
 }
+
+/// What MISP's save paths read that a guard reading only the obvious keys
+/// would miss, pushed through the real listener: each is refused with
+/// MISP's JSON 403 naming why, and nothing reaches the peer; MISP's own
+/// forms pass.
+#[test]
+fn save_path_forms_misp_does_not_send_are_refused() {
+    if !can_run("save_path_forms_misp_does_not_send_are_refused") {
+        return;
+    }
+    let rig = Rig::proxy("savepaths", serde_json::json!({}));
+    let mut failures = Vec::new();
+    let attr = r#""type":"ip-src","category":"Network activity","distribution":"5","value":"1.2.3.4""#;
+    let event = |inner: &str| format!(r#"{{"Event":{{"uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","info":"x","distribution":"3","Tag":[{{"name":"tlp:green"}}],{inner}}}}}"#);
+    let cases = [
+        (
+            "a report saved from its wrapper (inner distribution 0)",
+            event(r#""EventReport":[{"name":"r","distribution":"3","EventReport":{"name":"r","content":"secret","distribution":"0"}}]"#),
+            "Event.EventReport[0].EventReport",
+        ),
+        (
+            "an object saved from its wrapper",
+            event(r#""Object":[{"name":"file","distribution":"3","Object":{"name":"person","distribution":"0"}}]"#),
+            "Event.Object[0].Object",
+        ),
+        (
+            "a tag attached by its local id",
+            event(&format!(
+                r#""Attribute":[{{{attr},"AttributeTag":[{{"tag_id":"7","Tag":{{"name":"tlp:green"}}}}]}}]"#
+            )),
+            "Event.Attribute[0].AttributeTag[0].tag_id",
+        ),
+        (
+            "an invisible character in a tag",
+            event(&format!(r#""Attribute":[{{{attr},"Tag":[{{"name":"tlp:\u2063red"}}]}}]"#)),
+            "Event.Attribute[0].Tag[0].name",
+        ),
+        (
+            "an attribute without distribution",
+            event(r#""Attribute":[{"type":"ip-src","category":"Network activity","value":"1.2.3.4"}]"#),
+            "Event.Attribute[0].distribution",
+        ),
+    ];
+    for (name, body, at) in cases {
+        let before = rig.count();
+        let r = rig.send(SRC, &post(PUSH, "", body.as_bytes()), false);
+        settle();
+        match r {
+            Some(r) if r.status == 403 && String::from_utf8_lossy(&r.body).contains(at) => {}
+            Some(r) => failures.push(format!(
+                "{name}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )),
+            None => failures.push(format!("{name}: no answer")),
+        }
+        if !rig.since(before).is_empty() {
+            failures.push(format!("{name}: reached the peer"));
+        }
+    }
+    // MISP's own forms pass: a flat event, and proposals pushed as the flat
+    // rows Server::syncProposals posts (a wrapped row is refused).
+    let fine = event(&format!(r#""Attribute":[{{{attr},"Tag":[{{"name":"tlp:green"}}]}}]"#));
+    match rig.send(SRC, &post(PUSH, "", fine.as_bytes()), false) {
+        Some(r) if r.status == 200 => {}
+        other => failures.push(format!("MISP's own event: {:?}", other.map(|r| r.status))),
+    }
+    let proposals = "/events/pushProposals/385283a1-b5e0-4e10-a532-dce11c365a56";
+    let row = r#"{"old_id":"0","type":"ip-src","category":"Network activity","value":"5.6.7.8","to_ids":true,"uuid":"5a2c9b1e-0000-4000-8000-000000000001","event_uuid":"385283a1-b5e0-4e10-a532-dce11c365a56"}"#;
+    match rig.send(SRC, &post(proposals, "", format!("[{row}]").as_bytes()), false) {
+        Some(r) if r.status == 200 => {}
+        other => failures.push(format!("flat proposal rows: {:?}", other.map(|r| r.status))),
+    }
+    let before = rig.count();
+    let wrapped = format!(r#"[{{"ShadowAttribute":{row}}}]"#);
+    match rig.send(SRC, &post(proposals, "", wrapped.as_bytes()), false) {
+        Some(r) if r.status == 403 => {}
+        other => failures.push(format!("wrapped proposal rows: {:?}", other.map(|r| r.status))),
+    }
+    if !rig.since(before).is_empty() {
+        failures.push("wrapped proposal rows reached the peer".into());
+    }
+    finish(&rig, failures);
+}
