@@ -24,7 +24,8 @@
 //! Beside the path: [`config`] (the older guard's JSON plus a `guard`
 //! section, validated into a typed model), [`firewall`] (the nftables
 //! table that redirects sync traffic to the listener; the only part that
-//! speaks netlink, and the only `unsafe` code) and [`telemetry`] (logging).
+//! speaks netlink, and the only `unsafe` code), [`telemetry`] (logging) and
+//! [`service`] (readiness, status and reload outcomes for systemd).
 
 #![deny(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod http;
 pub mod listen;
 pub mod relay;
 pub mod rules;
+pub mod service;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
