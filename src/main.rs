@@ -424,8 +424,7 @@ impl Serving<'_> {
             None => "no table of its own (guard.firewall.mode off)".into(),
         };
         format!(
-            "{instances} instances, {} listeners ({}); {table}",
-            listeners.len(),
+            "instances: {instances}; listeners: {}; {table}",
             listeners.join(", ")
         )
     }
