@@ -255,6 +255,7 @@ fn run(
         Err(e) => {
             tracing::error!("TLS settings: {e}");
             eprintln!("{}: TLS settings:\n{e}", path.display());
+            service::status(&format!("refused: TLS settings: {e}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -273,6 +274,7 @@ fn run(
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("misp-guard: {e}");
+            service::status(&format!("failed: {e}"));
             ExitCode::FAILURE
         }
     }

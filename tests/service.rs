@@ -204,6 +204,13 @@ fn no_ready_when_the_table_or_a_listener_fails() {
         !messages.iter().any(|m| m.lines().any(|l| l == "READY=1")),
         "READY=1 without a table: {messages:?}"
     );
+    // systemctl status says why.
+    assert!(
+        messages
+            .last()
+            .is_some_and(|m| status(m).starts_with("failed: ") && status(m).contains("chain")),
+        "{messages:?}"
+    );
     assert!(table(&ns).is_none(), "a table was left");
 
     // The listener's address is taken.
