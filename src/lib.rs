@@ -28,7 +28,8 @@
 //! `listen` and `relay`), [`config`] (the older guard's JSON plus a `guard`
 //! section, validated into a typed model), [`firewall`] (the nftables
 //! table that redirects sync traffic to the listener; the only part that
-//! speaks netlink, and the only `unsafe` code) and [`telemetry`] (logging).
+//! speaks netlink, and the only `unsafe` code), [`telemetry`] (logging) and
+//! [`service`] (readiness, status and reload outcomes for systemd).
 
 #![deny(unsafe_code)]
 
@@ -41,6 +42,7 @@ pub mod json;
 pub mod listen;
 pub mod relay;
 pub mod rules;
+pub mod service;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;

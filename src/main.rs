@@ -1,12 +1,14 @@
 //! The `misp-guard` command: reads flags and hands over to the library.
 
-use std::net::{IpAddr, SocketAddr};
+mod cli;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,122 +17,12 @@ use misp_guard::check;
 use misp_guard::config::{Config, FirewallMode, Problem};
 use misp_guard::listen::{self, Mode};
 use misp_guard::relay::{Shared, Snapshot};
-use misp_guard::{firewall, telemetry, tls};
+use misp_guard::{firewall, service, telemetry, tls};
+
+use cli::{CaCommand, Cli, Command, ConfigCommand, NftCommand};
 
 /// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
 const EXIT_CONFIG: u8 = 2;
-
-#[derive(Parser)]
-#[command(
-    name = "misp-guard",
-    version,
-    about = "Transparent guard for MISP server synchronisation"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the guard.
-    Run {
-        /// The config file.
-        #[arg(long)]
-        config: PathBuf,
-        /// Add an explicit-proxy listener.
-        #[arg(long = "proxy-listen", value_name = "ADDR")]
-        proxy_listen: Vec<SocketAddr>,
-        /// Add a transparent listener (traffic redirected by nftables).
-        #[arg(long = "transparent-listen", value_name = "ADDR")]
-        transparent_listen: Vec<SocketAddr>,
-    },
-    /// Judge one exchange offline: prints `allowed` or `blocked: …`,
-    /// exits 0 (allowed), 1 (blocked) or 2 (usage or config error).
-    Check {
-        /// The config file.
-        #[arg(long)]
-        config: PathBuf,
-        /// The connecting instance's address.
-        #[arg(long)]
-        source: IpAddr,
-        /// HTTP method.
-        #[arg(long)]
-        method: String,
-        /// `http://HOST:PORT/PATH` as the client asks for it.
-        #[arg(long)]
-        url: String,
-        /// The request body.
-        #[arg(long = "request-body", value_name = "FILE")]
-        request_body: Option<PathBuf>,
-        /// A request header, `Name: value` (e.g. Content-Encoding).
-        #[arg(long = "request-header", value_name = "HEADER")]
-        request_header: Vec<String>,
-        /// The response body (judged as a 200 answer).
-        #[arg(long = "response-body", value_name = "FILE")]
-        response_body: Option<PathBuf>,
-        /// A response header, `Name: value` (e.g. X-UserOrgUUID).
-        #[arg(long = "response-header", value_name = "HEADER")]
-        response_header: Vec<String>,
-    },
-    /// Config file tools.
-    Config {
-        #[command(subcommand)]
-        command: ConfigCommand,
-    },
-    /// The guard's own certificate authority.
-    Ca {
-        #[command(subcommand)]
-        command: CaCommand,
-    },
-    /// The nftables table the guard owns (`inet misp_guard`).
-    Nft {
-        #[command(subcommand)]
-        command: NftCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum NftCommand {
-    /// Print the table the config asks for, as `nft list` shows it.
-    Render {
-        /// The config file.
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Replace the table with the one the config asks for, in one batch.
-    Install {
-        /// The config file.
-        #[arg(long)]
-        config: PathBuf,
-    },
-    /// Remove the table (the redirect and drop rules go with it).
-    Remove {
-        /// A config file (checked; the table is the same whatever it says).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum CaCommand {
-    /// Create a new guard CA (ca.crt, ca.key) in a directory; refuses to
-    /// overwrite existing files.
-    Init {
-        /// The directory to write ca.crt and ca.key to.
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum ConfigCommand {
-    /// Print the problems of a config file, or a summary when it is good.
-    Check {
-        /// The config file.
-        file: PathBuf,
-    },
-}
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -142,6 +34,20 @@ fn main() -> ExitCode {
             transparent_listen,
         } => run(config, proxy_listen, transparent_listen, started),
         Command::Nft { command } => nft(command),
+        Command::Reload {
+            pid,
+            runtime_dir,
+            timeout,
+        } => match service::request_reload(pid, &runtime_dir, Duration::from_secs(timeout)) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("misp-guard: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check {
             config,
             source,
@@ -223,6 +129,14 @@ fn main() -> ExitCode {
                         ExitCode::from(EXIT_CONFIG)
                     }
                 }
+            }
+            Err(e) if e.is_unconfigured() => {
+                print_warnings(&e.warnings);
+                println!(
+                    "no instances configured: edit {} (the rest of it is valid; `misp-guard run` refuses it until it names the instances)",
+                    file.display()
+                );
+                ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -319,7 +233,13 @@ fn run(
     let (config, warnings) = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            let line = if e.is_unconfigured() {
+                format!("no instances configured: edit {}", path.display())
+            } else {
+                e.to_string()
+            };
+            eprintln!("{line}");
+            service::status(&line);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -335,6 +255,7 @@ fn run(
         Err(e) => {
             tracing::error!("TLS settings: {e}");
             eprintln!("{}: TLS settings:\n{e}", path.display());
+            service::status(&format!("refused: TLS settings: {e}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -353,6 +274,7 @@ fn run(
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("misp-guard: {e}");
+            service::status(&format!("failed: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -386,12 +308,18 @@ async fn serve(
     // The table after the listeners: redirected traffic then finds the
     // guard at once. It stays when the guard stops (fail closed).
     let port = firewall::listener_port(config);
-    if let Some(done) = install_table(config, port)? {
+    let table = install_table(config, port)?;
+    if let Some(done) = &table {
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "firewall {done} installed"
         );
     }
+    let serving = Serving {
+        proxy: &proxy,
+        transparent: &transparent,
+    };
+    let mut status = serving.describe(config.instances.len(), table.as_ref());
 
     let mut max_connections = config.guard.limits.max_connections;
     let limit = Arc::new(Semaphore::new(max_connections));
@@ -416,20 +344,30 @@ async fn serve(
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    // Ready only now: every listener is bound, the table is in place and a
+    // SIGHUP (systemctl reload) reloads instead of ending the process.
+    let mut reports = service::Reports::from_env();
+    reports.ready();
+    service::ready(&status);
+    let _watchdog = service::watchdog();
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match reload(&path).and_then(|new| {
+            _ = hup.recv() => {
+                reports.begin();
+                service::reloading();
+                match reload(&path).and_then(|new| {
                 // The new table before the new config: a table the kernel
                 // refuses refuses the reload, and the old table stays.
                 let port = port.or_else(|| firewall::listener_port(&new.config));
                 install_table(&new.config, port).map(|done| (new, done))
             }) {
                 Ok((new, done)) => {
-                    if let Some(done) = done {
+                    if let Some(done) = &done {
                         tracing::info!("firewall {done} rebuilt");
                     }
+                    status = serving.describe(new.config.instances.len(), done.as_ref());
                     // The connection cap follows the config: raised at once,
                     // lowered as slots free up (busy ones are not cut).
                     let wanted = new.config.guard.limits.max_connections;
@@ -447,11 +385,19 @@ async fn serve(
                     max_connections = wanted;
                     let _ = tx.send(Arc::new(new));
                     tracing::info!(config = %path.display(), "config reloaded (listeners unchanged)");
+                    let done = format!("reload {} in force", reports.generation());
+                    reports.finish(Ok(&done));
+                    service::ready(&format!("{status}; {done}"));
                 }
-                Err(e) => tracing::error!(config = %path.display(), "config reload refused, the old config stays in force: {e}"),
-            },
+                Err(e) => {
+                    tracing::error!(config = %path.display(), "config reload refused, the old config stays in force: {e}");
+                    reports.finish(Err(&e));
+                    service::ready(&format!("{status}; reload {} refused: {e}", reports.generation()));
+                }
+            }},
         }
     }
+    service::stopping();
     tracing::info!("shutting down: no new connections, in-flight exchanges may finish");
     shutdown.cancel();
     for a in accept {
@@ -462,6 +408,28 @@ async fn serve(
         tracing::warn!("grace period over, closing the remaining connections");
     }
     Ok(())
+}
+
+/// What the guard serves, for `STATUS=`.
+struct Serving<'a> {
+    proxy: &'a [SocketAddr],
+    transparent: &'a [SocketAddr],
+}
+
+impl Serving<'_> {
+    fn describe(&self, instances: usize, table: Option<&firewall::Installed>) -> String {
+        let listeners: Vec<String> = (self.transparent.iter().map(|a| format!("{a} transparent")))
+            .chain(self.proxy.iter().map(|a| format!("{a} proxy")))
+            .collect();
+        let table = match table {
+            Some(t) => format!("{t} installed"),
+            None => "no table of its own (guard.firewall.mode off)".into(),
+        };
+        format!(
+            "instances: {instances}; listeners: {}; {table}",
+            listeners.join(", ")
+        )
+    }
 }
 
 /// A new snapshot from the config file: the config and the TLS material it

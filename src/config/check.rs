@@ -101,6 +101,10 @@ const INSTANCE_TLS_KEYS: &[&str] = &[
     "allow_plain_http",
 ];
 
+/// The one problem of a file whose `instances` is empty, as the package
+/// ships it (see [`super::Error::is_unconfigured`]).
+pub(super) const NO_INSTANCES: &str = "no instances (at least one is required)";
+
 /// The longest timeout: a week. Longer is no timeout at all, and deadlines
 /// computed as `now + timeout` must not overflow.
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -346,7 +350,7 @@ impl Checker {
             return Vec::new();
         };
         if obj.entries.is_empty() {
-            self.error(path, "no instances (at least one is required)");
+            self.error(path, NO_INSTANCES);
         }
         let mut drafts: Vec<Draft> = Vec::new();
         for (name, v) in &obj.entries {

@@ -267,6 +267,15 @@ pub struct Error {
     pub warnings: Vec<Problem>,
 }
 
+impl Error {
+    /// Whether the only thing wrong is that no instance is configured yet:
+    /// the state of the file the Debian package ships, which `config check`
+    /// accepts and `run` refuses with one line.
+    pub fn is_unconfigured(&self) -> bool {
+        matches!(&self.problems[..], [p] if p.path == "instances" && p.message == check::NO_INSTANCES)
+    }
+}
+
 /// Why a connection's destination is not an instance the guard serves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {

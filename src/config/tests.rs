@@ -434,6 +434,36 @@ fn packaged_example_loads() {
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
+/// The config the Debian package installs as /etc/misp-guard/config.json.
+const SHIPPED: &str = include_str!("../../packaging/config.json");
+
+#[test]
+fn shipped_config_is_valid_but_unconfigured() {
+    let e = Config::from_json_str(SHIPPED).unwrap_err();
+    assert!(e.is_unconfigured(), "{e}");
+    assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+    // The same file with one instance is a config `run` takes.
+    let mut v: Json = serde_json::from_str(SHIPPED).unwrap();
+    v["compartments_rules"]["can_reach"] = json!({"c": ["c"]});
+    v["instances"] =
+        json!({"a": {"ip": "10.0.0.1", "host": "a.example", "port": 443, "compartment_id": "c"}});
+    let (config, _) = load(&v).unwrap();
+    assert_eq!(config.guard.firewall.mode, FirewallMode::Host);
+    assert_eq!(config.guard.log.format, LogFormat::Journald);
+}
+
+#[test]
+fn unconfigured_is_only_the_empty_instances() {
+    let mut v: Json = serde_json::from_str(SHIPPED).unwrap();
+    v["guard"]["lisen"] = json!({});
+    let e = Config::from_json_str(&v.to_string()).unwrap_err();
+    assert!(!e.is_unconfigured(), "{e}");
+    assert_line(&lines(&e.problems), "guard.lisen", "unknown key");
+    let mut v = base();
+    remove(&mut v, "/instances");
+    assert!(!load(&v).unwrap_err().is_unconfigured());
+}
+
 #[test]
 fn base_config_is_normalised() {
     let (config, warnings) = load(&base()).unwrap();

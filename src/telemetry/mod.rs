@@ -47,7 +47,13 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), Error> {
             )
             .try_init(),
         LogFormat::Journald => {
-            let layer = tracing_journald::layer().map_err(Error::Journald)?;
+            // Fields under their own names (`VERDICT`, `RULE`,
+            // `SRC_INSTANCE`), not the crate's default `F_` prefix, so that
+            // `journalctl -u misp-guard VERDICT=block` works. None of the
+            // guard's field names is one journald gives a meaning to.
+            let layer = tracing_journald::layer()
+                .map_err(Error::Journald)?
+                .with_field_prefix(None);
             registry.with(layer).try_init()
         }
     };

@@ -5,6 +5,7 @@
 //! traffic only ever goes to addresses on that namespace's loopback.
 #![allow(dead_code)]
 
+pub mod nspawn;
 pub mod pki;
 pub mod sync;
 
