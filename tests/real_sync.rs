@@ -165,10 +165,15 @@ fn push_and_pull(rig: &Rig) -> (Report, Report) {
         .map(|(status, _)| status.unwrap_or(0))
         .collect();
     if notes != [200, 403] {
-        problems.push(format!("the clean and the forbidden note were answered {notes:?}"));
+        problems.push(format!(
+            "the clean and the forbidden note were answered {notes:?}"
+        ));
     }
     let at_b = rig.server.raw_bytes();
-    for secret in [&x["forbidden"]["proposal_value"], &x["forbidden"]["note_text"]] {
+    for secret in [
+        &x["forbidden"]["proposal_value"],
+        &x["forbidden"]["note_text"],
+    ] {
         if contains(&at_b, secret.as_str().unwrap_or("-").as_bytes()) {
             problems.push(format!("{secret} reached B"));
         }
@@ -253,7 +258,10 @@ fn forbidden_items_left_out(rig: &Rig, pull: &Report) {
     // Sightings: every one without the attribute's value, all else kept.
     let answer = answers_of(pull, "sightings");
     let sightings = answer.first().map(|(_, v)| v.clone()).unwrap_or_default();
-    let list = sightings["response"].as_array().cloned().unwrap_or_default();
+    let list = sightings["response"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if list.is_empty()
         || list.iter().any(|s| {
             let s = &s["Sighting"];
@@ -265,7 +273,11 @@ fn forbidden_items_left_out(rig: &Rig, pull: &Report) {
         problems.push(format!("the sightings as A got them: {sightings}"));
     }
     let log = rig.guard.log();
-    for said in ["Sighting.value left out", "item(s) removed", "blocked attribute type"] {
+    for said in [
+        "Sighting.value left out",
+        "item(s) removed",
+        "blocked attribute type",
+    ] {
         if !log.contains(said) {
             problems.push(format!("the guard's log does not say {said:?}"));
         }
@@ -279,7 +291,8 @@ fn misp_headers_reached_b(rig: &Rig) {
     let received = rig.server.received();
     let header = |r: &serde_json::Value, name: &str| -> Option<String> {
         r["headers"].as_array()?.iter().find_map(|h| {
-            (h[0].as_str()?.eq_ignore_ascii_case(name)).then(|| h[1].as_str().unwrap_or("").to_string())
+            (h[0].as_str()?.eq_ignore_ascii_case(name))
+                .then(|| h[1].as_str().unwrap_or("").to_string())
         })
     };
     for r in &received {
@@ -299,9 +312,13 @@ fn misp_headers_reached_b(rig: &Rig) {
         .find(|r| r["path"] == "/events/index")
         .and_then(|r| header(r, "if-none-match"));
     if first_index.as_deref() != Some("\"\"") {
-        problems.push(format!("the first index came with If-None-Match {first_index:?}"));
+        problems.push(format!(
+            "the first index came with If-None-Match {first_index:?}"
+        ));
     }
-    let gzipped = received.iter().any(|r| header(r, "content-encoding").as_deref() == Some("gzip"));
+    let gzipped = received
+        .iter()
+        .any(|r| header(r, "content-encoding").as_deref() == Some("gzip"));
     if !gzipped {
         problems.push("no request body over 1 KiB came gzip".into());
     }
@@ -324,7 +341,12 @@ fn mod_deflate_over_plain_http() {
     if !can_run_firewall("mod_deflate_over_plain_http") {
         return;
     }
-    let rig = rig("rsd", 80, &["--deflate", "--correlate"], &["--forbidden-extras"]);
+    let rig = rig(
+        "rsd",
+        80,
+        &["--deflate", "--correlate"],
+        &["--forbidden-extras"],
+    );
     let (push, pull) = push_and_pull(&rig);
     forbidden_items_left_out(&rig, &pull);
     misp_headers_reached_b(&rig);
@@ -336,7 +358,12 @@ fn mod_deflate_over_plain_http() {
         .chain(steps(&push))
         .map(|(step, _, _, coding)| (step, coding))
         .collect();
-    let coding_of = |step: &str| codings.iter().find(|(s, _)| s == step).map(|(_, c)| c.clone());
+    let coding_of = |step: &str| {
+        codings
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, c)| c.clone())
+    };
     for (step, want) in [
         ("getVersion", "gzip"),
         ("eventView", "gzip"),

@@ -1883,17 +1883,26 @@ fn save_path_forms_misp_does_not_send_are_refused() {
     }
     let rig = Rig::proxy("savepaths", serde_json::json!({}));
     let mut failures = Vec::new();
-    let attr = r#""type":"ip-src","category":"Network activity","distribution":"5","value":"1.2.3.4""#;
-    let event = |inner: &str| format!(r#"{{"Event":{{"uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","info":"x","distribution":"3","Tag":[{{"name":"tlp:green"}}],{inner}}}}}"#);
+    let attr =
+        r#""type":"ip-src","category":"Network activity","distribution":"5","value":"1.2.3.4""#;
+    let event = |inner: &str| {
+        format!(
+            r#"{{"Event":{{"uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","info":"x","distribution":"3","Tag":[{{"name":"tlp:green"}}],{inner}}}}}"#
+        )
+    };
     let cases = [
         (
             "a report saved from its wrapper (inner distribution 0)",
-            event(r#""EventReport":[{"name":"r","distribution":"3","EventReport":{"name":"r","content":"secret","distribution":"0"}}]"#),
+            event(
+                r#""EventReport":[{"name":"r","distribution":"3","EventReport":{"name":"r","content":"secret","distribution":"0"}}]"#,
+            ),
             "Event.EventReport[0].EventReport",
         ),
         (
             "an object saved from its wrapper",
-            event(r#""Object":[{"name":"file","distribution":"3","Object":{"name":"person","distribution":"0"}}]"#),
+            event(
+                r#""Object":[{"name":"file","distribution":"3","Object":{"name":"person","distribution":"0"}}]"#,
+            ),
             "Event.Object[0].Object",
         ),
         (
@@ -1905,12 +1914,16 @@ fn save_path_forms_misp_does_not_send_are_refused() {
         ),
         (
             "an invisible character in a tag",
-            event(&format!(r#""Attribute":[{{{attr},"Tag":[{{"name":"tlp:\u2063red"}}]}}]"#)),
+            event(&format!(
+                r#""Attribute":[{{{attr},"Tag":[{{"name":"tlp:\u2063red"}}]}}]"#
+            )),
             "Event.Attribute[0].Tag[0].name",
         ),
         (
             "an attribute without distribution",
-            event(r#""Attribute":[{"type":"ip-src","category":"Network activity","value":"1.2.3.4"}]"#),
+            event(
+                r#""Attribute":[{"type":"ip-src","category":"Network activity","value":"1.2.3.4"}]"#,
+            ),
             "Event.Attribute[0].distribution",
         ),
     ];
@@ -1933,14 +1946,20 @@ fn save_path_forms_misp_does_not_send_are_refused() {
     }
     // MISP's own forms pass: a flat event, and proposals pushed as the flat
     // rows Server::syncProposals posts (a wrapped row is refused).
-    let fine = event(&format!(r#""Attribute":[{{{attr},"Tag":[{{"name":"tlp:green"}}]}}]"#));
+    let fine = event(&format!(
+        r#""Attribute":[{{{attr},"Tag":[{{"name":"tlp:green"}}]}}]"#
+    ));
     match rig.send(SRC, &post(PUSH, "", fine.as_bytes()), false) {
         Some(r) if r.status == 200 => {}
         other => failures.push(format!("MISP's own event: {:?}", other.map(|r| r.status))),
     }
     let proposals = "/events/pushProposals/385283a1-b5e0-4e10-a532-dce11c365a56";
     let row = r#"{"old_id":"0","type":"ip-src","category":"Network activity","value":"5.6.7.8","to_ids":true,"uuid":"5a2c9b1e-0000-4000-8000-000000000001","event_uuid":"385283a1-b5e0-4e10-a532-dce11c365a56"}"#;
-    match rig.send(SRC, &post(proposals, "", format!("[{row}]").as_bytes()), false) {
+    match rig.send(
+        SRC,
+        &post(proposals, "", format!("[{row}]").as_bytes()),
+        false,
+    ) {
         Some(r) if r.status == 200 => {}
         other => failures.push(format!("flat proposal rows: {:?}", other.map(|r| r.status))),
     }
@@ -1948,7 +1967,10 @@ fn save_path_forms_misp_does_not_send_are_refused() {
     let wrapped = format!(r#"[{{"ShadowAttribute":{row}}}]"#);
     match rig.send(SRC, &post(proposals, "", wrapped.as_bytes()), false) {
         Some(r) if r.status == 403 => {}
-        other => failures.push(format!("wrapped proposal rows: {:?}", other.map(|r| r.status))),
+        other => failures.push(format!(
+            "wrapped proposal rows: {:?}",
+            other.map(|r| r.status)
+        )),
     }
     if !rig.since(before).is_empty() {
         failures.push("wrapped proposal rows reached the peer".into());
