@@ -21,6 +21,16 @@ use misp_guard::{firewall, service, telemetry, tls};
 
 use cli::{CaCommand, Cli, Command, ConfigCommand, NftCommand};
 
+/// A line on stdout. Output piped into a command that stops reading
+/// (`misp-guard check … | head -1`) is no reason to panic: the rest of the
+/// output is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
 const EXIT_CONFIG: u8 = 2;
 
@@ -40,7 +50,7 @@ fn main() -> ExitCode {
             timeout,
         } => match service::request_reload(pid, &runtime_dir, Duration::from_secs(timeout)) {
             Ok(message) => {
-                println!("{message}");
+                say!("{message}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -80,14 +90,14 @@ fn main() -> ExitCode {
             })();
             match result {
                 Ok(check::Outcome::Allow(notes)) => {
-                    println!("allowed");
+                    say!("allowed");
                     for n in notes {
-                        println!("note: {n}");
+                        say!("note: {n}");
                     }
                     ExitCode::SUCCESS
                 }
                 Ok(check::Outcome::Block(reason)) => {
-                    println!("blocked: {reason}");
+                    say!("blocked: {reason}");
                     ExitCode::from(1)
                 }
                 Err(e) => {
@@ -103,7 +113,7 @@ fn main() -> ExitCode {
             .and_then(|()| tls::ca_init(&out).map_err(|e| e.to_string()))
         {
             Ok(files) => {
-                println!("{}", files.instructions);
+                say!("{}", files.instructions);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -121,7 +131,7 @@ fn main() -> ExitCode {
                 // it: a config whose TLS material does not load is bad.
                 match Snapshot::build(config) {
                     Ok(_) => {
-                        println!("{summary}");
+                        say!("{summary}");
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -132,7 +142,7 @@ fn main() -> ExitCode {
             }
             Err(e) if e.is_unconfigured() => {
                 print_warnings(&e.warnings);
-                println!(
+                say!(
                     "no instances configured: edit {} (the rest of it is valid; `misp-guard run` refuses it until it names the instances)",
                     file.display()
                 );
@@ -185,7 +195,7 @@ fn nft(command: NftCommand) -> ExitCode {
                 .and_then(|c| plan(&c))
                 .and_then(|p| match firewall::install(&p) {
                     Ok(done) => {
-                        println!("installed {done}");
+                        say!("installed {done}");
                         Ok(())
                     }
                     Err(e) => {
@@ -199,11 +209,11 @@ fn nft(command: NftCommand) -> ExitCode {
             .map_or(Ok(()), |c| load(c).map(drop))
             .and_then(|()| match firewall::remove() {
                 Ok(true) => {
-                    println!("removed table inet {}", firewall::TABLE);
+                    say!("removed table inet {}", firewall::TABLE);
                     Ok(())
                 }
                 Ok(false) => {
-                    println!("no table inet {}: nothing to remove", firewall::TABLE);
+                    say!("no table inet {}: nothing to remove", firewall::TABLE);
                     Ok(())
                 }
                 Err(e) => {
