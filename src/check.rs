@@ -171,9 +171,35 @@ fn judge_body(
     context: &Context,
     max_depth: usize,
 ) -> Verdict {
-    let owned = body.to_vec();
-    let reader: Box<dyn Read + Send> = http::decoder(coding, std::io::Cursor::new(owned), caps);
+    // The body is given whole; its decoded form (within the caps) is held
+    // too, then read by the engine, ending as decoding ended.
+    let mut decoded = Vec::new();
+    let mut keep = |piece: &[u8]| {
+        decoded.extend_from_slice(piece);
+        true
+    };
+    let mut decoder = http::Decoder::new(coding, caps);
+    let end = decoder
+        .push(body, &mut keep)
+        .and_then(|()| decoder.finish(&mut keep));
+    let reader = decoded.as_slice().chain(Ended(end));
     rules::evaluate_with_limits(reader, doc, policy, context, max_depth)
+}
+
+/// The end of a decoded body: nothing more, or the decoder's error, as the
+/// relay's engine sees it.
+struct Ended(Result<(), http::Error>);
+
+impl Read for Ended {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Ok(()) => Ok(0),
+            Err(e) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.clone(),
+            )),
+        }
+    }
 }
 
 fn coding_of(headers: &[(String, String)], request: bool) -> Result<Coding, String> {

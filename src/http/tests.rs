@@ -1017,10 +1017,77 @@ fn encoders() -> [(Coding, Encoder); 4] {
     ]
 }
 
+/// Decode `raw` pushed whole, after checking that pushing it in pieces of
+/// one byte, a few bytes and a step and a half gives exactly the same.
 fn decode_all(coding: Coding, raw: Vec<u8>, caps: DecodeCaps) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    decoder(coding, io::Cursor::new(raw), caps).read_to_end(&mut out)?;
-    Ok(out)
+    let whole = fuzz::decode_pieces(coding, &caps, [&raw[..]], None);
+    for size in [1, 7, decode::STEP * 3 / 2] {
+        let split = fuzz::decode_pieces(coding, &caps, raw.chunks(size), None);
+        assert!(
+            split == whole,
+            "{coding} in pieces of {size}: {split:?}, whole {whole:?}"
+        );
+    }
+    whole
+        .end
+        .map(|()| whole.data)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A decoder fed from `source` as a `Read`, for sources too large to hold
+/// (the bombs below): errors of the source pass through, the decoder's are
+/// `InvalidData` carrying an [`Error`], and after an error every read fails.
+fn decoder<R: Read>(coding: Coding, source: R, caps: DecodeCaps) -> Pulled<R> {
+    Pulled {
+        source,
+        decoder: Some(Decoder::new(coding, caps)),
+        decoded: Vec::new(),
+        at: 0,
+        failed: None,
+    }
+}
+
+struct Pulled<R> {
+    source: R,
+    decoder: Option<Decoder>,
+    decoded: Vec<u8>,
+    at: usize,
+    failed: Option<Error>,
+}
+
+impl<R: Read> Read for Pulled<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.decoded.len() {
+            if let Some(e) = &self.failed {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
+            }
+            let Some(dec) = self.decoder.as_mut() else {
+                return Ok(0);
+            };
+            self.decoded.clear();
+            self.at = 0;
+            // Small raw pieces keep what one push decodes small.
+            let mut raw = [0u8; 64];
+            let n = self.source.read(&mut raw)?;
+            let decoded = &mut self.decoded;
+            let keep = |piece: &[u8]| {
+                decoded.extend_from_slice(piece);
+                true
+            };
+            let res = if n == 0 {
+                self.decoder.take().map_or(Ok(()), |dec| dec.finish(keep))
+            } else {
+                dec.push(&raw[..n], keep)
+            };
+            if let Err(e) = res {
+                self.failed = Some(e);
+            }
+        }
+        let n = buf.len().min(self.decoded.len() - self.at);
+        buf[..n].copy_from_slice(&self.decoded[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 fn decode_error(coding: Coding, raw: Vec<u8>, caps: DecodeCaps) -> Error {
