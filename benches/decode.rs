@@ -7,11 +7,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use misp_guard::http::{decoder, Coding, DecodeCaps};
+use misp_guard::http::{Coding, DecodeCaps, Decoder};
 
 /// Counts live heap bytes and their peak.
 struct Counting;
@@ -43,22 +43,24 @@ static ALLOC: Counting = Counting;
 /// What the relay reads from a socket at most at once.
 const RAW_PIECE: usize = 64 * 1024;
 
-/// Decode `raw` whole, handing every decoded byte to a consumer that
-/// touches it; returns the decoded length.
+/// Decode `raw` pushed in the relay's pieces, handing every decoded byte
+/// to a consumer that touches it; returns the decoded length.
 fn decode(coding: Coding, raw: &'static [u8], caps: &DecodeCaps) -> u64 {
-    let mut dec = decoder(coding, raw, caps.clone());
-    let mut buf = vec![0u8; RAW_PIECE];
+    let mut dec = Decoder::new(coding, caps.clone());
     let mut n = 0u64;
     let mut sum = 0u8;
-    loop {
-        match dec.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => {
-                n += k as u64;
-                sum = sum.wrapping_add(buf[k - 1]);
-            }
-            Err(e) => panic!("{coding}: {e}"),
+    let mut consume = |piece: &[u8]| {
+        n += piece.len() as u64;
+        sum = sum.wrapping_add(piece[piece.len() - 1]);
+        true
+    };
+    for piece in raw.chunks(RAW_PIECE) {
+        if let Err(e) = dec.push(piece, &mut consume) {
+            panic!("{coding}: {e}");
         }
+    }
+    if let Err(e) = dec.finish(&mut consume) {
+        panic!("{coding}: {e}");
     }
     black_box(sum);
     n

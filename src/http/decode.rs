@@ -12,10 +12,11 @@
 //! peer would decode.
 //!
 //! What a body decodes to, and where a cap trips, never depends on how the
-//! raw body was split: gzip, deflate and br reach their codec in steps of
-//! [`STEP`] bytes at fixed offsets of the body, zstd one whole block at a
-//! time, so every split runs the same codec calls. A peer cannot choose its
-//! segmentation to get a different verdict.
+//! raw body was split: gzip, deflate and br reach their codec in steps at
+//! fixed offsets of the body (16 bytes first, doubling up to [`STEP`]),
+//! zstd one whole block at a time, so every split runs the same codec
+//! calls. A peer cannot choose its segmentation to get a different
+//! verdict.
 //!
 //! Memory per decoder is bounded whatever the input: identity holds
 //! nothing; gzip and deflate hold the inflater (its 32 KiB window and
@@ -38,7 +39,7 @@ use super::Error;
 /// Largest piece of decoded bytes handed on at once.
 pub const PIECE: usize = 32 * 1024;
 
-/// The raw bytes gzip, deflate and br decode in one codec call. Pieces
+/// The most raw bytes gzip, deflate and br decode in one codec call. Pieces
 /// that end inside a step are held until the step is whole (or the body
 /// ends), so the calls do not depend on the split.
 pub const STEP: usize = 4 * 1024;
@@ -203,16 +204,6 @@ impl Decoder {
         }
     }
 
-    /// The coding decoded.
-    pub fn coding(&self) -> Coding {
-        self.coding
-    }
-
-    /// Decoded bytes handed on so far.
-    pub fn decoded(&self) -> u64 {
-        self.meter.out
-    }
-
     /// Decode the next raw piece of the body.
     pub fn push(&mut self, raw: &[u8], out: impl FnMut(&[u8]) -> bool) -> Result<(), Error> {
         self.run(out, |stream, sink| stream.push(raw, sink))
@@ -358,24 +349,37 @@ impl Stream for Identity {
     }
 }
 
-/// Feeds a codec in steps of [`STEP`] raw bytes at fixed body offsets:
-/// whole steps straight from the pushed piece, the parts of a step split
-/// across pieces gathered first.
+/// Feeds a codec in steps at fixed body offsets: whole steps straight
+/// from the pushed piece, a step split across pieces gathered first. Steps
+/// start small and double up to [`STEP`], so a small body (or the start of
+/// a bomb) is decoded without waiting for a full step.
 struct Stepped<C> {
     codec: C,
     partial: Vec<u8>,
+    /// Where the current step starts in the body.
+    at: u64,
 }
+
+/// The first step's length.
+const FIRST_STEP: usize = 16;
 
 impl<C: Stream> Stepped<C> {
     fn new(codec: C) -> Self {
         Stepped {
             codec,
             partial: Vec::new(),
+            at: 0,
         }
+    }
+
+    /// The current step's length: 16, 16, 32, 64, … up to [`STEP`].
+    fn len(&self) -> usize {
+        usize::try_from(self.at).map_or(STEP, |at| at.clamp(FIRST_STEP, STEP))
     }
 
     /// Decode the gathered step, keeping its buffer for the next one.
     fn flush(&mut self, sink: &mut Sink<'_>) -> Result<(), Halt> {
+        self.at += self.partial.len() as u64;
         let step = mem::take(&mut self.partial);
         let res = self.codec.push(&step, sink);
         self.partial = step;
@@ -386,22 +390,22 @@ impl<C: Stream> Stepped<C> {
 
 impl<C: Stream> Stream for Stepped<C> {
     fn push(&mut self, mut raw: &[u8], sink: &mut Sink<'_>) -> Result<(), Halt> {
-        if !self.partial.is_empty() {
-            let (head, rest) = raw.split_at(raw.len().min(STEP - self.partial.len()));
-            self.partial.extend_from_slice(head);
-            raw = rest;
-            if self.partial.len() < STEP {
-                return Ok(());
+        while !raw.is_empty() {
+            let len = self.len();
+            if self.partial.is_empty() && raw.len() >= len {
+                let (step, rest) = raw.split_at(len);
+                raw = rest;
+                self.at += len as u64;
+                self.codec.push(step, sink)?;
+            } else {
+                let want = len.saturating_sub(self.partial.len());
+                let (head, rest) = raw.split_at(raw.len().min(want));
+                raw = rest;
+                self.partial.extend_from_slice(head);
+                if self.partial.len() >= len {
+                    self.flush(sink)?;
+                }
             }
-            self.flush(sink)?;
-        }
-        let mut steps = raw.chunks_exact(STEP);
-        for step in &mut steps {
-            self.codec.push(step, sink)?;
-        }
-        if !steps.remainder().is_empty() {
-            self.partial.reserve_exact(STEP);
-            self.partial.extend_from_slice(steps.remainder());
         }
         Ok(())
     }
