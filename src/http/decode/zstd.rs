@@ -144,9 +144,10 @@ impl Stream for Zstd {
             let want = match self.unit_len(&self.partial)? {
                 Len::Known(n) | Len::AtLeast(n) => n,
             };
-            let (head, rest) =
-                input.split_at(input.len().min(want.saturating_sub(self.partial.len())));
-            self.partial.reserve_exact(head.len());
+            let missing = want.saturating_sub(self.partial.len());
+            let (head, rest) = input.split_at(input.len().min(missing));
+            // Room for the whole unit at once, not a byte at a time.
+            self.partial.reserve_exact(missing);
             self.partial.extend_from_slice(head);
             input = rest;
             if let Len::Known(n) = self.unit_len(&self.partial)? {
