@@ -44,14 +44,14 @@ static ALLOC: Counting = Counting;
 const RAW_PIECE: usize = 64 * 1024;
 
 /// Decode `raw` pushed in the relay's pieces, handing every decoded byte
-/// to a consumer that touches it; returns the decoded length.
+/// to a consumer that reads it all; returns the decoded length.
 fn decode(coding: Coding, raw: &'static [u8], caps: &DecodeCaps) -> u64 {
     let mut dec = Decoder::new(coding, caps.clone());
     let mut n = 0u64;
     let mut sum = 0u8;
     let mut consume = |piece: &[u8]| {
         n += piece.len() as u64;
-        sum = sum.wrapping_add(piece[piece.len() - 1]);
+        sum = piece.iter().fold(sum, |a, &b| a.wrapping_add(b));
         true
     };
     for piece in raw.chunks(RAW_PIECE) {
