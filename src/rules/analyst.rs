@@ -3,7 +3,7 @@
 //! gives.
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{AKind, Ent, Interp, Kind, Out, RelType, Slot};
 use super::Rule;
 
@@ -35,6 +35,18 @@ pub(super) fn inbound(j: &Judge<'_>, stage: u8) -> Slot {
     );
     Slot::of(kind)
 }
+
+/// The keys analyst data reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::SharingGroup,
+    K::RelatedObjectType,
+    K::RelatedObject,
+    K::RelationshipInbound,
+    K::Note,
+    K::Opinion,
+    K::Relationship,
+]);
 
 pub(super) struct AnalystNode {
     kind: AKind,

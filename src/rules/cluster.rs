@@ -2,9 +2,29 @@
 //! attributes that hold clusters.
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
+
+/// The keys a galaxy cluster reads: the value of any other is skipped
+/// whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::SharingGroup,
+    K::GalaxyClusterRelation,
+    K::TagName,
+    K::Uuid,
+    K::TargetingClusterRelation,
+]);
+
+/// The keys a cluster relation reads.
+pub(super) const RELATION_KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::Tag,
+    K::GalaxyClusterRelationTag,
+    K::GalaxyClusterRelation,
+    K::SharingGroup,
+]);
 
 pub(super) struct ClusterNode {
     minimal: bool,

@@ -2,7 +2,7 @@
 //! rebuild (whose forbidden items are left out), lists of strings, and
 //! arrays that must be empty.
 
-use super::judge::{Judge, Stop};
+use super::judge::{Judge, Place, Stop};
 use super::value::{shape, Item, Kind, Name, Out};
 use super::{Block, Rule};
 
@@ -73,9 +73,12 @@ impl ListNode {
     }
 
     pub(super) fn open_item(&mut self, j: &mut Judge<'_>) -> Kind {
-        j.push_index(self.name.text(), self.index);
-        j.push_rank(self.group.into());
-        j.push_rank(self.index);
+        j.enter(Place::Item {
+            name: self.name,
+            group: self.group,
+            index: self.index,
+            ranked: true,
+        });
         if let Some(page) = &mut self.page {
             page.aside = j.swap_best(None);
         }
@@ -125,7 +128,12 @@ impl StringsNode {
             let value = format!("more than {} strings", self.max);
             return Err(j.stop(Rule::Malformed, &value, self.name.text()));
         }
-        j.push_index(self.name.text(), self.count);
+        j.enter(Place::Item {
+            name: self.name,
+            group: 0,
+            index: self.count,
+            ranked: false,
+        });
         self.count += 1;
         Ok(Kind::Str)
     }

@@ -4,9 +4,23 @@
 use super::analyst;
 use super::attribute::WRAPPED;
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
+
+/// The keys an object reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::SharingGroup,
+    K::Name,
+    K::Tag,
+    K::Attribute,
+    K::RelationshipInbound,
+    K::Object,
+    K::Note,
+    K::Opinion,
+    K::Relationship,
+]);
 
 #[derive(Default)]
 pub(super) struct ObjectNode {

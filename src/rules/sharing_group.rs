@@ -3,9 +3,13 @@
 //! `all_orgs`).
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Name, Out, Slot};
 use super::Rule;
+
+/// The keys a sharing group reads: the value of any other is skipped
+/// whole.
+pub(super) const KEYS: Keys = Keys::of(&[K::Uuid, K::SharingGroupOrg, K::SharingGroupServer]);
 
 pub(super) struct SgNode {
     stage: u8,
@@ -74,6 +78,11 @@ pub(super) struct PickNode {
 impl PickNode {
     pub(super) fn new(key: K, kind: Kind) -> PickNode {
         PickNode { key, kind, bits: 0 }
+    }
+
+    /// The one key it reads.
+    pub(super) fn keys(&self) -> Keys {
+        Keys::one(self.key)
     }
 
     /// A sharing group's organisation entry: its `Organisation`.

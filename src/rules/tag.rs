@@ -1,12 +1,18 @@
 //! Tags, and the links (`EventTag`, `AttributeTag`) that attach them.
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
 
 /// The value of the block for a tag link naming a local tag id.
 pub(super) const TAG_BY_ID: &str = "a tag attached by its local id";
+
+/// The keys a tag reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[K::Name]);
+
+/// The keys a tag link reads.
+pub(super) const LINK_KEYS: Keys = Keys::of(&[K::Tag, K::TagId]);
 
 #[derive(Default)]
 pub(super) struct TagNode {

@@ -738,6 +738,16 @@ impl Slot {
         Slot::of(Kind::Skip)
     }
 
+    /// Whether the value is skipped whole, with nothing to place it by:
+    /// it then takes the walk's short path.
+    #[inline]
+    pub(super) fn skipped(&self) -> bool {
+        matches!(self.kind, Kind::Skip)
+            && self.path.is_none()
+            && self.stage.is_none()
+            && self.strip.is_none()
+    }
+
     /// A member the guard leaves out of the answer it rebuilds, reported
     /// as `name` when it held something.
     pub(super) fn strip(name: impl Into<Name>) -> Slot {
