@@ -44,8 +44,10 @@ pub(super) const MAX_FIELD_BYTES: usize = 4096;
 /// One open object or array.
 struct Frame {
     node: Node,
-    /// The keys met so far (objects only).
-    keys: Option<KeyFrame>,
+    /// The keys met so far (none in an array).
+    keys: KeyFrame,
+    /// The keys whose values it reads (see [`Node::keys`]).
+    interest: Keys,
     /// The key whose value is being read, and where that value goes.
     k: Option<K>,
     slot: Slot,
@@ -453,15 +455,10 @@ impl<'p> Walk<'p> {
         }
     }
 
-    /// A number or literal, written as `text` when the answer is rebuilt.
-    #[inline]
+    /// A number or literal that is not skipped, written as `text` when
+    /// the answer is rebuilt.
+    #[inline(never)]
     fn scalar(&mut self, s: Scalar<'_>, text: &str) -> Result<(), Stop> {
-        if self.skipping {
-            if let Some(e) = &mut self.emit {
-                e.raw(text);
-            }
-            return Ok(());
-        }
         let (kind, marks) = self.open()?;
         if let Some(e) = &mut self.emit {
             e.raw(text);
@@ -471,34 +468,38 @@ impl<'p> Walk<'p> {
         Ok(())
     }
 
-    #[inline]
-    fn begin(&mut self, object: bool) -> Result<(), Stop> {
-        if self.skipping {
-            let (node, keys) = if object {
-                (Node::Skip, Some(self.j.keys.open()))
-            } else {
-                (Node::Skipped, None)
-            };
-            self.stack.push(Frame {
-                node,
-                keys,
-                k: None,
-                slot: Slot::skip(),
-                marks: Marks::default(),
-                quiet: true,
-            });
-            return Ok(());
-        }
-        let (kind, marks) = self.open()?;
-        let (node, keys) = if object {
-            (Node::object(&mut self.j, kind)?, Some(self.j.keys.open()))
-        } else {
-            (Node::array(&mut self.j, kind)?, None)
-        };
-        self.skipping = matches!(node, Node::Skipped);
+    /// A container opens inside one skipped whole: only its keys are
+    /// checked, for duplicates.
+    #[inline(never)]
+    fn begin_skipped(&mut self, object: bool) {
+        let node = if object { Node::Skip } else { Node::Skipped };
+        let keys = self.j.keys.open();
         self.stack.push(Frame {
             node,
             keys,
+            interest: Keys::NONE,
+            k: None,
+            slot: Slot::skip(),
+            marks: Marks::default(),
+            quiet: true,
+        });
+    }
+
+    #[inline(never)]
+    fn begin(&mut self, object: bool) -> Result<(), Stop> {
+        let (kind, marks) = self.open()?;
+        let node = if object {
+            Node::object(&mut self.j, kind)?
+        } else {
+            Node::array(&mut self.j, kind)?
+        };
+        self.skipping = matches!(node, Node::Skipped);
+        let interest = node.keys(self.j.rebuild);
+        let keys = self.j.keys.open();
+        self.stack.push(Frame {
+            node,
+            keys,
+            interest,
             k: None,
             slot: Slot::skip(),
             marks,
@@ -512,9 +513,7 @@ impl<'p> Walk<'p> {
         let Some(f) = self.stack.pop() else {
             return Ok(());
         };
-        if let Some(keys) = f.keys {
-            self.j.keys.close(keys);
-        }
+        self.j.keys.close(f.keys);
         self.skipping = matches!(
             self.stack.last(),
             Some(Frame {
@@ -525,67 +524,24 @@ impl<'p> Walk<'p> {
         if f.quiet {
             return Ok(());
         }
+        self.end_read(f)
+    }
+
+    /// A container that was read has ended: what it tells goes to its
+    /// holder.
+    #[inline(never)]
+    fn end_read(&mut self, f: Frame) -> Result<(), Stop> {
         let out = f.node.end(&mut self.j)?;
         self.close(out, f.marks);
         Ok(())
     }
 
-    /// The document the body must be.
-    pub(super) fn doc(&self) -> Document {
-        self.doc
-    }
-}
-
-impl Sink for Walk<'_> {
-    type Error = Stop;
-
-    fn begin_object(&mut self, _: u64) -> Result<(), Stop> {
-        self.begin(true)?;
-        if let Some(e) = &mut self.emit {
-            e.begin(b'{');
-        }
-        Ok(())
-    }
-
-    fn end_object(&mut self, _: u64) -> Result<(), Stop> {
-        if let Some(e) = &mut self.emit {
-            e.end(b'}');
-        }
-        self.end()
-    }
-
-    fn begin_array(&mut self, _: u64) -> Result<(), Stop> {
-        self.begin(false)?;
-        if let Some(e) = &mut self.emit {
-            e.begin(b'[');
-        }
-        Ok(())
-    }
-
-    fn end_array(&mut self, _: u64) -> Result<(), Stop> {
-        if let Some(e) = &mut self.emit {
-            e.end(b']');
-        }
-        self.end()
-    }
-
-    fn key(&mut self, text: &str, _: u64) -> Result<(), Stop> {
+    /// A key its object reads (or any key, on the second reading).
+    #[inline(never)]
+    fn key_read(&mut self, k: Option<K>, text: &str) -> Result<(), Stop> {
         let Some(f) = self.stack.last_mut() else {
             return Ok(());
         };
-        let k = classify(text);
-        if let Some(keys) = &mut f.keys {
-            if let Err(e) = self.j.keys.insert(keys, k, text) {
-                return Err(key_refused(&mut self.j, e, text));
-            }
-        }
-        if !f.node.keys(self.j.rebuild).has(k) {
-            if let Some(e) = &mut self.emit {
-                e.key(text, false);
-            }
-            self.skipping = true;
-            return Ok(());
-        }
         let slot = f.node.key(&mut self.j, k, text)?;
         if let Some(e) = &mut self.emit {
             e.key(text, slot.strip.is_some());
@@ -599,55 +555,42 @@ impl Sink for Walk<'_> {
         Ok(())
     }
 
-    fn begin_string(&mut self, _: u64) -> Result<(), Stop> {
-        if self.skipping {
-            self.text.read = false;
-            if let Some(e) = &mut self.emit {
-                e.begin_string();
-            }
-            return Ok(());
-        }
+    /// A string value that is not skipped begins.
+    #[inline(never)]
+    fn begin_string_read(&mut self) -> Result<(), Stop> {
         let (kind, marks) = self.open()?;
         self.text.kind = kind;
         self.text.marks = marks;
         self.text.read = kind.reads_text();
         self.text.buf.clear();
         self.text.long = false;
-        if let Some(e) = &mut self.emit {
-            e.begin_string();
-        }
         Ok(())
     }
 
-    fn string_fragment(&mut self, fragment: &str, _: u64) -> Result<(), Stop> {
-        if let Some(e) = &mut self.emit {
-            e.fragment(fragment);
-        }
+    /// More of a string whose text is read.
+    #[inline(never)]
+    fn read_fragment(&mut self, fragment: &str) {
         let t = &mut self.text;
-        if t.read && !t.long {
-            if t.buf.len() + fragment.len() <= MAX_FIELD_BYTES {
-                t.buf.push_str(fragment);
-            } else {
-                // Keep a prefix to show, cut on a character boundary.
-                let room = MAX_FIELD_BYTES - t.buf.len();
-                let cut = (0..=room)
-                    .rev()
-                    .find(|&i| fragment.is_char_boundary(i))
-                    .unwrap_or(0);
-                t.buf.push_str(&fragment[..cut]);
-                t.long = true;
-            }
+        if t.long {
+            return;
         }
-        Ok(())
+        if t.buf.len() + fragment.len() <= MAX_FIELD_BYTES {
+            t.buf.push_str(fragment);
+        } else {
+            // Keep a prefix to show, cut on a character boundary.
+            let room = MAX_FIELD_BYTES - t.buf.len();
+            let cut = (0..=room)
+                .rev()
+                .find(|&i| fragment.is_char_boundary(i))
+                .unwrap_or(0);
+            t.buf.push_str(&fragment[..cut]);
+            t.long = true;
+        }
     }
 
-    fn end_string(&mut self, _: u64) -> Result<(), Stop> {
-        if let Some(e) = &mut self.emit {
-            e.end_string();
-        }
-        if self.skipping {
-            return Ok(());
-        }
+    /// A string value that is not skipped ends.
+    #[inline(never)]
+    fn end_string_read(&mut self) -> Result<(), Stop> {
         let Text {
             kind,
             marks,
@@ -666,11 +609,129 @@ impl Sink for Walk<'_> {
         Ok(())
     }
 
+    /// The document the body must be.
+    pub(super) fn doc(&self) -> Document {
+        self.doc
+    }
+}
+
+// The events of values skipped whole are handled here, inline in the
+// tokenizer's loop; everything else goes to the `_read` functions above.
+impl Sink for Walk<'_> {
+    type Error = Stop;
+
+    #[inline(always)]
+    fn begin_object(&mut self, _: u64) -> Result<(), Stop> {
+        if self.skipping {
+            self.begin_skipped(true);
+        } else {
+            self.begin(true)?;
+        }
+        if let Some(e) = &mut self.emit {
+            e.begin(b'{');
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn end_object(&mut self, _: u64) -> Result<(), Stop> {
+        if let Some(e) = &mut self.emit {
+            e.end(b'}');
+        }
+        self.end()
+    }
+
+    #[inline(always)]
+    fn begin_array(&mut self, _: u64) -> Result<(), Stop> {
+        if self.skipping {
+            self.begin_skipped(false);
+        } else {
+            self.begin(false)?;
+        }
+        if let Some(e) = &mut self.emit {
+            e.begin(b'[');
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn end_array(&mut self, _: u64) -> Result<(), Stop> {
+        if let Some(e) = &mut self.emit {
+            e.end(b']');
+        }
+        self.end()
+    }
+
+    #[inline(always)]
+    fn key(&mut self, text: &str, _: u64) -> Result<(), Stop> {
+        let Some(f) = self.stack.last_mut() else {
+            return Ok(());
+        };
+        let k = classify(text);
+        if let Err(e) = self.j.keys.insert(&mut f.keys, k, text) {
+            return Err(key_refused(&mut self.j, e, text));
+        }
+        if f.interest.has(k) || self.emit.is_some() {
+            return self.key_read(k, text);
+        }
+        self.skipping = true;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn begin_string(&mut self, _: u64) -> Result<(), Stop> {
+        if self.skipping {
+            self.text.read = false;
+        } else {
+            self.begin_string_read()?;
+        }
+        if let Some(e) = &mut self.emit {
+            e.begin_string();
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn string_fragment(&mut self, fragment: &str, _: u64) -> Result<(), Stop> {
+        if let Some(e) = &mut self.emit {
+            e.fragment(fragment);
+        }
+        if self.text.read {
+            self.read_fragment(fragment);
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn end_string(&mut self, _: u64) -> Result<(), Stop> {
+        if let Some(e) = &mut self.emit {
+            e.end_string();
+        }
+        if self.skipping {
+            return Ok(());
+        }
+        self.end_string_read()
+    }
+
+    #[inline(always)]
     fn number(&mut self, text: &str, _: u64) -> Result<(), Stop> {
+        if self.skipping {
+            if let Some(e) = &mut self.emit {
+                e.raw(text);
+            }
+            return Ok(());
+        }
         self.scalar(Scalar::Num(text), text)
     }
 
+    #[inline(always)]
     fn literal(&mut self, literal: Literal, _: u64) -> Result<(), Stop> {
+        if self.skipping {
+            if let Some(e) = &mut self.emit {
+                e.raw(literal.text());
+            }
+            return Ok(());
+        }
         let s = match literal {
             Literal::True => Scalar::Bool(true),
             Literal::False => Scalar::Bool(false),

@@ -16,7 +16,7 @@
 //! push, not a formatted index.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use super::keys::KeySet;
@@ -55,9 +55,48 @@ pub(super) enum Place {
     Link { name: Name, group: u8 },
 }
 
+/// Which of the policy's sets of blocked names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Blocked {
+    Tags,
+    Types,
+    Categories,
+    Objects,
+    SharingGroups,
+}
+
+impl Blocked {
+    const ALL: [Blocked; 5] = [
+        Blocked::Tags,
+        Blocked::Types,
+        Blocked::Categories,
+        Blocked::Objects,
+        Blocked::SharingGroups,
+    ];
+
+    fn of(self, policy: &Policy) -> &HashSet<String> {
+        match self {
+            Blocked::Tags => &policy.blocked_tags,
+            Blocked::Types => &policy.blocked_attribute_types,
+            Blocked::Categories => &policy.blocked_attribute_categories,
+            Blocked::Objects => &policy.blocked_object_types,
+            Blocked::SharingGroups => &policy.blocked_sharing_groups,
+        }
+    }
+}
+
+/// The lengths of the names of one set, one bit each (the last bit: that
+/// long or longer). Most names looked up have a length no blocked name
+/// has, and need no hash.
+fn lengths(names: &HashSet<String>) -> u64 {
+    names.iter().fold(0, |bits, n| bits | 1 << n.len().min(63))
+}
+
 /// The state of one evaluation but the stack of open values.
 pub(super) struct Judge<'p> {
     policy: &'p Policy,
+    /// [`lengths`] of each set of [`Blocked`] names.
+    lengths: [u64; 5],
     user_org: Option<String>,
     /// The answer may be forwarded rebuilt (see [`Context::rebuild`]).
     pub(super) rebuild: bool,
@@ -81,6 +120,7 @@ impl<'p> Judge<'p> {
     pub(super) fn new(policy: &'p Policy, ctx: &Context) -> Judge<'p> {
         Judge {
             policy,
+            lengths: Blocked::ALL.map(|b| lengths(b.of(policy))),
             user_org: ctx
                 .user_org_uuid
                 .as_deref()
@@ -100,6 +140,13 @@ impl<'p> Judge<'p> {
 
     pub(super) fn policy(&self) -> &'p Policy {
         self.policy
+    }
+
+    /// Whether a name (normalised) is one of a set of blocked ones.
+    #[inline]
+    pub(super) fn blocked(&self, set: Blocked, norm: &str) -> bool {
+        let len_bit = 1 << norm.len().min(63);
+        self.lengths[set as usize] & len_bit != 0 && set.of(self.policy).contains(norm)
     }
 
     /// Whether sharing groups are judged at all (a group to block, or a

@@ -527,6 +527,7 @@ pub(super) const MAX_LIVE_KEYS: usize = 1 << 20;
 const LINEAR_KEYS: usize = 16;
 
 /// The keys of one open object.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Frame {
     known: Keys,
     start: u32,

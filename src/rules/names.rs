@@ -49,6 +49,14 @@ pub(super) fn is_hidden(c: char) -> bool {
     )
 }
 
+/// Whether `s` holds a character [`is_hidden`] refuses.
+pub(super) fn has_hidden(s: &str) -> bool {
+    if s.is_ascii() {
+        return s.bytes().any(|b| b < b' ' || b == 0x7f);
+    }
+    s.chars().any(is_hidden)
+}
+
 /// Fold (see [`fold`]), lower-case and trim `s` into `out`.
 pub(super) fn norm_into(s: &str, out: &mut String) {
     out.clear();

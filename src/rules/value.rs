@@ -2,9 +2,9 @@
 //! ([`Scalar`]), what a value tells its holder ([`Out`]), and the reading
 //! of the scalar rule fields: distributions, names, search flags.
 
-use super::judge::{Judge, Stop};
+use super::judge::{Blocked, Judge, Stop};
 use super::keys::K;
-use super::names::is_hidden;
+use super::names::has_hidden;
 use super::{Document, Rule};
 
 /// A JSON scalar as the tokenizer hands it over. Numbers stay text, read
@@ -630,7 +630,7 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
     // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
     // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
     // control or invisible character legitimately, so none is guessed at.
-    if text.chars().any(is_hidden) {
+    if has_hidden(text) {
         j.hit(&[stage], Rule::Malformed, text, field.name());
         return Out::Unit;
     }
@@ -647,33 +647,28 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
             return Out::Unit;
         }
     }
-    let policy = j.policy();
     let (blocked, rule, bits) = match field {
         Field::Type => (
-            policy.blocked_attribute_types.contains(norm.as_str()),
+            j.blocked(Blocked::Types, &norm),
             Rule::BlockedAttributeType,
             0,
         ),
         Field::Category { .. } => (
-            policy.blocked_attribute_categories.contains(norm.as_str()),
+            j.blocked(Blocked::Categories, &norm),
             Rule::BlockedAttributeCategory,
             0,
         ),
         Field::ObjectName => (
-            policy.blocked_object_types.contains(norm.as_str()),
+            j.blocked(Blocked::Objects, &norm),
             Rule::BlockedObjectType,
             0,
         ),
         Field::SgUuid => (
-            policy.blocked_sharing_groups.contains(norm.as_str()),
+            j.blocked(Blocked::SharingGroups, &norm),
             Rule::BlockedSharingGroup,
             0,
         ),
-        Field::ClusterTag => (
-            policy.blocked_tags.contains(norm.as_str()),
-            Rule::BlockedTag,
-            0,
-        ),
+        Field::ClusterTag => (j.blocked(Blocked::Tags, &norm), Rule::BlockedTag, 0),
         Field::ClusterUuid => {
             if let Some(tag) = j.galaxy_tag(&norm) {
                 j.hit(&[stage], Rule::BlockedTag, &tag, field.name());
@@ -682,9 +677,9 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
             return Out::Unit;
         }
         Field::TagName => (
-            policy.blocked_tags.contains(norm.as_str()),
+            j.blocked(Blocked::Tags, &norm),
             Rule::BlockedTag,
-            taxonomy_bits(policy, &norm),
+            taxonomy_bits(j.policy(), &norm),
         ),
     };
     j.give_back(norm);
