@@ -308,6 +308,11 @@ impl<'p> Judge<'p> {
         out
     }
 
+    /// The buffer [`Judge::norm`] writes in, to give back.
+    pub(super) fn take_scratch(&mut self) -> String {
+        std::mem::take(&mut self.scratch)
+    }
+
     pub(super) fn give_back(&mut self, buffer: String) {
         self.scratch = buffer;
     }

@@ -4,7 +4,7 @@
 
 use super::judge::{Blocked, Judge, Stop};
 use super::keys::K;
-use super::names::has_hidden;
+use super::names::normalised;
 use super::{Document, Rule};
 
 /// A JSON scalar as the tokenizer hands it over. Numbers stay text, read
@@ -627,14 +627,27 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
             return Out::Unit;
         }
     };
+    let mut scratch = j.take_scratch();
+    let out = judge_name(j, field, stage, text, &mut scratch);
+    j.give_back(scratch);
+    out
+}
+
+/// [`rule_field`] of a string, normalised in `scratch` where it must be.
+fn judge_name(
+    j: &mut Judge<'_>,
+    field: Field,
+    stage: u32,
+    text: &str,
+    scratch: &mut String,
+) -> Out {
     // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
     // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
     // control or invisible character legitimately, so none is guessed at.
-    if has_hidden(text) {
+    let Some(norm) = normalised(text, scratch) else {
         j.hit(&[stage], Rule::Malformed, text, field.name());
         return Out::Unit;
-    }
-    let norm = j.norm(text);
+    };
     if let Field::Category { summary } = field {
         // MISP's beforeValidateMassage replaces an `empty()` category
         // ("", "0", after its trim) by the type's default category, which
@@ -642,47 +655,46 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
         // A summary may lack a category, so a blank one is as good as none.
         if norm.is_empty() || norm == "0" {
             if !summary {
-                j.hit(&[stage], Rule::Malformed, &s.render(), field.name());
+                let value = Scalar::Str(text).render();
+                j.hit(&[stage], Rule::Malformed, &value, field.name());
             }
             return Out::Unit;
         }
     }
     let (blocked, rule, bits) = match field {
         Field::Type => (
-            j.blocked(Blocked::Types, &norm),
+            j.blocked(Blocked::Types, norm),
             Rule::BlockedAttributeType,
             0,
         ),
         Field::Category { .. } => (
-            j.blocked(Blocked::Categories, &norm),
+            j.blocked(Blocked::Categories, norm),
             Rule::BlockedAttributeCategory,
             0,
         ),
         Field::ObjectName => (
-            j.blocked(Blocked::Objects, &norm),
+            j.blocked(Blocked::Objects, norm),
             Rule::BlockedObjectType,
             0,
         ),
         Field::SgUuid => (
-            j.blocked(Blocked::SharingGroups, &norm),
+            j.blocked(Blocked::SharingGroups, norm),
             Rule::BlockedSharingGroup,
             0,
         ),
-        Field::ClusterTag => (j.blocked(Blocked::Tags, &norm), Rule::BlockedTag, 0),
+        Field::ClusterTag => (j.blocked(Blocked::Tags, norm), Rule::BlockedTag, 0),
         Field::ClusterUuid => {
-            if let Some(tag) = j.galaxy_tag(&norm) {
+            if let Some(tag) = j.galaxy_tag(norm) {
                 j.hit(&[stage], Rule::BlockedTag, &tag, field.name());
             }
-            j.give_back(norm);
             return Out::Unit;
         }
         Field::TagName => (
-            j.blocked(Blocked::Tags, &norm),
+            j.blocked(Blocked::Tags, norm),
             Rule::BlockedTag,
-            taxonomy_bits(j.policy(), &norm),
+            taxonomy_bits(j.policy(), norm),
         ),
     };
-    j.give_back(norm);
     if blocked {
         j.hit(&[stage], rule, text, field.name());
     }
