@@ -308,6 +308,7 @@ impl Node {
         }
     }
 
+    #[inline]
     fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
             Node::Skip | Node::Skipped => Ok(Out::Unit),

@@ -461,23 +461,31 @@ const fn const_words(k: &[u8]) -> (u64, u64) {
     (a, b)
 }
 
+/// How many bits of the hash pick a slot of [`TABLE`].
+const SLOT_BITS: u32 = 9;
+
+/// The multiplier of [`slot_of`]: one (found by trying) that gives every
+/// known key a slot of its own, so a lookup is one probe. A key added to
+/// [`K`] may need another; the table below refuses to build if two share.
+const MIX: u64 = 0xF7FE_31D3_4DA0_22F3;
+
 #[inline(always)]
 const fn slot_of(len: usize, a: u64, b: u64) -> usize {
     let x = a ^ b.rotate_left(29) ^ (len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as usize
+    (x.wrapping_mul(MIX) >> (64 - SLOT_BITS)) as usize
 }
 
 const NO_KEY: u8 = u8::MAX;
 
-/// An open-addressing table from a key's words to its index in [`ALL`].
+/// A perfect hash table from a key's words to its index in [`ALL`].
 struct Table {
-    slots: [u8; 256],
+    slots: [u8; 1 << SLOT_BITS],
     words: [(usize, u64, u64); ALL.len()],
 }
 
 const TABLE: Table = {
     let mut t = Table {
-        slots: [NO_KEY; 256],
+        slots: [NO_KEY; 1 << SLOT_BITS],
         words: [(0, 0, 0); ALL.len()],
     };
     let mut n = 0;
@@ -485,10 +493,11 @@ const TABLE: Table = {
         let text = ALL[n].text().as_bytes();
         let (a, b) = const_words(text);
         t.words[n] = (text.len(), a, b);
-        let mut h = slot_of(text.len(), a, b);
-        while t.slots[h] != NO_KEY {
-            h = (h + 1) & 255;
-        }
+        let h = slot_of(text.len(), a, b);
+        assert!(
+            t.slots[h] == NO_KEY,
+            "two known keys share a slot: change MIX"
+        );
         t.slots[h] = n as u8;
         n += 1;
     }
@@ -498,24 +507,19 @@ const TABLE: Table = {
 /// Exact match, as PHP's arrays do: `"Attribute "` or `"attribute"` is not
 /// `Attribute`. The key arrives unescaped, so `"n\u0061me"` is `name`.
 /// One hash of the key's [`words`], one comparison of length and words
-/// (and of the text, for the few keys longer than 16 bytes).
-#[inline]
+/// (and of the text, for the few keys longer than 16 bytes): a key that is
+/// not the one of its slot is no known key.
+#[inline(always)]
 pub(super) fn classify(s: &str) -> Option<K> {
     let (a, b) = words(s.as_bytes());
-    let mut h = slot_of(s.len(), a, b);
-    loop {
-        let n = *TABLE.slots.get(h)?;
-        if n == NO_KEY {
-            return None;
-        }
-        let n = usize::from(n);
-        let (len, ka, kb) = *TABLE.words.get(n)?;
-        if len == s.len() && ka == a && kb == b {
-            let k = *ALL.get(n)?;
-            return (len <= 16 || k.text() == s).then_some(k);
-        }
-        h = (h + 1) & 255;
+    // An empty slot holds NO_KEY, which is past the end of `words`.
+    let n = usize::from(*TABLE.slots.get(slot_of(s.len(), a, b))?);
+    let &(len, ka, kb) = TABLE.words.get(n)?;
+    if len != s.len() || ka != a || kb != b {
+        return None;
     }
+    let k = *ALL.get(n)?;
+    (len <= 16 || k.text() == s).then_some(k)
 }
 
 /// Above this many keys alive at once (in all open objects together) the

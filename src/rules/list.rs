@@ -72,6 +72,7 @@ impl ListNode {
         self.page.is_some()
     }
 
+    #[inline]
     pub(super) fn open_item(&mut self, j: &mut Judge<'_>) -> Kind {
         j.enter(Place::Item {
             name: self.name,
@@ -85,6 +86,7 @@ impl ListNode {
         self.item.kind()
     }
 
+    #[inline]
     pub(super) fn close_item(&mut self, j: &mut Judge<'_>, out: Out) {
         self.bits |= out.bits();
         if let Some(page) = &mut self.page {
@@ -95,6 +97,7 @@ impl ListNode {
         self.index = self.index.saturating_add(1);
     }
 
+    #[inline]
     pub(super) fn end(self, j: &mut Judge<'_>) -> Out {
         if let Some(page) = self.page {
             let mut outcome = page.outcome;

@@ -40,6 +40,7 @@ impl TagNode {
         }
     }
 
+    #[inline]
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.name {
             j.hit(&[0], Rule::Malformed, "missing", "name");
