@@ -5,7 +5,7 @@
 use super::judge::{Judge, Stop};
 use super::keys::K;
 use super::proposal;
-use super::value::{Ent, Item, Kind, Name, Out, Param, Slot, Wrap};
+use super::value::{Ent, Item, Kind, Name, Out, Param, Slot, Strings, Wrap};
 use super::{Document, Rule};
 
 /// The kind of the items of a document that is a list, and whether they
@@ -186,9 +186,6 @@ impl MinimalSearchNode {
 /// The keys of MISP's own sightings pull.
 const SIGHTING_SEARCH_KEYS: [&str; 5] = ["returnFormat", "last", "includeUuid", "uuid", "org_id"];
 
-/// The most event uuids MISP's pull puts in one sightings search.
-const SIGHTING_SEARCH_MAX_UUIDS: u32 = 20;
-
 /// Whether a key is not one of MISP's sightings pull search.
 pub(super) fn not_a_sighting_search_key(key: &str) -> bool {
     !SIGHTING_SEARCH_KEYS.contains(&key)
@@ -220,17 +217,9 @@ impl SightingSearchNode {
             Some(K::IncludeUuid) => Kind::Param(Param::IncludeUuid),
             Some(K::Uuid) => {
                 self.uuid = true;
-                Kind::Strings {
-                    min: 1,
-                    max: SIGHTING_SEARCH_MAX_UUIDS,
-                    name: K::Uuid.into(),
-                }
+                Kind::Strings(Strings::Uuids)
             }
-            Some(K::OrgId) => Kind::Strings {
-                min: 0,
-                max: u32::MAX,
-                name: K::OrgId.into(),
-            },
+            Some(K::OrgId) => Kind::Strings(Strings::OrgIds),
             // `not_a_sighting_search_key` lets no other key through.
             _ => return Err(j.stop(Rule::Malformed, "unexpected key", "")),
         };

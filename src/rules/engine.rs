@@ -192,7 +192,10 @@ impl Node {
             },
             Kind::Related => Node::Empty(EmptyNode::Related),
             Kind::MinimalValue => Node::List(ListNode::new(Item::Ent(Ent::StrMap), 0, Name::Root)),
-            Kind::Strings { min, max, name } => Node::Strings(StringsNode::new(min, max, name)),
+            Kind::Strings(list) => {
+                let (min, max) = list.bounds();
+                Node::Strings(StringsNode::new(min, max, list.name()))
+            }
             _ => return Err(shape(j, kind, "an array")),
         })
     }

@@ -403,12 +403,35 @@ pub(super) enum Kind {
     Flat,
     /// A scalar parameter of the sightings search.
     Param(Param),
-    /// An array of `min..=max` strings.
-    Strings {
-        min: u32,
-        max: u32,
-        name: Name,
-    },
+    /// An array of strings of the sightings search.
+    Strings(Strings),
+}
+
+/// The arrays of strings of MISP's sightings pull search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Strings {
+    /// `uuid`: the events, 1 to 20 (an empty list would lift the event
+    /// filter; MISP's pull puts at most 20 in one search).
+    Uuids,
+    /// `org_id`: any number.
+    OrgIds,
+}
+
+impl Strings {
+    /// How many strings it must hold, at least and at most.
+    pub(super) fn bounds(self) -> (u32, u32) {
+        match self {
+            Strings::Uuids => (1, 20),
+            Strings::OrgIds => (0, u32::MAX),
+        }
+    }
+
+    pub(super) fn name(self) -> Name {
+        match self {
+            Strings::Uuids => K::Uuid.into(),
+            Strings::OrgIds => K::OrgId.into(),
+        }
+    }
 }
 
 impl Kind {
@@ -440,7 +463,7 @@ impl Kind {
             Kind::MinimalValue => "an object or an array",
             Kind::Flat => "a scalar (a minimal index entry)",
             Kind::Param(p) => p.expected(),
-            Kind::Strings { .. } => "an array of strings",
+            Kind::Strings(_) => "an array of strings",
         }
     }
 
@@ -454,7 +477,7 @@ impl Kind {
             Kind::RelType => "related_object_type",
             Kind::One { field, .. } => field.text(),
             Kind::Param(p) => p.name(),
-            Kind::Strings { name, .. } => name.text(),
+            Kind::Strings(list) => list.name().text(),
             _ => "",
         }
     }
