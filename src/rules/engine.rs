@@ -426,13 +426,12 @@ impl<'p> Walk<'p> {
             Node::Strings(s) => s.open_item(&mut self.j)?,
             Node::Empty(e) => return Err(e.refuse_item(&mut self.j)),
             _ => {
-                let Slot {
-                    kind, path, stage, ..
-                } = f.slot;
+                let slot = f.slot;
+                let (path, stage) = slot.place();
                 if path.is_some() || stage.is_some() {
                     self.j.enter(Place::Key { path, stage });
                 }
-                kind
+                slot.kind
             }
         };
         Ok((kind, marks))
@@ -449,7 +448,7 @@ impl<'p> Walk<'p> {
             Node::List(list) => list.close_item(&mut self.j, out),
             Node::SkipList(_) | Node::Skipped | Node::Strings(_) | Node::Empty(_) => {}
             node => {
-                if let Some(name) = f.slot.strip {
+                if let Some(name) = f.slot.stripped() {
                     if out.bits() != 0 {
                         self.j.stripped(name.text());
                     }
@@ -548,7 +547,7 @@ impl<'p> Walk<'p> {
         };
         let slot = f.node.key(&mut self.j, k, text)?;
         if let Some(e) = &mut self.emit {
-            e.key(text, slot.strip.is_some());
+            e.key(text, slot.stripped().is_some());
         }
         // A value skipped whole never looks at its slot.
         self.skipping = slot.skipped();

@@ -739,17 +739,26 @@ fn taxonomy_bits(policy: &super::Policy, norm: &str) -> u64 {
 }
 
 /// Where the value of a key goes: what it must be, and how it is placed
-/// in the path and the rank of what is found inside it.
+/// in the path and the rank of what is found inside it. Eight bytes, so
+/// that it travels in a register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Slot {
     pub(super) kind: Kind,
-    /// A path segment for what is inside (`Tag`, `related_object`, …).
-    pub(super) path: Option<Name>,
-    /// A rank stage for what is inside.
-    pub(super) stage: Option<u8>,
-    /// The member is left out of an answer the guard rebuilds; the name
-    /// it is reported by when it held something.
-    pub(super) strip: Option<Name>,
+    at: At,
+}
+
+/// How a key's value is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// As its holder is.
+    Holder,
+    /// Under a path segment (`Tag`, `related_object`, …).
+    Under(Name),
+    /// Under a path segment, at a rank stage of its holder.
+    Nested(u8, Name),
+    /// Left out of an answer the guard rebuilds; the name it is reported
+    /// by when it held something.
+    Strip(Name),
 }
 
 impl Slot {
@@ -757,9 +766,7 @@ impl Slot {
     pub(super) fn of(kind: Kind) -> Slot {
         Slot {
             kind,
-            path: None,
-            stage: None,
-            strip: None,
+            at: At::Holder,
         }
     }
 
@@ -772,26 +779,23 @@ impl Slot {
     /// it then takes the walk's short path.
     #[inline]
     pub(super) fn skipped(&self) -> bool {
-        matches!(self.kind, Kind::Skip)
-            && self.path.is_none()
-            && self.stage.is_none()
-            && self.strip.is_none()
+        matches!((self.kind, self.at), (Kind::Skip, At::Holder))
     }
 
     /// A member the guard leaves out of the answer it rebuilds, reported
     /// as `name` when it held something.
     pub(super) fn strip(name: impl Into<Name>) -> Slot {
         Slot {
-            strip: Some(name.into()),
-            ..Slot::of(Kind::Strip)
+            kind: Kind::Strip,
+            at: At::Strip(name.into()),
         }
     }
 
     /// A value of `kind` under path segment `name`.
     pub(super) fn under(name: impl Into<Name>, kind: Kind) -> Slot {
         Slot {
-            path: Some(name.into()),
-            ..Slot::of(kind)
+            kind,
+            at: At::Under(name.into()),
         }
     }
 
@@ -799,9 +803,27 @@ impl Slot {
     /// its holder, under its own path.
     pub(super) fn nested(stage: u8, name: impl Into<Name>, kind: Kind) -> Slot {
         Slot {
-            path: Some(name.into()),
-            stage: Some(stage),
-            ..Slot::of(kind)
+            kind,
+            at: At::Nested(stage, name.into()),
+        }
+    }
+
+    /// The path segment and rank stage of what is inside.
+    #[inline]
+    pub(super) fn place(&self) -> (Option<Name>, Option<u8>) {
+        match self.at {
+            At::Under(name) => (Some(name), None),
+            At::Nested(stage, name) => (Some(name), Some(stage)),
+            At::Holder | At::Strip(_) => (None, None),
+        }
+    }
+
+    /// The name a member left out is reported by.
+    #[inline]
+    pub(super) fn stripped(&self) -> Option<Name> {
+        match self.at {
+            At::Strip(name) => Some(name),
+            _ => None,
         }
     }
 }
