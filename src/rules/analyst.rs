@@ -96,11 +96,19 @@ impl AnalystNode {
 
     #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
-        match (k, out) {
-            (Some(K::Distribution), _) => self.dist = out.dist(),
-            (Some(K::SharingGroup), _) => self.sg = out.sg(),
-            (Some(K::RelatedObjectType), Out::RelType(t)) => self.rel_type = Some(t),
-            (Some(K::RelatedObject), Out::Related(i)) => self.related = Some(i),
+        match k {
+            Some(K::Distribution) => self.dist = out.dist(),
+            Some(K::SharingGroup) => self.sg = out.sg(),
+            Some(K::RelatedObjectType) => {
+                if let Some(t) = out.rel_type() {
+                    self.rel_type = Some(t);
+                }
+            }
+            Some(K::RelatedObject) => {
+                if let Some(i) = out.related() {
+                    self.related = Some(i);
+                }
+            }
             _ => {}
         }
     }
@@ -126,7 +134,7 @@ impl AnalystNode {
                 }
             }
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -184,11 +192,11 @@ impl RelatedNode {
 
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
-            RelatedNode::Fresh => Ok(Out::Related(Interp::Empty)),
-            RelatedNode::Wrapped(i) => Ok(Out::Related(i)),
+            RelatedNode::Fresh => Ok(Out::of_related(Interp::Empty)),
+            RelatedNode::Wrapped(i) => Ok(Out::of_related(i)),
             RelatedNode::Bare(a) => {
                 a.end(j)?;
-                Ok(Out::Related(Interp::Bare))
+                Ok(Out::of_related(Interp::Bare))
             }
         }
     }

@@ -142,6 +142,6 @@ impl AttributeNode {
             j.required_taxonomies(6, self.tags);
         }
         j.sg_end(7, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

@@ -90,7 +90,7 @@ impl ClusterNode {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
         j.sg_end(1, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -134,6 +134,6 @@ impl RelationNode {
 
     pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         j.sg_end(2, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

@@ -76,7 +76,7 @@ impl WrapNode {
             let value = format!("missing {}", self.wrap.expected());
             return Err(j.stop(Rule::Malformed, &value, ""));
         }
-        Ok(Out::Bits(1))
+        Ok(Out::of_bits(1))
     }
 }
 
@@ -114,7 +114,7 @@ impl ResponseNode {
         if self.required && !self.seen {
             return Err(j.stop(Rule::Malformed, "missing response", ""));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -179,7 +179,7 @@ impl MinimalSearchNode {
         if !self.published {
             j.hit(&[1], Rule::NotMinimalSearch, "missing", "published");
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -233,7 +233,7 @@ impl SightingSearchNode {
         if !self.uuid {
             return Err(j.stop(Rule::Malformed, "missing", "uuid"));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -254,7 +254,7 @@ impl PostTestNode {
         if !self.seen {
             return Err(j.stop(Rule::Malformed, "missing testString", ""));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -279,6 +279,6 @@ impl UuidTimestampNode {
         if !self.uuid || !self.timestamp {
             return Err(j.stop(Rule::Malformed, "missing uuid or timestamp", ""));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

@@ -314,8 +314,8 @@ impl Node {
     #[inline]
     fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
-            Node::Skip | Node::Skipped => Ok(Out::Unit),
-            Node::Strip(nonempty) | Node::SkipList(nonempty) => Ok(Out::Bits(u64::from(nonempty))),
+            Node::Skip | Node::Skipped => Ok(Out::UNIT),
+            Node::Strip(nonempty) | Node::SkipList(nonempty) => Ok(Out::of_bits(u64::from(nonempty))),
             Node::Event(n) => n.end(j),
             Node::Attribute(n) => n.end(j),
             Node::Object(n) => n.end(j),
@@ -336,7 +336,7 @@ impl Node {
             Node::SightingSearch(n) => n.end(j),
             Node::PostTest(n) => n.end(j),
             Node::UuidTimestamp(n) => n.end(j),
-            Node::AnalystMinimal | Node::StrMap | Node::IndexEntry => Ok(Out::Unit),
+            Node::AnalystMinimal | Node::StrMap | Node::IndexEntry => Ok(Out::UNIT),
             Node::List(n) => Ok(n.end(j)),
             Node::Strings(n) => n.end(j),
             Node::Empty(n) => Ok(n.end()),

@@ -123,6 +123,6 @@ impl EventNode {
         j.sg_end(6, self.dist, self.sg);
         // Seen by the `RelatedEvent` list of the holder: one bit, "there
         // was an event", whatever it held.
-        Ok(Out::Bits(1))
+        Ok(Out::of_bits(1))
     }
 }

@@ -104,7 +104,7 @@ impl ListNode {
             outcome.total = self.index;
             j.page = Some(outcome);
         }
-        Out::Bits(self.bits)
+        Out::of_bits(self.bits)
     }
 }
 
@@ -146,7 +146,7 @@ impl StringsNode {
             let value = format!("fewer than {} strings", self.min);
             return Err(j.stop(Rule::Malformed, &value, self.name.text()));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -173,8 +173,8 @@ impl EmptyNode {
 
     pub(super) fn end(self) -> Out {
         match self {
-            EmptyNode::Related => Out::Related(super::value::Interp::Empty),
-            EmptyNode::Map => Out::Unit,
+            EmptyNode::Related => Out::of_related(super::value::Interp::Empty),
+            EmptyNode::Map => Out::UNIT,
         }
     }
 }

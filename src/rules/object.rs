@@ -82,6 +82,6 @@ impl ObjectNode {
         if !self.name {
             j.hit(&[2], Rule::Malformed, "missing", "name");
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

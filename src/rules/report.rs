@@ -63,6 +63,6 @@ impl ReportNode {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
         j.sg_end(1, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

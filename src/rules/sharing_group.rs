@@ -63,7 +63,7 @@ impl SgNode {
                 "SharingGroup.uuid",
             );
         }
-        Ok(Out::Sg(self.member, self.all_orgs))
+        Ok(Out::of_sg(self.member, self.all_orgs))
     }
 }
 
@@ -124,6 +124,6 @@ impl PickNode {
     }
 
     pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
-        Ok(Out::Bits(self.bits))
+        Ok(Out::of_bits(self.bits))
     }
 }

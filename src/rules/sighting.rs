@@ -78,7 +78,7 @@ impl SightingNode {
     }
 
     pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -101,6 +101,6 @@ impl SightingOrgNode {
     }
 
     pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

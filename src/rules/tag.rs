@@ -45,7 +45,7 @@ impl TagNode {
         if !self.name {
             j.hit(&[0], Rule::Malformed, "missing", "name");
         }
-        Ok(Out::Bits(self.bits))
+        Ok(Out::of_bits(self.bits))
     }
 }
 
@@ -88,6 +88,6 @@ impl TagLinkNode {
         if !self.tag {
             j.hit(&[0], Rule::Malformed, "missing", "Tag");
         }
-        Ok(Out::Bits(self.bits))
+        Ok(Out::of_bits(self.bits))
     }
 }

@@ -110,38 +110,111 @@ impl From<K> for Name {
     }
 }
 
-/// What a walked value tells its holder.
+/// What a walked value tells its holder: what it is, and one word of it.
+/// A plain pair, so that it travels in two registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Out {
-    Unit,
-    Dist(Option<u8>),
-    Bits(u64),
-    Sg(bool, bool),
-    RelType(RelType),
-    Related(Interp),
+pub(super) struct Out {
+    what: What,
+    word: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum What {
+    Unit,
+    /// A distribution level, or `NO_LEVEL`.
+    Dist,
+    Bits,
+    /// Member (bit 0), all orgs (bit 1).
+    Sg,
+    /// A [`RelType`], by [`RelType::index`].
+    RelType,
+    /// An [`Interp`], by [`Interp::index`].
+    Related,
+}
+
+const NO_LEVEL: u64 = u64::MAX;
+
 impl Out {
+    /// Nothing to tell.
+    pub(super) const UNIT: Out = Out {
+        what: What::Unit,
+        word: 0,
+    };
+
+    pub(super) fn of_bits(bits: u64) -> Out {
+        Out {
+            what: What::Bits,
+            word: bits,
+        }
+    }
+
+    /// A distribution: a level, or malformed.
+    pub(super) fn of_dist(level: Option<u8>) -> Out {
+        Out {
+            what: What::Dist,
+            word: level.map_or(NO_LEVEL, u64::from),
+        }
+    }
+
+    /// A sharing group: whether it holds the receiving organisation, and
+    /// whether a server of it has `all_orgs`.
+    pub(super) fn of_sg(member: bool, all_orgs: bool) -> Out {
+        Out {
+            what: What::Sg,
+            word: u64::from(member) | u64::from(all_orgs) << 1,
+        }
+    }
+
+    pub(super) fn of_rel_type(t: RelType) -> Out {
+        Out {
+            what: What::RelType,
+            word: t.index(),
+        }
+    }
+
+    pub(super) fn of_related(i: Interp) -> Out {
+        Out {
+            what: What::Related,
+            word: i.index(),
+        }
+    }
+
     pub(super) fn bits(&self) -> u64 {
-        match self {
-            Out::Bits(b) => *b,
+        match self.what {
+            What::Bits => self.word,
             _ => 0,
         }
     }
 
     /// A distribution as its holder keeps it: absent, malformed or a level.
     pub(super) fn dist(self) -> Option<Option<u8>> {
-        match self {
-            Out::Dist(d) => Some(d),
+        match self.what {
+            What::Dist => Some(u8::try_from(self.word).ok()),
             _ => Some(None),
         }
     }
 
     /// A sharing group as its holder keeps it: (member, all orgs).
     pub(super) fn sg(self) -> Option<(bool, bool)> {
-        match self {
-            Out::Sg(m, a) => Some((m, a)),
+        match self.what {
+            What::Sg => Some((self.word & 1 != 0, self.word & 2 != 0)),
             _ => Some((false, false)),
+        }
+    }
+
+    /// The `related_object_type` read, if this is one.
+    pub(super) fn rel_type(self) -> Option<RelType> {
+        match self.what {
+            What::RelType => RelType::ALL.get(usize::try_from(self.word).ok()?).copied(),
+            _ => None,
+        }
+    }
+
+    /// What a `related_object` turned out to be, if this is one.
+    pub(super) fn related(self) -> Option<Interp> {
+        match self.what {
+            What::Related => Interp::ALL.get(usize::try_from(self.word).ok()?).copied(),
+            _ => None,
         }
     }
 }
@@ -158,6 +231,30 @@ pub(super) enum RelType {
 }
 
 impl RelType {
+    /// Every declared type, in the order of [`RelType::index`].
+    const ALL: [RelType; 9] = [
+        RelType::Event,
+        RelType::Attribute,
+        RelType::Object,
+        RelType::GalaxyCluster,
+        RelType::Analyst(AKind::Note),
+        RelType::Analyst(AKind::Opinion),
+        RelType::Analyst(AKind::Relationship),
+        RelType::Analyst(AKind::Bare),
+        RelType::Other,
+    ];
+
+    fn index(self) -> u64 {
+        match self {
+            RelType::Event => 0,
+            RelType::Attribute => 1,
+            RelType::Object => 2,
+            RelType::GalaxyCluster => 3,
+            RelType::Analyst(a) => 4 + a.index(),
+            RelType::Other => 8,
+        }
+    }
+
     pub(super) fn of(t: &str) -> RelType {
         match t {
             "Event" => RelType::Event,
@@ -185,6 +282,32 @@ pub(super) enum Interp {
 }
 
 impl Interp {
+    /// Every shape, in the order of [`Interp::index`].
+    const ALL: [Interp; 10] = [
+        Interp::Empty,
+        Interp::Event,
+        Interp::Attribute,
+        Interp::Object,
+        Interp::GalaxyCluster,
+        Interp::Wrapped(AKind::Note),
+        Interp::Wrapped(AKind::Opinion),
+        Interp::Wrapped(AKind::Relationship),
+        Interp::Wrapped(AKind::Bare),
+        Interp::Bare,
+    ];
+
+    fn index(self) -> u64 {
+        match self {
+            Interp::Empty => 0,
+            Interp::Event => 1,
+            Interp::Attribute => 2,
+            Interp::Object => 3,
+            Interp::GalaxyCluster => 4,
+            Interp::Wrapped(a) => 5 + a.index(),
+            Interp::Bare => 9,
+        }
+    }
+
     /// Whether a `related_object` of this shape may be declared `t`.
     pub(super) fn matches(self, t: RelType) -> bool {
         match (t, self) {
@@ -211,6 +334,15 @@ pub(super) enum AKind {
 }
 
 impl AKind {
+    fn index(self) -> u64 {
+        match self {
+            AKind::Note => 0,
+            AKind::Opinion => 1,
+            AKind::Relationship => 2,
+            AKind::Bare => 3,
+        }
+    }
+
     pub(super) fn of(k: K) -> AKind {
         match k {
             K::Note => AKind::Note,
@@ -555,33 +687,33 @@ const DIGITS: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
 /// expected stops the walk.
 pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out, Stop> {
     match kind {
-        Kind::Skip | Kind::Root(Document::AnyJson) => Ok(Out::Unit),
-        Kind::Strip => Ok(Out::Bits(u64::from(!matches!(s, Scalar::Null)))),
+        Kind::Skip | Kind::Root(Document::AnyJson) => Ok(Out::UNIT),
+        Kind::Strip => Ok(Out::of_bits(u64::from(!matches!(s, Scalar::Null)))),
         Kind::Str => match s {
-            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::Unit),
+            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::UNIT),
             _ => Err(shape(j, kind, s.what())),
         },
         Kind::Scalar => match s {
-            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::Unit),
-            Scalar::Num(_) if s.integer() => Ok(Out::Unit),
+            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::UNIT),
+            Scalar::Num(_) if s.integer() => Ok(Out::UNIT),
             _ => Err(shape(j, kind, s.what())),
         },
         Kind::Dist { stage } => Ok(distribution(j, stage, &s)),
         Kind::Field { field, stage } => Ok(rule_field(j, field, stage, &s)),
         Kind::RelType => match s {
-            Scalar::Str(t) => Ok(Out::RelType(RelType::of(t))),
-            Scalar::Long(_) => Ok(Out::RelType(RelType::Other)),
+            Scalar::Str(t) => Ok(Out::of_rel_type(RelType::of(t))),
+            Scalar::Long(_) => Ok(Out::of_rel_type(RelType::Other)),
             _ => Err(shape(j, kind, s.what())),
         },
         Kind::Related => match s {
-            Scalar::Null => Ok(Out::Related(Interp::Empty)),
+            Scalar::Null => Ok(Out::of_related(Interp::Empty)),
             _ => Err(shape(j, kind, s.what())),
         },
-        Kind::OrgUuid => Ok(Out::Bits(u64::from(j.is_receiving_org(&s)))),
-        Kind::Flat => Ok(Out::Unit),
+        Kind::OrgUuid => Ok(Out::of_bits(u64::from(j.is_receiving_org(&s)))),
+        Kind::Flat => Ok(Out::UNIT),
         Kind::Truthy => {
             let yes = matches!(s, Scalar::Bool(true)) || s.one();
-            Ok(Out::Bits(u64::from(yes)))
+            Ok(Out::of_bits(u64::from(yes)))
         }
         Kind::One { stage, field } => {
             if !s.one() {
@@ -592,11 +724,11 @@ pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out
                     field.text(),
                 );
             }
-            Ok(Out::Unit)
+            Ok(Out::UNIT)
         }
         Kind::Param(p) => {
             if p.accepts(&s) {
-                Ok(Out::Unit)
+                Ok(Out::UNIT)
             } else {
                 Err(j.stop(Rule::Malformed, &s.render(), p.name()))
             }
@@ -632,7 +764,7 @@ fn distribution(j: &mut Judge<'_>, stage: u8, s: &Scalar<'_>) -> Out {
         }
         None => j.hit(&[stage], Rule::Malformed, &s.render(), "distribution"),
     }
-    Out::Dist(level)
+    Out::of_dist(level)
 }
 
 fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out {
@@ -643,11 +775,11 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
         Scalar::Long(t) => {
             let value = format!("{} (longer than any MISP name)", super::names::clip(t));
             j.hit(&[stage], Rule::Malformed, &value, field.name());
-            return Out::Unit;
+            return Out::UNIT;
         }
         _ => {
             j.hit(&[stage], Rule::Malformed, &s.render(), field.name());
-            return Out::Unit;
+            return Out::UNIT;
         }
     };
     let mut scratch = j.take_scratch();
@@ -669,7 +801,7 @@ fn judge_name(
     // control or invisible character legitimately, so none is guessed at.
     let Some(norm) = normalised(text, scratch) else {
         j.hit(&[stage], Rule::Malformed, text, field.name());
-        return Out::Unit;
+        return Out::UNIT;
     };
     if let Field::Category { summary } = field {
         // MISP's beforeValidateMassage replaces an `empty()` category
@@ -681,7 +813,7 @@ fn judge_name(
                 let value = Scalar::Str(text).render();
                 j.hit(&[stage], Rule::Malformed, &value, field.name());
             }
-            return Out::Unit;
+            return Out::UNIT;
         }
     }
     let (blocked, rule, bits) = match field {
@@ -710,7 +842,7 @@ fn judge_name(
             if let Some(tag) = j.galaxy_tag(norm) {
                 j.hit(&[stage], Rule::BlockedTag, &tag, field.name());
             }
-            return Out::Unit;
+            return Out::UNIT;
         }
         Field::TagName => (
             j.blocked(Blocked::Tags, norm),
@@ -721,7 +853,7 @@ fn judge_name(
     if blocked {
         j.hit(&[stage], rule, text, field.name());
     }
-    Out::Bits(bits)
+    Out::of_bits(bits)
 }
 
 /// The required taxonomies a (normalised) tag name satisfies, as bits.
@@ -825,5 +957,32 @@ impl Slot {
             At::Strip(name) => Some(name),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_value_tells_reads_back() {
+        for t in RelType::ALL {
+            assert_eq!(Out::of_rel_type(t).rel_type(), Some(t));
+            assert_eq!(Out::of_rel_type(t).related(), None);
+        }
+        for i in Interp::ALL {
+            assert_eq!(Out::of_related(i).related(), Some(i));
+            assert_eq!(Out::of_related(i).rel_type(), None);
+        }
+        for d in [None, Some(0), Some(5)] {
+            assert_eq!(Out::of_dist(d).dist(), Some(d));
+        }
+        for (m, a) in [(false, false), (true, false), (false, true), (true, true)] {
+            assert_eq!(Out::of_sg(m, a).sg(), Some((m, a)));
+        }
+        assert_eq!(Out::of_bits(u64::MAX).bits(), u64::MAX);
+        assert_eq!(Out::UNIT.bits(), 0);
+        assert_eq!(Out::UNIT.dist(), Some(None));
+        assert_eq!(Out::UNIT.sg(), Some((false, false)));
     }
 }
