@@ -33,7 +33,7 @@ use super::report::{self, ReportNode};
 use super::sharing_group::{self, PickNode, SgNode};
 use super::sighting::{self, SightingNode, SightingOrgNode};
 use super::tag::{self, TagLinkNode, TagNode};
-use super::value::{scalar, shape, Ent, Item, Kind, Name, Out, Scalar, Slot, Wrap};
+use super::value::{scalar, shape, string, Ent, Item, Kind, Name, Out, Scalar, Slot, Wrap};
 use super::{Document, Rule};
 use crate::json::{Literal, Sink};
 
@@ -315,7 +315,9 @@ impl Node {
     fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
             Node::Skip | Node::Skipped => Ok(Out::UNIT),
-            Node::Strip(nonempty) | Node::SkipList(nonempty) => Ok(Out::of_bits(u64::from(nonempty))),
+            Node::Strip(nonempty) | Node::SkipList(nonempty) => {
+                Ok(Out::of_bits(u64::from(nonempty)))
+            }
             Node::Event(n) => n.end(j),
             Node::Attribute(n) => n.end(j),
             Node::Object(n) => n.end(j),
@@ -594,20 +596,11 @@ impl<'p> Walk<'p> {
     /// A string value that is not skipped ends.
     #[inline(never)]
     fn end_string_read(&mut self) -> Result<(), Stop> {
-        let Text {
-            kind,
-            marks,
-            buf,
-            long,
-            ..
-        } = &self.text;
-        let (kind, marks, long) = (*kind, *marks, *long);
-        let s = if long {
-            Scalar::Long(buf)
-        } else {
-            Scalar::Str(buf)
-        };
-        let out = scalar(&mut self.j, kind, s)?;
+        let t = &self.text;
+        let (kind, marks) = (t.kind, t.marks);
+        // The text goes as a pointer and a length, each read on its own:
+        // the length was written just now.
+        let out = string(&mut self.j, kind, t.buf.as_str(), t.long)?;
         self.close(out, marks);
         Ok(())
     }

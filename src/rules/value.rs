@@ -737,6 +737,18 @@ pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out
     }
 }
 
+/// Read a string as a value of `kind`: its text, or (`long`) the first
+/// bytes of a longer one.
+#[inline(never)]
+pub(super) fn string(j: &mut Judge<'_>, kind: Kind, text: &str, long: bool) -> Result<Out, Stop> {
+    let s = if long {
+        Scalar::Long(text)
+    } else {
+        Scalar::Str(text)
+    };
+    scalar(j, kind, s)
+}
+
 /// `found` where a value of `kind` was expected: the walk stops.
 pub(super) fn shape(j: &mut Judge<'_>, kind: Kind, found: &str) -> Stop {
     let value = format!("{found} where {} was expected", kind.expected());
