@@ -406,12 +406,12 @@ impl<'p> Walk<'p> {
         }
     }
 
-    /// A value begins: what it must be, placed in the path and rank.
+    /// A value begins: what it must be, placed in the path and rank
+    /// (where they were before is `self.j.marks()` beforehand).
     #[inline]
-    fn open(&mut self) -> Result<(Kind, Marks), Stop> {
-        let marks = self.j.marks();
+    fn open(&mut self) -> Result<Kind, Stop> {
         let Some(f) = self.stack.last_mut() else {
-            return Ok((Kind::Root(self.doc), marks));
+            return Ok(Kind::Root(self.doc));
         };
         let kind = match &mut f.node {
             Node::List(list) => {
@@ -436,7 +436,7 @@ impl<'p> Walk<'p> {
                 slot.kind
             }
         };
-        Ok((kind, marks))
+        Ok(kind)
     }
 
     /// A value has ended with `out`: it goes to its holder.
@@ -464,7 +464,8 @@ impl<'p> Walk<'p> {
     /// the answer is rebuilt.
     #[inline(never)]
     fn scalar(&mut self, s: Scalar<'_>, text: &str) -> Result<(), Stop> {
-        let (kind, marks) = self.open()?;
+        let marks = self.j.marks();
+        let kind = self.open()?;
         if let Some(e) = &mut self.emit {
             e.raw(text);
         }
@@ -492,7 +493,8 @@ impl<'p> Walk<'p> {
 
     #[inline(never)]
     fn begin(&mut self, object: bool) -> Result<(), Stop> {
-        let (kind, marks) = self.open()?;
+        let marks = self.j.marks();
+        let kind = self.open()?;
         let node = if object {
             Node::object(&mut self.j, kind)?
         } else {
@@ -515,27 +517,40 @@ impl<'p> Walk<'p> {
 
     #[inline]
     fn end(&mut self) -> Result<(), Stop> {
-        let Some(f) = self.stack.pop() else {
+        let Some(f) = self.stack.last() else {
             return Ok(());
         };
-        self.j.keys.close(f.keys);
-        self.skipping = matches!(
+        if !f.quiet {
+            return self.end_read();
+        }
+        let keys = f.keys;
+        self.stack.truncate(self.stack.len() - 1);
+        self.j.keys.close(keys);
+        self.skipping = self.in_skipped();
+        Ok(())
+    }
+
+    /// Whether the current container is an array skipped whole.
+    #[inline]
+    fn in_skipped(&self) -> bool {
+        matches!(
             self.stack.last(),
             Some(Frame {
                 node: Node::Skipped,
                 ..
             })
-        );
-        if f.quiet {
-            return Ok(());
-        }
-        self.end_read(f)
+        )
     }
 
     /// A container that was read has ended: what it tells goes to its
     /// holder.
     #[inline(never)]
-    fn end_read(&mut self, f: Frame) -> Result<(), Stop> {
+    fn end_read(&mut self) -> Result<(), Stop> {
+        let Some(f) = self.stack.pop() else {
+            return Ok(());
+        };
+        self.j.keys.close(f.keys);
+        self.skipping = self.in_skipped();
         let out = f.node.end(&mut self.j)?;
         self.close(out, f.marks);
         Ok(())
@@ -563,7 +578,8 @@ impl<'p> Walk<'p> {
     /// A string value that is not skipped begins.
     #[inline(never)]
     fn begin_string_read(&mut self) -> Result<(), Stop> {
-        let (kind, marks) = self.open()?;
+        let marks = self.j.marks();
+        let kind = self.open()?;
         self.text.kind = kind;
         self.text.marks = marks;
         self.text.read = kind.reads_text();
