@@ -477,22 +477,36 @@ const fn slot_of(len: usize, a: u64, b: u64) -> usize {
 
 const NO_KEY: u8 = u8::MAX;
 
-/// A perfect hash table from a key's words to its index in [`ALL`].
+/// A perfect hash table from a key's words to its index in [`ALL`], and
+/// for keys past 16 bytes the word of their bytes 8 to 16.
 struct Table {
     slots: [u8; 1 << SLOT_BITS],
     words: [(usize, u64, u64); ALL.len()],
+    middles: [u64; ALL.len()],
 }
+
+/// The longest known key: the words and the middle word cover it whole.
+const LONGEST: usize = 24;
 
 const TABLE: Table = {
     let mut t = Table {
         slots: [NO_KEY; 1 << SLOT_BITS],
         words: [(0, 0, 0); ALL.len()],
+        middles: [0; ALL.len()],
     };
     let mut n = 0;
     while n < ALL.len() {
         let text = ALL[n].text().as_bytes();
+        assert!(text.len() <= LONGEST);
         let (a, b) = const_words(text);
         t.words[n] = (text.len(), a, b);
+        if text.len() > 16 {
+            let mut i = 0;
+            while i < 8 {
+                t.middles[n] |= (text[8 + i] as u64) << (i * 8);
+                i += 1;
+            }
+        }
         let h = slot_of(text.len(), a, b);
         assert!(
             t.slots[h] == NO_KEY,
@@ -507,8 +521,8 @@ const TABLE: Table = {
 /// Exact match, as PHP's arrays do: `"Attribute "` or `"attribute"` is not
 /// `Attribute`. The key arrives unescaped, so `"n\u0061me"` is `name`.
 /// One hash of the key's [`words`], one comparison of length and words
-/// (and of the text, for the few keys longer than 16 bytes): a key that is
-/// not the one of its slot is no known key.
+/// (and of the middle word, for the few keys longer than 16 bytes): a key
+/// that is not the one of its slot is no known key.
 #[inline(always)]
 pub(super) fn classify(s: &str) -> Option<K> {
     let (a, b) = words(s.as_bytes());
@@ -519,7 +533,11 @@ pub(super) fn classify(s: &str) -> Option<K> {
         return None;
     }
     let k = *ALL.get(n)?;
-    (len <= 16 || k.text() == s).then_some(k)
+    if len <= 16 {
+        return Some(k);
+    }
+    let middle = s.as_bytes().get(8..16)?.first_chunk::<8>()?;
+    (u64::from_le_bytes(*middle) == *TABLE.middles.get(n)?).then_some(k)
 }
 
 /// Above this many keys alive at once (in all open objects together) the
@@ -648,6 +666,21 @@ mod tests {
         assert_eq!(classify("Attribute "), None);
         assert_eq!(classify("attribute"), None);
         assert_eq!(classify("Name"), None);
+    }
+
+    #[test]
+    fn a_key_one_byte_off_is_not_the_known_one() {
+        for k in ALL {
+            let text = k.text();
+            for i in 0..text.len() {
+                let mut bytes = text.as_bytes().to_vec();
+                bytes[i] = if bytes[i] == b'x' { b'y' } else { b'x' };
+                let near = String::from_utf8(bytes).expect("ASCII");
+                assert_ne!(classify(&near), Some(k), "{near}");
+            }
+            assert_eq!(classify(&format!("{text}x")), None, "{text}x");
+            assert_eq!(classify(&text[1..]).filter(|&o| o == k), None);
+        }
     }
 
     #[test]
