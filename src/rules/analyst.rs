@@ -113,7 +113,7 @@ impl AnalystNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.dist.is_none() {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
@@ -190,10 +190,10 @@ impl RelatedNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
             RelatedNode::Fresh => Ok(Out::of_related(Interp::Empty)),
-            RelatedNode::Wrapped(i) => Ok(Out::of_related(i)),
+            RelatedNode::Wrapped(i) => Ok(Out::of_related(*i)),
             RelatedNode::Bare(a) => {
                 a.end(j)?;
                 Ok(Out::of_related(Interp::Bare))

@@ -123,7 +123,7 @@ impl AttributeNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         let summary = self.summary();
         if !self.category && !summary {
             j.hit(&[0], Rule::Malformed, "missing", "category");

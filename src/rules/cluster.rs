@@ -85,7 +85,7 @@ impl ClusterNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.dist.is_none() && !self.minimal {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
@@ -132,7 +132,7 @@ impl RelationNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         j.sg_end(2, self.dist, self.sg);
         Ok(Out::UNIT)
     }

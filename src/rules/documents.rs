@@ -71,7 +71,7 @@ impl WrapNode {
         Ok(Slot::under(k, self.wrap.inner(k)))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.seen {
             let value = format!("missing {}", self.wrap.expected());
             return Err(j.stop(Rule::Malformed, &value, ""));
@@ -110,7 +110,7 @@ impl ResponseNode {
         )))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.required && !self.seen {
             return Err(j.stop(Rule::Malformed, "missing response", ""));
         }
@@ -172,7 +172,7 @@ impl MinimalSearchNode {
         Ok(Slot::of(kind))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.minimal {
             j.hit(&[0], Rule::NotMinimalSearch, "missing", "minimal");
         }
@@ -226,7 +226,7 @@ impl SightingSearchNode {
         Ok(Slot::of(kind))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.return_format {
             return Err(j.stop(Rule::Malformed, "missing", "returnFormat"));
         }
@@ -250,7 +250,7 @@ impl PostTestNode {
         Ok(Slot::under(K::TestString, Kind::Str))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.seen {
             return Err(j.stop(Rule::Malformed, "missing testString", ""));
         }
@@ -275,7 +275,7 @@ impl UuidTimestampNode {
         Ok(Slot::of(Kind::Scalar))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.uuid || !self.timestamp {
             return Err(j.stop(Rule::Malformed, "missing uuid or timestamp", ""));
         }

@@ -312,11 +312,11 @@ impl Node {
     }
 
     #[inline]
-    fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
             Node::Skip | Node::Skipped => Ok(Out::UNIT),
             Node::Strip(nonempty) | Node::SkipList(nonempty) => {
-                Ok(Out::of_bits(u64::from(nonempty)))
+                Ok(Out::of_bits(u64::from(*nonempty)))
             }
             Node::Event(n) => n.end(j),
             Node::Attribute(n) => n.end(j),
@@ -546,13 +546,17 @@ impl<'p> Walk<'p> {
     /// holder.
     #[inline(never)]
     fn end_read(&mut self) -> Result<(), Stop> {
-        let Some(f) = self.stack.pop() else {
+        // Ended where it lies: a node moved out of the stack would be
+        // copied in pieces and read back whole.
+        let Some(f) = self.stack.last_mut() else {
             return Ok(());
         };
-        self.j.keys.close(f.keys);
+        let (keys, marks) = (f.keys, f.marks);
+        let out = f.node.end(&mut self.j);
+        self.stack.truncate(self.stack.len() - 1);
+        self.j.keys.close(keys);
         self.skipping = self.in_skipped();
-        let out = f.node.end(&mut self.j)?;
-        self.close(out, f.marks);
+        self.close(out?, marks);
         Ok(())
     }
 
@@ -866,7 +870,7 @@ mod tests {
                     if asked.keys(rebuild).has(k) {
                         continue;
                     }
-                    let fresh = objects(&mut j).swap_remove(n);
+                    let mut fresh = objects(&mut j).swap_remove(n);
                     let mut ja = Judge::new(&policy, &ctx);
                     let slot = asked.key(&mut ja, k, text);
                     assert_eq!(slot, Ok(Slot::skip()), "node {n}, key {text}");

@@ -113,7 +113,7 @@ impl EventNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.taxonomies {
             j.required_taxonomies(3, self.tags);
         }

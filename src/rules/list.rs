@@ -98,8 +98,8 @@ impl ListNode {
     }
 
     #[inline]
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Out {
-        if let Some(page) = self.page {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Out {
+        if let Some(page) = self.page.take() {
             let mut outcome = page.outcome;
             outcome.total = self.index;
             j.page = Some(outcome);
@@ -141,7 +141,7 @@ impl StringsNode {
         Ok(Kind::Str)
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.count < self.min {
             let value = format!("fewer than {} strings", self.min);
             return Err(j.stop(Rule::Malformed, &value, self.name.text()));
@@ -171,7 +171,7 @@ impl EmptyNode {
         }
     }
 
-    pub(super) fn end(self) -> Out {
+    pub(super) fn end(&mut self) -> Out {
         match self {
             EmptyNode::Related => Out::of_related(super::value::Interp::Empty),
             EmptyNode::Map => Out::UNIT,

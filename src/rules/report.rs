@@ -58,7 +58,7 @@ impl ReportNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.dist.is_none() {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }

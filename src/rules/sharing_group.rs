@@ -54,7 +54,7 @@ impl SgNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.uuid {
             j.hit(
                 &[self.stage.into()],
@@ -123,7 +123,7 @@ impl PickNode {
         }
     }
 
-    pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
         Ok(Out::of_bits(self.bits))
     }
 }

@@ -77,7 +77,7 @@ impl SightingNode {
         })
     }
 
-    pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
         Ok(Out::UNIT)
     }
 }
@@ -100,7 +100,7 @@ impl SightingOrgNode {
         Ok(Slot::strip(Name::SightingOrgOther))
     }
 
-    pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
         Ok(Out::UNIT)
     }
 }

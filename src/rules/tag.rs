@@ -41,7 +41,7 @@ impl TagNode {
     }
 
     #[inline]
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.name {
             j.hit(&[0], Rule::Malformed, "missing", "name");
         }
@@ -82,7 +82,7 @@ impl TagLinkNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         // Without a `Tag` the link is unreadable for us: `{"0":{…}}` is a
         // list to PHP, and MISP would read it so.
         if !self.tag {
