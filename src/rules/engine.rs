@@ -55,6 +55,8 @@ struct Frame {
     marks: Marks,
     /// Skipped whole: its end tells its holder nothing.
     quiet: bool,
+    /// An array (its values are items, not the values of keys).
+    array: bool,
 }
 
 /// What an open value is.
@@ -413,28 +415,30 @@ impl<'p> Walk<'p> {
         let Some(f) = self.stack.last_mut() else {
             return Ok(Kind::Root(self.doc));
         };
-        let kind = match &mut f.node {
-            Node::List(list) => {
-                if let Some(e) = &mut self.emit {
-                    e.item(list.is_page(), list.index());
-                }
-                list.open_item(&mut self.j)
+        // Branches on what the holder is, most common first: a jump
+        // through a table of every node would be guessed wrong more often.
+        if !f.array {
+            let slot = f.slot;
+            let (path, stage) = slot.place();
+            if path.is_some() || stage.is_some() {
+                self.j.enter(Place::Key { path, stage });
             }
+            return Ok(slot.kind);
+        }
+        if let Node::List(list) = &mut f.node {
+            if let Some(e) = &mut self.emit {
+                e.item(list.is_page(), list.index());
+            }
+            return Ok(list.open_item(&mut self.j));
+        }
+        let kind = match &mut f.node {
             Node::SkipList(nonempty) => {
                 *nonempty = true;
                 Kind::Skip
             }
-            Node::Skipped => Kind::Skip,
             Node::Strings(s) => s.open_item(&mut self.j)?,
             Node::Empty(e) => return Err(e.refuse_item(&mut self.j)),
-            _ => {
-                let slot = f.slot;
-                let (path, stage) = slot.place();
-                if path.is_some() || stage.is_some() {
-                    self.j.enter(Place::Key { path, stage });
-                }
-                slot.kind
-            }
+            _ => Kind::Skip,
         };
         Ok(kind)
     }
@@ -446,18 +450,18 @@ impl<'p> Walk<'p> {
         let Some(f) = self.stack.last_mut() else {
             return;
         };
-        match &mut f.node {
-            Node::List(list) => list.close_item(&mut self.j, out),
-            Node::SkipList(_) | Node::Skipped | Node::Strings(_) | Node::Empty(_) => {}
-            node => {
-                if let Some(name) = f.slot.stripped() {
-                    if out.bits() != 0 {
-                        self.j.stripped(name.text());
-                    }
-                }
-                node.value(&mut self.j, f.k, out);
+        if f.array {
+            if let Node::List(list) = &mut f.node {
+                list.close_item(&mut self.j, out);
+            }
+            return;
+        }
+        if let Some(name) = f.slot.stripped() {
+            if out.bits() != 0 {
+                self.j.stripped(name.text());
             }
         }
+        f.node.value(&mut self.j, f.k, out);
     }
 
     /// A number or literal that is not skipped, written as `text` when
@@ -488,6 +492,7 @@ impl<'p> Walk<'p> {
             slot: Slot::skip(),
             marks: Marks::default(),
             quiet: true,
+            array: !object,
         });
     }
 
@@ -511,6 +516,7 @@ impl<'p> Walk<'p> {
             slot: Slot::skip(),
             marks,
             quiet: false,
+            array: !object,
         });
         Ok(())
     }
