@@ -54,23 +54,24 @@ pub(super) fn is_hidden(c: char) -> bool {
 /// (ASCII, no capital, no blank at either end, as nearly every name is),
 /// else written into `out`.
 pub(super) fn normalised<'a>(s: &'a str, out: &'a mut String) -> Option<&'a str> {
-    let plain = match ascii(s.as_bytes()) {
+    match ascii(s.as_bytes()) {
         Ascii::Not => {
             if s.chars().any(is_hidden) {
                 return None;
             }
-            false
+            norm_into(s, out);
+            Some(out)
         }
-        Ascii::Hidden => return None,
+        Ascii::Hidden => None,
         // Past the control characters, a space is the only blank left.
-        Ascii::Lower => !s.starts_with(' ') && !s.ends_with(' '),
-        Ascii::Upper => false,
-    };
-    if plain {
-        return Some(s);
+        Ascii::Lower if !s.starts_with(' ') && !s.ends_with(' ') => Some(s),
+        Ascii::Lower | Ascii::Upper => {
+            out.clear();
+            out.push_str(s.trim_matches(' '));
+            out.make_ascii_lowercase();
+            Some(out)
+        }
     }
-    norm_into(s, out);
-    Some(out)
 }
 
 /// What one pass over a name's bytes tells.
@@ -102,16 +103,23 @@ fn ascii(b: &[u8]) -> Ascii {
         upper |= w.wrapping_add(LO * (0x80 - 0x41)) & !w.wrapping_add(LO * (0x80 - 0x5B));
     };
     for w in words.by_ref() {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        word(u64::from_le_bytes(a));
+        if let Some(w) = w.first_chunk::<8>() {
+            word(u64::from_le_bytes(*w));
+        }
     }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        // Padded with 'a', which is none of the above.
-        let mut a = [b'a'; 8];
-        a[..rest.len()].copy_from_slice(rest);
-        word(u64::from_le_bytes(a));
+    match b.last_chunk::<8>() {
+        // The last eight bytes again, overlapping: looking twice at a byte
+        // changes nothing.
+        Some(last) => word(u64::from_le_bytes(*last)),
+        None => {
+            // Shorter than a word: padded with 'a', which is none of the
+            // above.
+            let mut w = LO * u64::from(b'a');
+            for (i, &x) in words.remainder().iter().enumerate() {
+                w = w & !(0xff << (i * 8)) | u64::from(x) << (i * 8);
+            }
+            word(w);
+        }
     }
     if high & HI != 0 {
         Ascii::Not
