@@ -43,7 +43,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use misp_guard::config::Config;
-use misp_guard::rules::{self, Context, Document, Verdict};
+use misp_guard::rules::{self, Context, Document, Evaluation, Verdict};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
 
@@ -629,7 +629,18 @@ fn engine_rate(
     let started = Instant::now();
     let mut runs = 0;
     while runs < n && (runs == 0 || started.elapsed() < Duration::from_millis(500)) {
-        match rules::evaluate(event, Document::Event, policy, &Context::default()) {
+        // As the relay feeds it: the held pieces straight into the
+        // tokenizer, no reader between.
+        let mut evaluation = Evaluation::new(
+            Document::Event,
+            policy,
+            &Context::default(),
+            rules::DEFAULT_MAX_DEPTH,
+        );
+        for piece in event.chunks(256 * 1024) {
+            evaluation.feed(piece);
+        }
+        match evaluation.finish() {
             Verdict::Allow(_) => {}
             Verdict::Block(b) => return Err(format!("the engine blocks the bench event: {b:?}")),
             Verdict::Rebuild(r) => {
