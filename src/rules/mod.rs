@@ -82,6 +82,13 @@
 //!   fillers, variation selectors, the combining grapheme joiner) is
 //!   [`Rule::Malformed`] (the value is shown escaped): no real MISP name
 //!   has one, and no list of characters to fold away could be complete.
+//!   Tag names (and a cluster's `tag_name`) alone may hold the zero-width
+//!   non-joiner and joiner and the variation selectors, which real tags
+//!   use (emoji such as `⚠️`, ZWJ sequences, Persian and Indic words):
+//!   the blocked tags are compared with the name's skeleton without them
+//!   (so `tlp:` + U+200D + `red` is `tlp:red`), the required taxonomies
+//!   and allowed tags with the name as it reads, so a look-alike never
+//!   satisfies one; a name of nothing but joiners is malformed.
 //!   What remains is trimmed of Unicode white space, a superset of PHP's
 //!   set. Distribution strings stay one digit, nothing trimmed.
 //! * **Blank categories.** MISP's `Attribute::beforeValidateMassage`
@@ -171,6 +178,17 @@
 //!   `{"ShadowAttribute":…}`; each is judged as a proposal (type, category,
 //!   and what the older guard also read: tags, distribution and sharing
 //!   group where present). A wrapped row in a push is no row MISP saves.
+//! * **Copies in references.** MISP's `fetchEvent` embeds in each
+//!   `Object[].ObjectReference[]` a copy of the referenced attribute
+//!   (`value`, `type`, `category`, distribution, sharing group) or object
+//!   (`name`, …), also of one left out of the event's lists (a push drops
+//!   distribution 0 and 1 from the lists, not from the copies) or of the
+//!   event this one extends; a fetched cluster's relations carry a copy of
+//!   their target cluster (`TargetCluster`), inbound ones of their source
+//!   (`GalaxyCluster`). The receiver never saves them. Where a body goes
+//!   on as it is, each is judged as a summary of its kind (whatever fields
+//!   it carries, under that kind's rules; none demanded; `[]` or `null` is
+//!   nothing); in an answer the guard rebuilds, they are left out.
 //! * **Inbound relationships.** MISP's REST view adds `RelationshipInbound`
 //!   (relationships of other entities pointing here) to events, attributes,
 //!   objects, reports and analyst data, and a full cluster view its
