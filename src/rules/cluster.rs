@@ -2,8 +2,8 @@
 //! attributes that hold clusters.
 
 use super::judge::{Judge, Stop};
-use super::keys::{Keys, K};
-use super::value::{Ent, Field, Kind, Name, Out, Slot};
+use super::keys::{Keys, Name, K};
+use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
 
 /// The keys a galaxy cluster reads: the value of any other is skipped

@@ -3,9 +3,9 @@
 //! uuid lists, the connection test).
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Name, K};
 use super::proposal;
-use super::value::{Ent, Item, Kind, Name, Out, Param, Slot, Strings, Wrap};
+use super::value::{Ent, Item, Kind, Out, Param, Slot, Strings, Wrap};
 use super::{Document, Rule};
 
 /// The kind of the items of a document that is a list, and whether they

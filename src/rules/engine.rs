@@ -26,14 +26,15 @@ use super::documents::{
 use super::emit::Emitter;
 use super::event::{self, EventNode};
 use super::judge::{Judge, Marks, Place, Stop};
-use super::keys::{classify, Frame as KeyFrame, KeyError, Keys, K};
+use super::keys::{classify, Frame as KeyFrame, KeyError, Keys, Name, K};
 use super::list::{EmptyNode, ListNode, StringsNode};
 use super::object::{self, ObjectNode, ReferenceNode};
 use super::report::{self, ReportNode};
+use super::scalar::Scalar;
 use super::sharing_group::{self, PickNode, SgNode, SgServerNode};
 use super::sighting::{self, SightingNode, SightingOrgNode};
 use super::tag::{self, TagLinkNode, TagNode};
-use super::value::{scalar, shape, string, Ent, Item, Kind, Name, Out, Scalar, Slot, Wrap};
+use super::value::{scalar, shape, string, Ent, Item, Kind, Out, Slot, Wrap};
 use super::{Document, Rule};
 use crate::json::{Literal, Sink};
 

@@ -20,9 +20,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use super::keys::KeySet;
-use super::list::PageOutcome;
+use super::keys::Name;
 use super::names::{clip, norm_into};
-use super::value::{Name, Scalar};
+use super::scalar::Scalar;
 use super::{Block, Context, Policy, Receiver, Rule};
 
 /// The walk stopped: the finding is in [`Judge::take_fatal`].
@@ -434,4 +434,15 @@ pub(super) fn galaxy_tags(policy: &Policy) -> HashMap<String, String> {
         }
     }
     by_uuid
+}
+
+/// What became of the items of a page.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PageOutcome {
+    /// How many items the page had.
+    pub(super) total: u32,
+    /// The items the rules forbid, by index, with the reason.
+    pub(super) removed: Vec<(u32, Block)>,
+    /// A removed item is replaced by [`super::proposal::FILLER`].
+    pub(super) filler: bool,
 }

@@ -1,5 +1,6 @@
-//! Object keys: the few the rules look at, and the set of keys already met
-//! in each open object, so that a key given twice is refused.
+//! Object keys: the few the rules look at, the set of keys already met in
+//! each open object (so that a key given twice is refused), and how a
+//! place in a document is named in what the guard reports ([`Name`]).
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -719,5 +720,57 @@ mod tests {
         ));
         ks.close(f);
         assert!(ks.hashes.is_empty() && ks.big.is_empty() && ks.big_live == 0);
+    }
+}
+
+/// How a place in the document is named in what the guard reports: a key
+/// as MISP spells it, or one of a few names of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Name {
+    /// The document itself: the items of a top-level list are `[0]`, `[1]`…
+    Root,
+    Key(K),
+    /// `SharingGroup.SharingGroupOrg`.
+    SgOrgs,
+    /// `SharingGroup.SharingGroupServer`.
+    SgServers,
+    SightingValue,
+    SightingAttribute,
+    SightingEvent,
+    SightingOther,
+    SightingOrgOther,
+    /// The copy of a referenced attribute an `ObjectReference` carries.
+    ReferenceAttribute,
+    /// The copy of a referenced object an `ObjectReference` carries.
+    ReferenceObject,
+    /// The copy of the target cluster a cluster relation carries.
+    RelationTarget,
+    /// The copy of the source cluster an inbound cluster relation carries.
+    RelationSource,
+}
+
+impl Name {
+    pub(super) fn text(self) -> &'static str {
+        match self {
+            Name::Root => "",
+            Name::Key(k) => k.text(),
+            Name::SgOrgs => "SharingGroup.SharingGroupOrg",
+            Name::SgServers => "SharingGroup.SharingGroupServer",
+            Name::SightingValue => "Sighting.value",
+            Name::SightingAttribute => "Sighting.Attribute",
+            Name::SightingEvent => "Sighting.Event",
+            Name::SightingOther => "other Sighting members",
+            Name::SightingOrgOther => "other Sighting.Organisation members",
+            Name::ReferenceAttribute => "ObjectReference.Attribute",
+            Name::ReferenceObject => "ObjectReference.Object",
+            Name::RelationTarget => "GalaxyClusterRelation.TargetCluster",
+            Name::RelationSource => "GalaxyClusterRelation.GalaxyCluster",
+        }
+    }
+}
+
+impl From<K> for Name {
+    fn from(k: K) -> Name {
+        Name::Key(k)
     }
 }

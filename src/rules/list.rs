@@ -2,20 +2,10 @@
 //! rebuild (whose forbidden items are left out), lists of strings, and
 //! arrays that must be empty.
 
-use super::judge::{Judge, Place, Stop};
-use super::value::{shape, Item, Kind, Name, Out};
+use super::judge::{Judge, PageOutcome, Place, Stop};
+use super::keys::Name;
+use super::value::{shape, Item, Kind, Out};
 use super::{Block, Rule};
-
-/// What became of the items of a page.
-#[derive(Debug, Clone, Default)]
-pub(super) struct PageOutcome {
-    /// How many items the page had.
-    pub(super) total: u32,
-    /// The items the rules forbid, by index, with the reason.
-    pub(super) removed: Vec<(u32, Block)>,
-    /// A removed item is replaced by [`super::proposal::FILLER`].
-    pub(super) filler: bool,
-}
 
 /// A page being read: each item is judged alone.
 struct Page {

@@ -260,6 +260,7 @@ mod names;
 mod object;
 mod proposal;
 mod report;
+mod scalar;
 mod sharing_group;
 mod sighting;
 mod tag;

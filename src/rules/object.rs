@@ -4,8 +4,8 @@
 use super::analyst;
 use super::attribute::WRAPPED;
 use super::judge::{Judge, Stop};
-use super::keys::{Keys, K};
-use super::value::{Ent, Field, Kind, Name, Out, Slot};
+use super::keys::{Keys, Name, K};
+use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
 
 /// The keys an object reads: the value of any other is skipped whole.

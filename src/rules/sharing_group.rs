@@ -3,8 +3,8 @@
 //! own server entry with `all_orgs`).
 
 use super::judge::{Judge, Stop};
-use super::keys::{Keys, K};
-use super::value::{Ent, Field, Kind, Name, Out, Slot};
+use super::keys::{Keys, Name, K};
+use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
 
 /// The keys a sharing group reads: the value of any other is skipped

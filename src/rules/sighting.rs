@@ -15,8 +15,8 @@
 //! judge without its attribute's type and tags) is refused.
 
 use super::judge::{Judge, Stop};
-use super::keys::{Keys, K};
-use super::value::{Ent, Kind, Name, Out, Slot};
+use super::keys::{Keys, Name, K};
+use super::value::{Ent, Kind, Out, Slot};
 use super::Rule;
 
 /// The keys of a sighting the receiver reads, and the ids MISP sends
