@@ -80,7 +80,7 @@ pub struct InstanceSettings {
 
 /// `guard.mode` and `guard.instances.<name>.mode`: what becomes of the
 /// rules' verdicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Enforcement {
     /// `"enforce"` (default): a body the rules block is refused, an answer
     /// they rebuild is forwarded rebuilt.

@@ -96,8 +96,9 @@ pub async fn run(
         if shared.snapshot().config.source(peer.ip()).is_none() {
             match strangers.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    let mode = shared.snapshot().config.guard.mode;
                     tracker.spawn(async move {
-                        relay::refuse_stranger(stream, peer).await;
+                        relay::refuse_stranger(stream, peer, mode).await;
                         drop(permit);
                     });
                 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::reject::Reject;
 use super::route::escape;
+use crate::config::Enforcement;
 
 /// What one exchange did, for the log line.
 pub(super) struct Outcome {
@@ -18,6 +19,15 @@ pub(super) struct Outcome {
     pub(super) keep_alive: bool,
     /// What an answer the guard rebuilt was rebuilt without.
     pub(super) rebuilt: Option<String>,
+    /// Whether the rules judging this exchange are enforced: monitor when
+    /// those of its source or its destination are only logged.
+    pub(super) mode: Enforcement,
+    /// Monitor mode: the first block the rules would have refused the
+    /// exchange with (the body went on).
+    pub(super) would_block: Option<Reject>,
+    /// Monitor mode: what an answer forwarded as it came would have been
+    /// rebuilt without.
+    pub(super) would_rebuild: Option<String>,
 }
 
 impl Outcome {
@@ -31,18 +41,32 @@ impl Outcome {
             bytes_out: 0,
             keep_alive: false,
             rebuilt: None,
+            mode: Enforcement::Enforce,
+            would_block: None,
+            would_rebuild: None,
         }
+    }
+
+    /// Note a block the monitor mode let pass; the first one is logged.
+    pub(super) fn would_block(&mut self, reject: Reject) {
+        self.would_block.get_or_insert(reject);
     }
 }
 
-pub(super) fn outcome_of(reject: Reject) -> Outcome {
+/// The outcome of an exchange refused before it was routed, under the
+/// guard-wide `mode`.
+pub(super) fn outcome_of(reject: Reject, mode: Enforcement) -> Outcome {
     let mut o = Outcome::new();
     o.status = reject.status;
     o.reject = Some(reject);
+    o.mode = mode;
     o
 }
 
-/// The one log line of an exchange.
+/// The one log line of an exchange. Its fields are the journal's
+/// (`VERDICT`, `RULE`, `VALUE`, `AT`, `SRC_INSTANCE`, `DST_INSTANCE`,
+/// `METHOD`, `PATH`, `STATUS`, `BYTES_IN`, `BYTES_OUT`, `DURATION_MS`,
+/// `MODE`); none of them carries a body, a header value or a key.
 pub(super) fn log_exchange(
     peer: SocketAddr,
     method: &str,
@@ -55,29 +79,50 @@ pub(super) fn log_exchange(
     let src = o.source.as_deref().unwrap_or("-");
     let dst = o.destination.as_deref().unwrap_or("-");
     let ms = took.as_secs_f64() * 1000.0;
-    match &o.reject {
-        None if o.rebuilt.is_some() => tracing::info!(
-            client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
-            verdict = "allow", rebuilt = %escape(o.rebuilt.as_deref().unwrap_or("")), status = o.status,
-            bytes.request = o.bytes_in, bytes.response = o.bytes_out, duration_ms = ms,
-            "exchange allowed, answer rebuilt"
-        ),
-        None => tracing::info!(
-            client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
-            verdict = "allow", status = o.status, bytes.request = o.bytes_in, bytes.response = o.bytes_out,
-            duration_ms = ms, "exchange allowed"
-        ),
-        Some(r) => {
-            let (rule, value, at) = match &r.block {
-                Some(b) => (b.rule.name(), escape(&b.value), escape(&b.at)),
-                None => ("-", String::new(), String::new()),
-            };
+    let mode = o.mode.name();
+    let (bytes_in, bytes_out, status) = (o.bytes_in, o.bytes_out, o.status);
+    let blocked = |r: &Reject| match &r.block {
+        Some(b) => (b.rule.name(), escape(&b.value), escape(&b.at)),
+        None => ("-", String::new(), String::new()),
+    };
+    match (&o.reject, &o.would_block) {
+        (Some(r), _) => {
+            let (rule, value, at) = blocked(r);
             tracing::warn!(
                 client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
-                verdict = "block", status = r.status, side = %r.side, rule = rule, value = %value, at = %at,
-                reason = %escape(&r.reason), bytes.request = o.bytes_in, bytes.response = o.bytes_out,
+                verdict = "block", mode, status = r.status, side = %r.side, rule, value = %value, at = %at,
+                reason = %escape(&r.reason), bytes.in = bytes_in, bytes.out = bytes_out,
                 duration_ms = ms, "exchange blocked"
             )
         }
+        (None, Some(r)) => {
+            let (rule, value, at) = blocked(r);
+            let would_rebuild = escape(o.would_rebuild.as_deref().unwrap_or("-"));
+            tracing::warn!(
+                client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
+                verdict = "would block", mode, status, side = %r.side, rule, value = %value, at = %at,
+                reason = %escape(&r.reason), would_rebuild = %would_rebuild, bytes.in = bytes_in,
+                bytes.out = bytes_out, duration_ms = ms,
+                "exchange would block (monitor mode: passed unchanged)"
+            )
+        }
+        (None, None) if o.would_rebuild.is_some() => tracing::info!(
+            client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
+            verdict = "would rebuild", mode,
+            would_rebuild = %escape(o.would_rebuild.as_deref().unwrap_or("")), status,
+            bytes.in = bytes_in, bytes.out = bytes_out, duration_ms = ms,
+            "exchange allowed, answer would be rebuilt (monitor mode: forwarded as it came)"
+        ),
+        (None, None) if o.rebuilt.is_some() => tracing::info!(
+            client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
+            verdict = "allow", mode, rebuilt = %escape(o.rebuilt.as_deref().unwrap_or("")), status,
+            bytes.in = bytes_in, bytes.out = bytes_out, duration_ms = ms,
+            "exchange allowed, answer rebuilt"
+        ),
+        (None, None) => tracing::info!(
+            client.addr = %peer, src.instance = src, dst.instance = dst, method = %method, path = %path,
+            verdict = "allow", mode, status, bytes.in = bytes_in, bytes.out = bytes_out,
+            duration_ms = ms, "exchange allowed"
+        ),
     }
 }

@@ -158,7 +158,7 @@ pub(super) async fn blind_tunnel<S: Io>(
                 peer,
                 "CONNECT",
                 &target,
-                &outcome_of(reject),
+                &outcome_of(reject, config.guard.mode),
                 started.elapsed(),
             );
             return;
@@ -185,7 +185,7 @@ pub(super) async fn blind_tunnel<S: Io>(
     tracing::info!(
         client.addr = %peer, dst.instance = %format!("allowlist:{host}"), dst.addr = %connected,
         method = "CONNECT", path = %escape(&target),
-        verdict = "allow", bytes.request = sent, bytes.response = received,
+        verdict = "allow", mode = config.guard.mode.name(), bytes.in = sent, bytes.out = received,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "allowlisted domain tunnelled without inspection"
     );
