@@ -1,6 +1,7 @@
 //! What the rule engine and tokenizer benches share: the generated MISP
-//! events, the same events as PHP's `json_encode` writes them, a heap
-//! counter, and a best-of timer.
+//! events (of a size, of a number of attributes, with one inline
+//! attachment), the same events as PHP's `json_encode` writes them, a heap
+//! counter, a resident set reader, and a best-of timer.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -73,9 +74,7 @@ pub fn event(target: usize) -> Vec<u8> {
 /// [`event`] with another attribute comment (JSON string text, escaped).
 pub fn event_with(target: usize, comment: &str) -> Vec<u8> {
     let mut out = String::with_capacity(target + 4096);
-    out.push_str(
-        r#"{"Event":{"id":"1","orgc_id":"1","org_id":"1","date":"2022-08-31","threat_level_id":"1","info":"bench","published":false,"uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","attribute_count":"4","analysis":"0","timestamp":"1661956788","distribution":"2","sharing_group_id":"0","Tag":[{"id":"1","name":"tlp:clear","colour":"\u0023FFFFFF"}],"Org":{"id":"1","name":"HOST","uuid":"10c8f445-888b-4a2d-bac8-4e1e8861d595","local":true},"Attribute":["#,
-    );
+    out.push_str(HEAD);
     let mut i = 0;
     while out.len() < target / 2 {
         if i > 0 {
@@ -104,8 +103,83 @@ pub fn event_with(target: usize, comment: &str) -> Vec<u8> {
         out.push_str("]}");
         i += 4;
     }
-    out.push_str(r#"],"ShadowAttribute":[],"RelatedEvent":[],"Galaxy":[],"EventReport":[],"CryptographicKey":[]}}"#);
+    out.push_str(TAIL);
     out.into_bytes()
+}
+
+/// An event up to its attribute list.
+const HEAD: &str = r#"{"Event":{"id":"1","orgc_id":"1","org_id":"1","date":"2022-08-31","threat_level_id":"1","info":"bench","published":false,"uuid":"385283a1-b5e0-4e10-a532-dce11c365a56","attribute_count":"4","analysis":"0","timestamp":"1661956788","distribution":"2","sharing_group_id":"0","Tag":[{"id":"1","name":"tlp:clear","colour":"\u0023FFFFFF"}],"Org":{"id":"1","name":"HOST","uuid":"10c8f445-888b-4a2d-bac8-4e1e8861d595","local":true},"Attribute":["#;
+
+/// An event after its object list.
+const TAIL: &str = r#"],"ShadowAttribute":[],"RelatedEvent":[],"Galaxy":[],"EventReport":[],"CryptographicKey":[]}}"#;
+
+/// An event of `n` attributes and no object.
+pub fn event_of_attributes(n: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(n * 700 + 4096);
+    out.push_str(HEAD);
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        attribute(&mut out, i, COMMENT);
+    }
+    out.push_str(r#"],"Object":["#);
+    out.push_str(TAIL);
+    out.into_bytes()
+}
+
+/// An event whose one attribute is an attachment of about `size` bytes,
+/// carried inline as MISP pushes it: base64 in the attribute's `data`.
+pub fn event_with_attachment(size: usize) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(size + 4096);
+    out.extend_from_slice(HEAD.as_bytes());
+    out.extend_from_slice(
+        br#"{"id":"1","type":"attachment","category":"Payload delivery","to_ids":false,"uuid":"5f1c2b3a-0001-4d5e-8f90-0123456789ab","event_id":"1","distribution":"5","timestamp":"1661956302","comment":"","sharing_group_id":"0","deleted":false,"disable_correlation":false,"object_id":"0","object_relation":null,"first_seen":null,"last_seen":null,"value":"sample.bin","Galaxy":[],"ShadowAttribute":[],"Tag":[{"id":"3","name":"tlp:green"}],"data":""#,
+    );
+    // A pseudo-random stream (xorshift), so nothing compresses it away.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..size / 4 * 4 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push(ALPHABET[(x >> 58) as usize]);
+    }
+    out.extend_from_slice(br#""}],"Object":["#);
+    out.extend_from_slice(TAIL.as_bytes());
+    out
+}
+
+/// Resident set size now, and its peak since [`reset_peak_rss`], in
+/// bytes (Linux: `/proc/self/status`).
+pub fn rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Start the peak of [`rss`] again from the resident set size now (Linux
+/// 4.0 and later: `5` to `/proc/self/clear_refs`).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// How far the resident set grows while `f` runs, if the system tells.
+pub fn peak_rss_growth<F: FnOnce()>(f: F) -> Option<u64> {
+    if !reset_peak_rss() {
+        f();
+        return None;
+    }
+    let (before, _) = rss()?;
+    f();
+    let (_, peak) = rss()?;
+    Some(peak.saturating_sub(before))
 }
 
 /// The same document as PHP's `json_encode` (default flags) writes it: in

@@ -1,18 +1,48 @@
-//! Content codings (RFC 9110 §8.4): which one a body has, and a streaming
+//! Content codings (RFC 9110 §8.4): which one a body has, and a push
 //! decoder for it with caps on output size and compression ratio.
 //!
-//! Each decoder is strict at the end of its stream: a truncated stream, a
-//! bad checksum, a second gzip member or any byte after the end is an error,
-//! never silently ignored, so the guard never inspects less than the peer
-//! would decode.
+//! [`Decoder`] takes the raw body in whatever pieces the relay receives it
+//! and hands the decoded bytes on as they come, in pieces of at most
+//! [`PIECE`] bytes. It never blocks and never reads: the caller owns the
+//! loop, so a body can be decoded on the connection's own task.
+//!
+//! Each coding is strict at the end of its stream: a truncated stream, a
+//! bad checksum, a second gzip member or any byte after the end is an
+//! error, never silently ignored, so the guard never inspects less than the
+//! peer would decode.
+//!
+//! What a body decodes to, and where a cap trips, never depends on how the
+//! raw body was split: gzip, deflate and br reach their codec in steps at
+//! fixed offsets of the body (16 bytes first, doubling up to [`STEP`]),
+//! zstd one whole block at a time, so every split runs the same codec
+//! calls. A peer cannot choose its segmentation to get a different
+//! verdict.
+//!
+//! Memory per decoder is bounded whatever the input: identity holds
+//! nothing; gzip and deflate hold the inflater (its 32 KiB window and
+//! tables), one step and one piece; br holds its ring buffer (at most the
+//! 16 MiB window of RFC 7932; large-window streams are refused), its tables,
+//! one step and one piece; zstd holds its window (at most 8 MiB, RFC 9659,
+//! in a ring buffer that may round up to twice that), one block of input
+//! (128 KiB) and its block scratch.
+
+mod br;
+mod flate;
+mod zstd;
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Cursor, Read};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::mem;
 
 use super::head::{fields, Header};
 use super::Error;
+
+/// Largest piece of decoded bytes handed on at once.
+pub const PIECE: usize = 32 * 1024;
+
+/// The most raw bytes gzip, deflate and br decode in one codec call. Pieces
+/// that end inside a step are held until the step is whole (or the body
+/// ends), so the calls do not depend on the split.
+pub const STEP: usize = 4 * 1024;
 
 /// A content coding we can decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,8 +122,8 @@ pub fn response_coding(head: &(impl AsRef<[Header]> + ?Sized)) -> Result<Coding,
 pub struct DecodeCaps {
     /// Most decoded bytes.
     pub max_decoded_bytes: u64,
-    /// Most decoded bytes per raw byte read, checked once the output is
-    /// over `ratio_grace_bytes`.
+    /// Most decoded bytes per raw byte the codec consumed, checked once the
+    /// output is over `ratio_grace_bytes`.
     pub max_ratio: u64,
     /// Output below which the ratio is not checked (tiny bodies compress
     /// well and are harmless).
@@ -113,361 +143,277 @@ impl Default for DecodeCaps {
     }
 }
 
-/// A streaming decoder of `raw` in `coding`, capped by `caps`.
+/// A push decoder of one body in one coding, capped.
 ///
-/// Errors of the coding or the caps are `io::Error`s of kind `InvalidData`
-/// that carry an [`Error`] (see [`Error::from_io`]); errors of `raw` itself
-/// are passed through unchanged. After an error every later read fails too.
-/// An empty `raw` is a truncated stream for every coding but identity.
-pub fn decoder<R: Read + Send + 'static>(
+/// [`push`](Decoder::push) each raw piece as it arrives, then
+/// [`finish`](Decoder::finish). Decoded bytes go to `out` as they come, in
+/// pieces of at most [`PIECE`] bytes (identity hands on sub-slices of the
+/// raw pieces themselves). When `out` returns `false` the consumer has had
+/// enough: the decoder stops, and every later call decodes nothing and
+/// returns `Ok` (the consumer knows why it stopped).
+///
+/// Errors are [`Error::BadEncoding`] (the stream is corrupt, truncated or
+/// followed by bytes), [`Error::DecodedTooLarge`] and
+/// [`Error::RatioTooHigh`]. Caps are checked as the output grows, so a bomb
+/// stops within one piece of the cap; bytes up to `max_decoded_bytes` are
+/// handed on before the error. After an error every later call returns it
+/// again. An empty body is a truncated stream for every coding but
+/// identity.
+pub struct Decoder {
     coding: Coding,
-    raw: R,
-    caps: DecodeCaps,
-) -> Box<dyn Read + Send> {
-    let counted = Arc::new(AtomicU64::new(0));
-    let source_failed = Arc::new(AtomicBool::new(false));
-    let source = Counting {
-        inner: raw,
-        count: Arc::clone(&counted),
-        failed: Arc::clone(&source_failed),
-    };
-    let codec = match coding {
-        Coding::Identity => Codec::Identity(source),
-        Coding::Gzip => Codec::Gzip(flate2::bufread::GzDecoder::new(BufReader::new(source))),
-        Coding::Deflate => {
-            Codec::Deflate(flate2::bufread::ZlibDecoder::new(BufReader::new(source)))
-        }
-        // The buffer size only sizes brotli's input buffer.
-        Coding::Br => Codec::Br(Box::new(brotli::Decompressor::new(source, 8 * 1024))),
-        Coding::Zstd => Codec::Zstd(Zstd::Start(Some(BufReader::new(source)))),
-    };
-    Box::new(Capped {
-        codec,
-        coding,
-        caps,
-        raw: counted,
-        source_failed,
-        out: 0,
-        state: Progress::Reading,
-    })
+    stream: Box<dyn Stream + Send>,
+    meter: Meter,
+    state: State,
 }
 
-/// Counts the raw bytes read and remembers whether the source failed, so
-/// its errors are not mistaken for a corrupt stream.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
+enum State {
+    Open,
+    Stopped,
+    Failed(Error),
 }
 
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.count.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
-            Err(e) => {
-                self.failed.store(true, Ordering::Relaxed);
-                Err(e)
-            }
-        }
-    }
-}
-
-type Source<R> = Counting<R>;
-
-enum Codec<R: Read> {
-    Identity(Source<R>),
-    Gzip(flate2::bufread::GzDecoder<BufReader<Source<R>>>),
-    Deflate(flate2::bufread::ZlibDecoder<BufReader<Source<R>>>),
-    Br(Box<brotli::Decompressor<Source<R>>>),
-    Zstd(Zstd<R>),
-}
-
-/// RFC 9659 §3: a zstd content coding MUST NOT need a window over 8 MiB;
-/// refusing more also bounds our memory per body.
-const ZSTD_MAX_WINDOW: u64 = 8 * 1024 * 1024;
-
-type ZstdSource<R> = io::Chain<Cursor<Vec<u8>>, BufReader<Source<R>>>;
-
-enum Zstd<R: Read> {
-    /// Before the frame header was read (done on first read, so that
-    /// making a decoder never blocks on the source).
-    Start(Option<BufReader<Source<R>>>),
-    Frame(Box<ruzstd::decoding::StreamingDecoder<ZstdSource<R>, ruzstd::decoding::FrameDecoder>>),
-}
-
-impl<R: Read> Codec<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Codec::Identity(r) => r.read(buf),
-            Codec::Gzip(r) => r.read(buf),
-            Codec::Deflate(r) => r.read(buf),
-            Codec::Br(r) => r.read(buf),
-            Codec::Zstd(z) => z.read(buf),
-        }
-    }
-
-    /// After the codec reported its end: refuse anything left over.
-    fn finish(&mut self) -> io::Result<Option<&'static str>> {
-        match self {
-            Codec::Identity(_) => Ok(None),
-            Codec::Gzip(r) => trailing(r.get_mut(), "bytes after the gzip member"),
-            Codec::Deflate(r) => trailing(r.get_mut(), "bytes after the zlib stream"),
-            Codec::Br(r) => {
-                // brotli reports bytes left in its own buffer on the read
-                // after its end, and never looks past that buffer.
-                let mut probe = [0u8; 1];
-                if r.read(&mut probe)? != 0 {
-                    return Ok(Some("output after the brotli stream end"));
-                }
-                let mut rest = [0u8; 1];
-                if read_retrying(r.get_mut(), &mut rest)? != 0 {
-                    return Ok(Some("bytes after the brotli stream"));
-                }
-                Ok(None)
-            }
-            Codec::Zstd(Zstd::Frame(d)) => {
-                let frame = &d.decoder;
-                if let Some(sent) = frame.get_checksum_from_data() {
-                    if frame.get_calculated_checksum() != Some(sent) {
-                        return Ok(Some("zstd content checksum mismatch"));
-                    }
-                }
-                trailing(d.get_mut(), "bytes after the zstd frame")
-            }
-            Codec::Zstd(Zstd::Start(_)) => Ok(Some("zstd frame never started")),
-        }
-    }
-}
-
-fn read_retrying<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match r.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
-}
-
-fn trailing<B: BufRead>(r: &mut B, what: &'static str) -> io::Result<Option<&'static str>> {
-    Ok(if r.fill_buf()?.is_empty() {
-        None
-    } else {
-        Some(what)
-    })
-}
-
-impl<R: Read> Zstd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Zstd::Start(src) = self {
-            let Some(mut src) = src.take() else {
-                return Err(bad("zstd decoder failed to start"));
-            };
-            let header = zstd_header(&mut src)?;
-            let source = Cursor::new(header).chain(src);
-            let frame = ruzstd::decoding::StreamingDecoder::new_with_decoder(
-                source,
-                ruzstd::decoding::FrameDecoder::new(),
-            )
-            .map_err(|e| bad_owned(format!("bad zstd frame header: {e}")))?;
-            *self = Zstd::Frame(Box::new(frame));
-        }
-        match self {
-            Zstd::Frame(d) => d.read(buf),
-            Zstd::Start(_) => Err(bad("zstd decoder failed to start")),
-        }
-    }
-}
-
-/// Read and check a zstd frame header (RFC 8878 §3.1.1), returning its
-/// bytes to be replayed to the decoder. Refuses skippable frames, frames
-/// that need a dictionary, reserved bits, and windows over 8 MiB.
-fn zstd_header<B: BufRead>(src: &mut B) -> io::Result<Vec<u8>> {
-    let mut header = Vec::with_capacity(18);
-    let mut take = |n: usize, header: &mut Vec<u8>| -> io::Result<()> {
-        let start = header.len();
-        header.resize(start + n, 0);
-        let dst = header.get_mut(start..).ok_or_else(|| bad("zstd header"))?;
-        src.read_exact(dst).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                bad("truncated zstd frame header")
-            } else {
-                e
-            }
-        })
-    };
-    // Indexing below reads only bytes that `take` just filled.
-    take(5, &mut header)?;
-    let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    if magic != 0xFD2F_B528 {
-        return Err(bad("not a zstd frame (or a skippable frame)"));
-    }
-    let descriptor = header[4];
-    let fcs_flag = descriptor >> 6;
-    let single_segment = descriptor & 0x20 != 0;
-    if descriptor & 0x08 != 0 {
-        return Err(bad("zstd reserved bit set"));
-    }
-    let dict_bytes = match descriptor & 0x03 {
-        0 => 0,
-        1 => 1,
-        2 => 2,
-        _ => 4,
-    };
-    let fcs_bytes = match (fcs_flag, single_segment) {
-        (0, false) => 0,
-        (0, true) => 1,
-        (1, _) => 2,
-        (2, _) => 4,
-        _ => 8,
-    };
-    let mut window: Option<u64> = None;
-    if !single_segment {
-        take(1, &mut header)?;
-        let wd = header[5];
-        let exponent = u64::from(wd >> 3);
-        let mantissa = u64::from(wd & 0x07);
-        let base = 1u64 << (10 + exponent);
-        window = Some(base + (base / 8) * mantissa);
-    }
-    if dict_bytes > 0 {
-        let at = header.len();
-        take(dict_bytes, &mut header)?;
-        if header[at..].iter().any(|&b| b != 0) {
-            return Err(bad("zstd frame needs a dictionary"));
-        }
-    }
-    if fcs_bytes > 0 {
-        let at = header.len();
-        take(fcs_bytes, &mut header)?;
-        let mut le = [0u8; 8];
-        le[..fcs_bytes].copy_from_slice(&header[at..]);
-        let mut fcs = u64::from_le_bytes(le);
-        if fcs_bytes == 2 {
-            fcs += 256;
-        }
-        if single_segment {
-            window = Some(fcs);
-        }
-    }
-    match window {
-        Some(w) if w <= ZSTD_MAX_WINDOW => Ok(header),
-        _ => Err(bad("zstd window over 8 MiB")),
-    }
-}
-
-fn bad(reason: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, Reason(reason.to_owned()))
-}
-
-fn bad_owned(reason: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, Reason(reason))
-}
-
-/// A reason from inside a codec, turned into [`Error::BadEncoding`] by
-/// [`Capped`].
-#[derive(Debug)]
-struct Reason(String);
-
-impl fmt::Display for Reason {
+impl fmt::Debug for Decoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.debug_struct("Decoder")
+            .field("coding", &self.coding)
+            .field("raw", &self.meter.raw)
+            .field("decoded", &self.meter.out)
+            .finish_non_exhaustive()
     }
 }
 
-impl std::error::Error for Reason {}
-
-enum Progress {
-    Reading,
-    Ended,
-    Failed(io::ErrorKind, Error),
-}
-
-/// The codec with the caps, the end-of-stream checks and a latched error.
-struct Capped<R: Read> {
-    codec: Codec<R>,
-    coding: Coding,
-    caps: DecodeCaps,
-    raw: Arc<AtomicU64>,
-    source_failed: Arc<AtomicBool>,
-    out: u64,
-    state: Progress,
-}
-
-impl<R: Read> Capped<R> {
-    fn fail(&mut self, error: Error) -> io::Error {
-        self.state = Progress::Failed(io::ErrorKind::InvalidData, error.clone());
-        io::Error::new(io::ErrorKind::InvalidData, error)
-    }
-
-    fn bad_stream(&mut self, reason: String) -> io::Error {
-        let coding = self.coding;
-        self.fail(Error::BadEncoding { coding, reason })
-    }
-
-    /// An error from the codec: the source's own error passes through
-    /// (the relay's I/O failed, not the stream); anything else is a bad
-    /// stream.
-    fn codec_error(&mut self, e: io::Error) -> io::Error {
-        if self.source_failed.load(Ordering::Relaxed) {
-            return e;
-        }
-        let reason = match e.get_ref().and_then(|r| r.downcast_ref::<Reason>()) {
-            Some(r) => r.0.clone(),
-            None if e.kind() == io::ErrorKind::UnexpectedEof => "truncated stream".to_owned(),
-            None => format!("corrupt stream: {e}"),
+impl Decoder {
+    /// A decoder of a body in `coding`, capped by `caps`.
+    pub fn new(coding: Coding, caps: DecodeCaps) -> Decoder {
+        let stream: Box<dyn Stream + Send> = match coding {
+            Coding::Identity => Box::new(Identity),
+            Coding::Gzip => Box::new(Stepped::new(flate::Gzip::new())),
+            Coding::Deflate => Box::new(Stepped::new(flate::Zlib::new())),
+            Coding::Br => Box::new(Stepped::new(br::Br::new())),
+            Coding::Zstd => Box::new(zstd::Zstd::new()),
         };
-        self.bad_stream(reason)
+        Decoder {
+            coding,
+            stream,
+            meter: Meter {
+                caps,
+                raw: 0,
+                out: 0,
+            },
+            state: State::Open,
+        }
+    }
+
+    /// Decode the next raw piece of the body.
+    pub fn push(&mut self, raw: &[u8], out: impl FnMut(&[u8]) -> bool) -> Result<(), Error> {
+        self.run(out, |stream, sink| stream.push(raw, sink))
+    }
+
+    /// The body ended: decode what is held and refuse a stream that did
+    /// not end with it.
+    pub fn finish(mut self, out: impl FnMut(&[u8]) -> bool) -> Result<(), Error> {
+        self.run(out, |stream, sink| stream.finish(sink))
+    }
+
+    fn run(
+        &mut self,
+        mut out: impl FnMut(&[u8]) -> bool,
+        step: impl FnOnce(&mut dyn Stream, &mut Sink<'_>) -> Result<(), Halt>,
+    ) -> Result<(), Error> {
+        match &self.state {
+            State::Open => {}
+            State::Stopped => return Ok(()),
+            State::Failed(e) => return Err(e.clone()),
+        }
+        let mut sink = Sink {
+            meter: &mut self.meter,
+            out: &mut out,
+        };
+        let error = match step(self.stream.as_mut(), &mut sink) {
+            Ok(()) => return Ok(()),
+            Err(Halt::Stop) => {
+                self.state = State::Stopped;
+                return Ok(());
+            }
+            Err(Halt::Cap(e)) => e,
+            Err(Halt::Bad(reason)) => Error::BadEncoding {
+                coding: self.coding,
+                reason,
+            },
+        };
+        self.state = State::Failed(error.clone());
+        Err(error)
     }
 }
 
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &self.state {
-            Progress::Ended => return Ok(0),
-            Progress::Failed(kind, e) => return Err(io::Error::new(*kind, e.clone())),
-            Progress::Reading => {}
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        // Never ask for more than the cap allows plus one byte, so an
-        // overshoot is seen without decoding a large block past the cap.
-        let room = self
+/// One coding's decoding, fed through a [`Sink`].
+trait Stream {
+    /// Decode all of `input`.
+    fn push(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<(), Halt>;
+    /// The body ended after the input pushed.
+    fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), Halt>;
+}
+
+/// Why decoding stopped early.
+enum Halt {
+    /// The consumer has had enough.
+    Stop,
+    /// The stream is bad; the reason becomes [`Error::BadEncoding`].
+    Bad(String),
+    /// A cap was hit.
+    Cap(Error),
+}
+
+fn bad(reason: impl Into<String>) -> Halt {
+    Halt::Bad(reason.into())
+}
+
+/// The counts the caps are checked against.
+struct Meter {
+    caps: DecodeCaps,
+    /// Raw bytes the codec consumed.
+    raw: u64,
+    /// Decoded bytes handed on.
+    out: u64,
+}
+
+/// Where a codec puts its output: the caps, then the consumer.
+struct Sink<'a> {
+    meter: &'a mut Meter,
+    out: &'a mut dyn FnMut(&[u8]) -> bool,
+}
+
+impl Sink<'_> {
+    /// The codec consumed `n` more raw bytes.
+    fn took(&mut self, n: usize) {
+        self.meter.raw = self.meter.raw.saturating_add(n as u64);
+    }
+
+    /// How much output a codec may make in its next call: a piece, but
+    /// never more than one byte past the size cap, so an overshoot is seen
+    /// without decoding far past it.
+    fn room(&self) -> usize {
+        let left = self
+            .meter
             .caps
             .max_decoded_bytes
-            .saturating_sub(self.out)
+            .saturating_sub(self.meter.out)
             .saturating_add(1);
-        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let dst = buf.get_mut(..want).unwrap_or_default();
-        let n = match self.codec.read(dst) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-            Err(e) => return Err(self.codec_error(e)),
-        };
-        if n == 0 {
-            return match self.codec.finish() {
-                Ok(None) => {
-                    self.state = Progress::Ended;
-                    Ok(0)
-                }
-                Ok(Some(reason)) => Err(self.bad_stream(reason.to_owned())),
-                Err(e) => Err(self.codec_error(e)),
-            };
+        usize::try_from(left).map_or(PIECE, |left| left.min(PIECE))
+    }
+
+    /// Hand on a piece of output, checking the caps first.
+    fn emit(&mut self, piece: &[u8]) -> Result<(), Halt> {
+        if piece.is_empty() {
+            return Ok(());
         }
-        self.out += n as u64;
-        if self.out > self.caps.max_decoded_bytes {
-            return Err(self.fail(Error::DecodedTooLarge(self.caps.max_decoded_bytes)));
+        let caps = &self.meter.caps;
+        let left = caps.max_decoded_bytes.saturating_sub(self.meter.out);
+        if piece.len() as u64 > left {
+            let max = caps.max_decoded_bytes;
+            // `left` < piece.len(), so it fits a usize.
+            let fits = piece
+                .get(..usize::try_from(left).unwrap_or(0))
+                .unwrap_or_default();
+            self.meter.out = max;
+            if !fits.is_empty() && !(self.out)(fits) {
+                return Err(Halt::Stop);
+            }
+            return Err(Halt::Cap(Error::DecodedTooLarge(max)));
         }
-        let raw = self.raw.load(Ordering::Relaxed);
-        if self.out > self.caps.ratio_grace_bytes
-            && self.out > raw.saturating_mul(self.caps.max_ratio)
+        self.meter.out += piece.len() as u64;
+        if self.meter.out > caps.ratio_grace_bytes
+            && self.meter.out > self.meter.raw.saturating_mul(caps.max_ratio)
         {
-            return Err(self.fail(Error::RatioTooHigh(self.caps.max_ratio)));
+            return Err(Halt::Cap(Error::RatioTooHigh(caps.max_ratio)));
         }
-        Ok(n)
+        if (self.out)(piece) {
+            Ok(())
+        } else {
+            Err(Halt::Stop)
+        }
+    }
+}
+
+/// Identity: the raw bytes are the output, handed on without a copy.
+struct Identity;
+
+impl Stream for Identity {
+    fn push(&mut self, raw: &[u8], sink: &mut Sink<'_>) -> Result<(), Halt> {
+        sink.took(raw.len());
+        raw.chunks(PIECE).try_for_each(|piece| sink.emit(piece))
+    }
+
+    fn finish(&mut self, _: &mut Sink<'_>) -> Result<(), Halt> {
+        Ok(())
+    }
+}
+
+/// Feeds a codec in steps at fixed body offsets: whole steps straight
+/// from the pushed piece, a step split across pieces gathered first. Steps
+/// start small and double up to [`STEP`], so a small body (or the start of
+/// a bomb) is decoded without waiting for a full step.
+struct Stepped<C> {
+    codec: C,
+    partial: Vec<u8>,
+    /// Where the current step starts in the body.
+    at: u64,
+}
+
+/// The first step's length.
+const FIRST_STEP: usize = 16;
+
+impl<C: Stream> Stepped<C> {
+    fn new(codec: C) -> Self {
+        Stepped {
+            codec,
+            partial: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// The current step's length: 16, 16, 32, 64, … up to [`STEP`].
+    fn len(&self) -> usize {
+        usize::try_from(self.at).map_or(STEP, |at| at.clamp(FIRST_STEP, STEP))
+    }
+
+    /// Decode the gathered step, keeping its buffer for the next one.
+    fn flush(&mut self, sink: &mut Sink<'_>) -> Result<(), Halt> {
+        self.at += self.partial.len() as u64;
+        let step = mem::take(&mut self.partial);
+        let res = self.codec.push(&step, sink);
+        self.partial = step;
+        self.partial.clear();
+        res
+    }
+}
+
+impl<C: Stream> Stream for Stepped<C> {
+    fn push(&mut self, mut raw: &[u8], sink: &mut Sink<'_>) -> Result<(), Halt> {
+        while !raw.is_empty() {
+            let len = self.len();
+            if self.partial.is_empty() && raw.len() >= len {
+                let (step, rest) = raw.split_at(len);
+                raw = rest;
+                self.at += len as u64;
+                self.codec.push(step, sink)?;
+            } else {
+                let want = len.saturating_sub(self.partial.len());
+                let (head, rest) = raw.split_at(raw.len().min(want));
+                raw = rest;
+                self.partial.extend_from_slice(head);
+                if self.partial.len() >= len {
+                    self.flush(sink)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), Halt> {
+        if !self.partial.is_empty() {
+            self.flush(sink)?;
+        }
+        self.codec.finish(sink)
     }
 }

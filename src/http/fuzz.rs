@@ -2,14 +2,13 @@
 //! bounded stable test in `tests.rs` (so CI runs the same checks without a
 //! nightly toolchain). Each one panics only when an invariant breaks.
 
-use std::io::Read;
-
 use bytes::BytesMut;
 
+use super::decode::PIECE;
 use super::{
-    connection_close, content_coding, decoder, encode_request, encode_response, expects_continue,
+    connection_close, content_coding, encode_request, encode_response, expects_continue,
     parse_request, parse_response, request_body, response_body, BodyKind, Chunk, ChunkedDecoder,
-    Coding, DecodeCaps, Error, Limits,
+    Coding, DecodeCaps, Decoder, Error, Limits,
 };
 
 /// Heads: parse as request and as response; whatever is accepted must
@@ -130,8 +129,60 @@ pub fn chunked(data: &[u8]) {
     }
 }
 
-/// Content decoding of arbitrary bytes: the first byte picks the coding.
-/// Must end in data or an error, never a panic, within the caps.
+/// What content decoding gave: the bytes handed on, and how it ended.
+#[derive(PartialEq, Eq)]
+pub struct Decoded {
+    /// Every decoded byte handed on, in order.
+    pub data: Vec<u8>,
+    /// The first error, or `Ok` once finished.
+    pub end: Result<(), Error>,
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded")
+            .field("data", &format_args!("{} bytes", self.data.len()))
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+/// Push `pieces` one after another to a fresh decoder, then finish. The
+/// consumer has had enough after `stop_after` bytes (it keeps the piece
+/// that crossed it).
+pub fn decode_pieces<'a>(
+    coding: Coding,
+    caps: &DecodeCaps,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    stop_after: Option<usize>,
+) -> Decoded {
+    let mut dec = Decoder::new(coding, caps.clone());
+    let mut data = Vec::new();
+    let mut keep = |piece: &[u8]| {
+        assert!(!piece.is_empty() && piece.len() <= PIECE, "{}", piece.len());
+        data.extend_from_slice(piece);
+        stop_after.is_none_or(|n| data.len() < n)
+    };
+    let mut end = Ok(());
+    for piece in pieces {
+        if let Err(e) = dec.push(piece, &mut keep) {
+            // A failed decoder stays failed, with the same error.
+            assert_eq!(dec.push(b"x", &mut keep), Err(e.clone()));
+            end = Err(e);
+            break;
+        }
+    }
+    if end.is_ok() {
+        end = dec.finish(&mut keep);
+    }
+    Decoded { data, end }
+}
+
+/// Content decoding of arbitrary bytes: the first byte picks the coding
+/// and seeds how the rest is split. Must end in data or an error, never a
+/// panic, within the caps; and every split must give exactly what decoding
+/// whole gives (the same bytes, the same error), and a consumer that stops
+/// early must get a prefix of it.
 pub fn decode(data: &[u8]) {
     let Some((&pick, raw)) = data.split_first() else {
         return;
@@ -148,13 +199,44 @@ pub fn decode(data: &[u8]) {
         max_ratio: 1000,
         ratio_grace_bytes: 4096,
     };
-    let mut dec = decoder(coding, std::io::Cursor::new(raw.to_vec()), caps);
-    let mut out = Vec::new();
-    let res = dec.read_to_end(&mut out);
-    assert!(out.len() <= 1 << 20);
-    if res.is_err() {
-        // A failed decoder stays failed.
-        let mut probe = [0u8; 16];
-        assert!(dec.read(&mut probe).is_err());
+    let whole = decode_pieces(coding, &caps, [raw], None);
+    assert!(whole.data.len() <= 1 << 20);
+    if whole.end.is_ok() {
+        assert!(whole.data.len() as u64 <= (raw.len() as u64 * 1000).max(4096));
     }
+    let mut sizes = vec![1, usize::from(pick / 5) + 2];
+    let mut seed = u32::from(pick) | (raw.len() as u32) << 8;
+    let irregular = split_by(raw, || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        (seed >> 16) as usize % 300 + 1
+    });
+    sizes.push(raw.len() / 2 + 1);
+    for size in sizes {
+        let split = decode_pieces(coding, &caps, raw.chunks(size), None);
+        assert_eq!(split, whole, "{coding} in pieces of {size}");
+    }
+    let split = decode_pieces(coding, &caps, irregular, None);
+    assert_eq!(split, whole, "{coding} in irregular pieces");
+    // A consumer that stops early.
+    let stop = usize::from(pick) * 31 % (whole.data.len() + 1);
+    let early = decode_pieces(coding, &caps, raw.chunks(64), Some(stop));
+    assert!(
+        whole.data.starts_with(&early.data),
+        "{coding}: stopped at {stop}"
+    );
+    if whole.end.is_ok() || early.data.len() < whole.data.len() {
+        assert_eq!(early.end, Ok(()), "{coding}: stopped at {stop}");
+    }
+}
+
+/// `raw` cut where `next` says.
+fn split_by(raw: &[u8], mut next: impl FnMut() -> usize) -> Vec<&[u8]> {
+    let mut pieces = Vec::new();
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let (piece, after) = rest.split_at(next().min(rest.len()));
+        pieces.push(piece);
+        rest = after;
+    }
+    pieces
 }

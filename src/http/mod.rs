@@ -37,7 +37,7 @@ pub mod fuzz;
 mod tests;
 
 pub use body::{request_body, response_body, BodyKind, Chunk, ChunkedDecoder};
-pub use decode::{content_coding, decoder, request_coding, response_coding, Coding, DecodeCaps};
+pub use decode::{content_coding, request_coding, response_coding, Coding, DecodeCaps, Decoder};
 pub use encode::{
     encode_request, encode_request_close, encode_response, encode_response_close, is_hop_by_hop,
 };
@@ -213,8 +213,8 @@ impl Error {
         }
     }
 
-    /// The [`Error`] inside an `io::Error` returned by a [`decoder`], if the
-    /// decoder (not the raw source) failed.
+    /// The [`Error`] inside an `io::Error`, if it carries one (readers over
+    /// a [`Decoder`] report its errors so), not an error of their source.
     pub fn from_io(err: &std::io::Error) -> Option<&Error> {
         err.get_ref()
             .and_then(|inner| inner.downcast_ref::<Error>())

@@ -1017,10 +1017,77 @@ fn encoders() -> [(Coding, Encoder); 4] {
     ]
 }
 
+/// Decode `raw` pushed whole, after checking that pushing it in pieces of
+/// one byte, a few bytes and a step and a half gives exactly the same.
 fn decode_all(coding: Coding, raw: Vec<u8>, caps: DecodeCaps) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    decoder(coding, io::Cursor::new(raw), caps).read_to_end(&mut out)?;
-    Ok(out)
+    let whole = fuzz::decode_pieces(coding, &caps, [&raw[..]], None);
+    for size in [1, 7, decode::STEP * 3 / 2] {
+        let split = fuzz::decode_pieces(coding, &caps, raw.chunks(size), None);
+        assert!(
+            split == whole,
+            "{coding} in pieces of {size}: {split:?}, whole {whole:?}"
+        );
+    }
+    whole
+        .end
+        .map(|()| whole.data)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A decoder fed from `source` as a `Read`, for sources too large to hold
+/// (the bombs below): errors of the source pass through, the decoder's are
+/// `InvalidData` carrying an [`Error`], and after an error every read fails.
+fn decoder<R: Read>(coding: Coding, source: R, caps: DecodeCaps) -> Pulled<R> {
+    Pulled {
+        source,
+        decoder: Some(Decoder::new(coding, caps)),
+        decoded: Vec::new(),
+        at: 0,
+        failed: None,
+    }
+}
+
+struct Pulled<R> {
+    source: R,
+    decoder: Option<Decoder>,
+    decoded: Vec<u8>,
+    at: usize,
+    failed: Option<Error>,
+}
+
+impl<R: Read> Read for Pulled<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.decoded.len() {
+            if let Some(e) = &self.failed {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
+            }
+            let Some(dec) = self.decoder.as_mut() else {
+                return Ok(0);
+            };
+            self.decoded.clear();
+            self.at = 0;
+            // Small raw pieces keep what one push decodes small.
+            let mut raw = [0u8; 64];
+            let n = self.source.read(&mut raw)?;
+            let decoded = &mut self.decoded;
+            let keep = |piece: &[u8]| {
+                decoded.extend_from_slice(piece);
+                true
+            };
+            let res = if n == 0 {
+                self.decoder.take().map_or(Ok(()), |dec| dec.finish(keep))
+            } else {
+                dec.push(&raw[..n], keep)
+            };
+            if let Err(e) = res {
+                self.failed = Some(e);
+            }
+        }
+        let n = buf.len().min(self.decoded.len() - self.at);
+        buf[..n].copy_from_slice(&self.decoded[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 fn decode_error(coding: Coding, raw: Vec<u8>, caps: DecodeCaps) -> Error {
@@ -1314,6 +1381,192 @@ fn source_errors_pass_through() {
             .unwrap_err();
         assert!(Error::from_io(&err).is_none(), "{coding}: {err}");
     }
+}
+
+// === the push decoder: every split decodes alike ===
+
+/// Decoding `raw` gives exactly the same bytes and the same end whole, cut
+/// in two at every `stride`-th offset, and in pieces of every size up to
+/// 64 bytes and around a step. Returns the whole result.
+fn same_in_every_split(
+    coding: Coding,
+    raw: &[u8],
+    caps: &DecodeCaps,
+    stride: usize,
+) -> fuzz::Decoded {
+    let whole = fuzz::decode_pieces(coding, caps, [raw], None);
+    for cut in (0..=raw.len()).step_by(stride) {
+        let (a, b) = raw.split_at(cut);
+        let split = fuzz::decode_pieces(coding, caps, [a, b], None);
+        assert!(
+            split == whole,
+            "{coding} cut at {cut}: {split:?}, whole {whole:?}"
+        );
+    }
+    let step = decode::STEP;
+    for size in (1..=64).chain([step - 1, step, step + 1, 3 * step + 5]) {
+        let split = fuzz::decode_pieces(coding, caps, raw.chunks(size), None);
+        assert!(
+            split == whole,
+            "{coding} in pieces of {size}: {split:?}, whole {whole:?}"
+        );
+    }
+    whole
+}
+
+fn all_codings() -> [(Coding, Encoder); 5] {
+    let [g, d, b, z] = encoders();
+    [(Coding::Identity, <[u8]>::to_vec), g, d, b, z]
+}
+
+#[test]
+fn every_split_decodes_alike() {
+    let data = sample();
+    let small = &data[..2000];
+    for (coding, encode) in all_codings() {
+        let full = encode(small);
+        let whole = same_in_every_split(coding, &full, &DecodeCaps::default(), 1);
+        assert_eq!(
+            (whole.data.as_slice(), whole.end),
+            (small, Ok(())),
+            "{coding}"
+        );
+        let whole = same_in_every_split(coding, &encode(b"{}"), &DecodeCaps::default(), 1);
+        assert_eq!(whole.data, b"{}", "{coding}");
+        if coding == Coding::Identity {
+            continue;
+        }
+        let mut refused = Vec::new();
+        for cut in [0, 1, 5, full.len() / 2, full.len() - 4, full.len() - 1] {
+            refused.push(full[..cut].to_vec());
+        }
+        let mut trailing = full.clone();
+        trailing.push(b'x');
+        refused.push(trailing);
+        let mut twice = encode(b"{}");
+        twice.extend(encode(b"{}"));
+        refused.push(twice);
+        for raw in refused {
+            let whole = same_in_every_split(coding, &raw, &DecodeCaps::default(), 1);
+            assert!(
+                matches!(whole.end, Err(Error::BadEncoding { .. })),
+                "{coding} {} bytes: {whole:?}",
+                raw.len()
+            );
+        }
+        // A flipped byte: whatever it gives, it gives in every split.
+        let mut flipped = full.clone();
+        flipped[full.len() / 3] ^= 0x10;
+        same_in_every_split(coding, &flipped, &DecodeCaps::default(), 1);
+    }
+}
+
+/// 2 MiB of zeros, compressed as hard as each coding can.
+fn zero_bombs() -> Vec<(Coding, Vec<u8>)> {
+    let zeros = vec![0u8; 2 << 20];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&zeros).unwrap();
+    let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    zl.write_all(&zeros).unwrap();
+    vec![
+        (Coding::Gzip, gz.finish().unwrap()),
+        (Coding::Deflate, zl.finish().unwrap()),
+        (Coding::Br, brotli(&zeros)),
+        (Coding::Zstd, zstd(&zeros)),
+        (Coding::Zstd, zstd_rle_bomb()),
+    ]
+}
+
+#[test]
+fn bombs_stop_alike_in_every_split() {
+    let size_cap = DecodeCaps {
+        max_decoded_bytes: 256 << 10,
+        max_ratio: u64::MAX,
+        ratio_grace_bytes: 0,
+    };
+    for (coding, raw) in zero_bombs() {
+        let stride = raw.len() / 16 + 1;
+        let whole = same_in_every_split(coding, &raw, &size_cap, stride);
+        assert_eq!(
+            whole.end,
+            Err(Error::DecodedTooLarge(256 << 10)),
+            "{coding}"
+        );
+        assert_eq!(whole.data.len(), 256 << 10, "{coding}");
+        let whole = same_in_every_split(coding, &raw, &DecodeCaps::default(), stride);
+        assert_eq!(whole.end, Err(Error::RatioTooHigh(200)), "{coding}");
+        // Stopped as the output grew past the grace, not after inflating.
+        assert!(
+            whole.data.len() <= (64 << 10) + decode::PIECE,
+            "{coding}: {whole:?}"
+        );
+    }
+}
+
+#[test]
+fn a_consumer_that_stops_gets_a_prefix_and_no_error() {
+    let data = sample();
+    for (coding, encode) in all_codings() {
+        let raw = encode(&data);
+        for stop in [0, 1, 1000, data.len() - 1] {
+            let early =
+                fuzz::decode_pieces(coding, &DecodeCaps::default(), raw.chunks(100), Some(stop));
+            assert_eq!(early.end, Ok(()), "{coding} stop at {stop}");
+            assert!(data.starts_with(&early.data), "{coding} stop at {stop}");
+            assert!(early.data.len() >= stop.max(1), "{coding} stop at {stop}");
+            assert!(
+                early.data.len() <= stop + decode::PIECE,
+                "{coding} stop at {stop}"
+            );
+        }
+        // A truncated stream whose consumer stopped before its end: the
+        // consumer's choice, not an error.
+        let cut = &raw[..raw.len() - 1];
+        let early = fuzz::decode_pieces(coding, &DecodeCaps::default(), [cut], Some(10));
+        assert_eq!(early.end, Ok(()), "{coding}");
+    }
+}
+
+#[test]
+fn brotli_large_window_is_refused() {
+    // The large-window extension is not RFC 7932 `br`: its windows reach
+    // 1 GiB of memory.
+    let params = brotli::enc::BrotliEncoderParams {
+        large_window: true,
+        lgwin: 26,
+        quality: 1,
+        ..Default::default()
+    };
+    let mut raw = Vec::new();
+    brotli::BrotliCompress(&mut &sample()[..], &mut raw, &params).unwrap();
+    let e = decode_error(Coding::Br, raw, DecodeCaps::default());
+    assert!(matches!(e, Error::BadEncoding { .. }), "{e}");
+    // The same at the standard's largest window decodes.
+    let params = brotli::enc::BrotliEncoderParams {
+        lgwin: 24,
+        quality: 1,
+        ..Default::default()
+    };
+    let mut raw = Vec::new();
+    brotli::BrotliCompress(&mut &sample()[..], &mut raw, &params).unwrap();
+    assert_eq!(
+        decode_all(Coding::Br, raw, DecodeCaps::default()).unwrap(),
+        sample()
+    );
+}
+
+#[test]
+fn zstd_refuses_oversized_blocks_before_holding_them() {
+    // A raw block that says it is 1 MiB: refused from its header alone.
+    let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 13 << 3];
+    let header: u32 = 1 | ((1 << 20) << 3);
+    frame.extend_from_slice(&header.to_le_bytes()[..3]);
+    let mut dec = Decoder::new(Coding::Zstd, DecodeCaps::default());
+    let e = dec.push(&frame, |_| true).unwrap_err();
+    assert!(matches!(e, Error::BadEncoding { .. }), "{e}");
+    // And the decoder stays failed.
+    assert_eq!(dec.push(&[0; 16], |_| true), Err(e.clone()));
+    assert_eq!(dec.finish(|_| true), Err(e));
 }
 
 // === fuzz entry points, bounded, on stable ===

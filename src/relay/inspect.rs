@@ -2,10 +2,13 @@
 //!
 //! The engine is synchronous (serde reads from `std::io::Read`), so it runs
 //! on a blocking thread and reads the de-chunked raw body from a bounded
-//! channel; decoding (`Content-Encoding`) happens on that thread too. The
-//! verdict is ready when the last byte has been fed.
+//! channel. An identity body is checked against the caps on that thread; a
+//! coded one (`Content-Encoding`) is decoded on a thread of its own that
+//! waits whenever the engine is behind, since one raw piece can decode to
+//! megabytes. The verdict is ready when the last byte has been fed.
 
 use std::io::{self, Read};
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -13,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, InstanceId};
-use crate::http::{self, Coding, DecodeCaps};
+use crate::http::{self, Coding, DecodeCaps, Decoder};
 use crate::rules::{self, Block, Context, Document, Rule, Verdict};
 
 /// Chunks in flight between the relay and the engine. Small: the relay
@@ -56,12 +59,8 @@ impl Inspection {
     pub fn start(job: Job) -> Inspection {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let task = tokio::task::spawn_blocking(move || {
-            let raw = ChannelReader {
-                rx,
-                current: Bytes::new(),
-            };
             let mut body = LimitWatch {
-                inner: http::decoder(job.coding, raw, job.caps),
+                inner: ChannelReader::new(rx, job.coding, job.caps.clone()),
                 hit: None,
             };
             let policy = &job.config.instance(job.instance).policy;
@@ -100,18 +99,132 @@ impl Inspection {
     }
 }
 
-/// Presents the channel as a `Read` for the blocking engine.
+/// Presents the channel, decoded, as a `Read` for the blocking engine.
+/// Decoder errors are `InvalidData` errors carrying the [`http::Error`];
+/// after the end or an error every read gives it again.
 struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
+    source: Source,
     current: Bytes,
+    end: Option<Result<(), Failure>>,
+}
+
+#[derive(Clone)]
+enum Failure {
+    Decode(http::Error),
+    Thread,
+}
+
+impl From<Failure> for io::Error {
+    fn from(f: Failure) -> io::Error {
+        match f {
+            Failure::Decode(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+            Failure::Thread => io::Error::other("the decoding thread ended early"),
+        }
+    }
+}
+
+enum Source {
+    /// Identity: the raw pieces are the body, once the caps passed them.
+    Identity {
+        rx: mpsc::Receiver<Bytes>,
+        decoder: Option<Decoder>,
+    },
+    /// Decoded pieces from the decoding thread.
+    Decoded(std_mpsc::Receiver<Decoded>),
+}
+
+/// What the decoding thread hands the engine.
+enum Decoded {
+    Piece(Bytes),
+    /// The end of the body: how decoding ended.
+    End(Result<(), http::Error>),
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<Bytes>, coding: Coding, caps: DecodeCaps) -> ChannelReader {
+        let decoder = Decoder::new(coding, caps);
+        let source = if coding == Coding::Identity {
+            Source::Identity {
+                rx,
+                decoder: Some(decoder),
+            }
+        } else {
+            let (tx, decoded) = std_mpsc::sync_channel(CHANNEL_CHUNKS);
+            let spawned = std::thread::Builder::new()
+                .name("decode".into())
+                .spawn(move || decode(rx, decoder, &tx));
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start a decoding thread: {e}");
+            }
+            // Without the thread the channel is closed at once: refused.
+            Source::Decoded(decoded)
+        };
+        ChannelReader {
+            source,
+            current: Bytes::new(),
+            end: None,
+        }
+    }
+
+    /// The next piece of the decoded body, or how the body ended.
+    fn next(&mut self) -> Result<Bytes, Result<(), Failure>> {
+        match &mut self.source {
+            Source::Identity { rx, decoder } => {
+                let Some(d) = decoder.as_mut() else {
+                    return Err(Ok(()));
+                };
+                let end = match rx.blocking_recv() {
+                    Some(chunk) => match d.push(&chunk, |_| true) {
+                        Ok(()) => return Ok(chunk),
+                        Err(e) => Err(e),
+                    },
+                    None => decoder.take().map_or(Ok(()), |d| d.finish(|_| true)),
+                };
+                Err(end.map_err(Failure::Decode))
+            }
+            Source::Decoded(rx) => match rx.recv() {
+                Ok(Decoded::Piece(piece)) => Ok(piece),
+                Ok(Decoded::End(end)) => Err(end.map_err(Failure::Decode)),
+                Err(_) => Err(Err(Failure::Thread)),
+            },
+        }
+    }
+}
+
+/// The decoding thread: push each raw piece, hand each decoded piece on,
+/// waiting while the engine is behind; stop once the engine is gone.
+fn decode(mut rx: mpsc::Receiver<Bytes>, mut decoder: Decoder, tx: &std_mpsc::SyncSender<Decoded>) {
+    let gone = std::cell::Cell::new(false);
+    let mut send = |piece: &[u8]| {
+        let sent = tx.send(Decoded::Piece(Bytes::copy_from_slice(piece)));
+        gone.set(sent.is_err());
+        sent.is_ok()
+    };
+    let end = loop {
+        match rx.blocking_recv() {
+            Some(chunk) => {
+                if let Err(e) = decoder.push(&chunk, &mut send) {
+                    break Err(e);
+                }
+                if gone.get() {
+                    return;
+                }
+            }
+            None => break decoder.finish(&mut send),
+        }
+    };
+    let _ = tx.send(Decoded::End(end));
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
+            if let Some(end) = &self.end {
+                return end.clone().map(|()| 0).map_err(io::Error::from);
+            }
+            match self.next() {
+                Ok(piece) => self.current = piece,
+                Err(end) => self.end = Some(end),
             }
         }
         let n = buf.len().min(self.current.len());

@@ -314,11 +314,11 @@ fn error_answer_decodes_small(hold: &Hold, coding: Coding) -> Result<(), Reject>
         max_decoded_bytes: MAX_ERROR_ANSWER,
         ..http::DecodeCaps::default()
     };
-    let mut decoded = http::decoder(coding, std::io::Cursor::new(raw), caps);
-    std::io::copy(&mut decoded, &mut std::io::sink())
-        .map(|_| ())
-        .map_err(|e| {
-            let why = http::Error::from_io(&e).map_or_else(|| e.to_string(), ToString::to_string);
+    let mut decoder = http::Decoder::new(coding, caps);
+    decoder
+        .push(&raw, |_| true)
+        .and_then(|()| decoder.finish(|_| true))
+        .map_err(|why| {
             Reject::fatal(
                 502,
                 Side::Upstream,

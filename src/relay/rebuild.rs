@@ -41,24 +41,42 @@ pub(super) fn rebuild(
     terms: &Terms,
 ) -> Result<(Hold, Pass), Reject> {
     let guard = |why: String| Reject::fatal(502, Side::Guard, why);
-    let raw = held
+    let mut raw = held
         .reader()
         .map_err(|e| guard(format!("cannot read the held answer again: {e}")))?;
-    let mut decoded = http::decoder(judging.coding, raw, judging.caps.clone());
+    let mut decoder = http::Decoder::new(judging.coding, judging.caps.clone());
     let mut rebuilder = plan.rebuilder(judging.policy, judging.context, judging.max_depth);
     let mut rebuilt = terms.hold(0);
     let spill_dir = &terms.config.guard.spill_dir;
-    let mut piece = vec![0u8; PIECE];
     let mut out = Vec::with_capacity(PIECE);
-    loop {
-        let n = decoded
+    // A failure to hold what was rebuilt, kept while the decoder is told
+    // to stop.
+    let mut held_failed = None;
+    let mut piece = vec![0u8; PIECE];
+    let mut end = None;
+    while held_failed.is_none() && end.is_none() {
+        let n = raw
             .read(&mut piece)
-            .map_err(|e| guard(format!("cannot decode the held answer again: {e}")))?;
+            .map_err(|e| guard(format!("cannot read the held answer again: {e}")))?;
+        let mut sink = |decoded: &[u8]| {
+            rebuilder.feed(decoded, &mut out);
+            let stored = store(&mut rebuilt, &mut out, spill_dir);
+            held_failed = stored.err();
+            held_failed.is_none()
+        };
         if n == 0 {
+            end = Some(decoder.finish(&mut sink));
             break;
         }
-        rebuilder.feed(&piece[..n], &mut out);
-        store(&mut rebuilt, &mut out, spill_dir)?;
+        decoder
+            .push(&piece[..n], &mut sink)
+            .map_err(|e| guard(format!("cannot decode the held answer again: {e}")))?;
+    }
+    if let Some(reject) = held_failed {
+        return Err(reject);
+    }
+    if let Some(decoded) = end {
+        decoded.map_err(|e| guard(format!("cannot decode the held answer again: {e}")))?;
     }
     let pass = rebuilder
         .finish(&mut out)

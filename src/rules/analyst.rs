@@ -3,7 +3,7 @@
 //! gives.
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{AKind, Ent, Interp, Kind, Out, RelType, Slot};
 use super::Rule;
 
@@ -35,6 +35,18 @@ pub(super) fn inbound(j: &Judge<'_>, stage: u8) -> Slot {
     );
     Slot::of(kind)
 }
+
+/// The keys analyst data reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::SharingGroup,
+    K::RelatedObjectType,
+    K::RelatedObject,
+    K::RelationshipInbound,
+    K::Note,
+    K::Opinion,
+    K::Relationship,
+]);
 
 pub(super) struct AnalystNode {
     kind: AKind,
@@ -84,16 +96,24 @@ impl AnalystNode {
 
     #[inline]
     pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
-        match (k, out) {
-            (Some(K::Distribution), _) => self.dist = out.dist(),
-            (Some(K::SharingGroup), _) => self.sg = out.sg(),
-            (Some(K::RelatedObjectType), Out::RelType(t)) => self.rel_type = Some(t),
-            (Some(K::RelatedObject), Out::Related(i)) => self.related = Some(i),
+        match k {
+            Some(K::Distribution) => self.dist = out.dist(),
+            Some(K::SharingGroup) => self.sg = out.sg(),
+            Some(K::RelatedObjectType) => {
+                if let Some(t) = out.rel_type() {
+                    self.rel_type = Some(t);
+                }
+            }
+            Some(K::RelatedObject) => {
+                if let Some(i) = out.related() {
+                    self.related = Some(i);
+                }
+            }
             _ => {}
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.dist.is_none() {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
@@ -114,7 +134,7 @@ impl AnalystNode {
                 }
             }
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -170,13 +190,13 @@ impl RelatedNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
-            RelatedNode::Fresh => Ok(Out::Related(Interp::Empty)),
-            RelatedNode::Wrapped(i) => Ok(Out::Related(i)),
+            RelatedNode::Fresh => Ok(Out::of_related(Interp::Empty)),
+            RelatedNode::Wrapped(i) => Ok(Out::of_related(*i)),
             RelatedNode::Bare(a) => {
                 a.end(j)?;
-                Ok(Out::Related(Interp::Bare))
+                Ok(Out::of_related(Interp::Bare))
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::analyst;
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
 
@@ -22,6 +22,23 @@ pub(super) enum Flavour {
     /// A proposal: it has no distribution of its own.
     Proposal,
 }
+
+/// The keys an attribute reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Category,
+    K::Type,
+    K::Distribution,
+    K::Tag,
+    K::AttributeTag,
+    K::Galaxy,
+    K::SharingGroup,
+    K::ShadowAttribute,
+    K::RelationshipInbound,
+    K::Attribute,
+    K::Note,
+    K::Opinion,
+    K::Relationship,
+]);
 
 pub(super) struct AttributeNode {
     flavour: Flavour,
@@ -106,7 +123,7 @@ impl AttributeNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         let summary = self.summary();
         if !self.category && !summary {
             j.hit(&[0], Rule::Malformed, "missing", "category");
@@ -125,6 +142,6 @@ impl AttributeNode {
             j.required_taxonomies(6, self.tags);
         }
         j.sg_end(7, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

@@ -2,9 +2,29 @@
 //! attributes that hold clusters.
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
+
+/// The keys a galaxy cluster reads: the value of any other is skipped
+/// whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::SharingGroup,
+    K::GalaxyClusterRelation,
+    K::TagName,
+    K::Uuid,
+    K::TargetingClusterRelation,
+]);
+
+/// The keys a cluster relation reads.
+pub(super) const RELATION_KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::Tag,
+    K::GalaxyClusterRelationTag,
+    K::GalaxyClusterRelation,
+    K::SharingGroup,
+]);
 
 pub(super) struct ClusterNode {
     minimal: bool,
@@ -65,12 +85,12 @@ impl ClusterNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.dist.is_none() && !self.minimal {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
         j.sg_end(1, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -112,8 +132,8 @@ impl RelationNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         j.sg_end(2, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

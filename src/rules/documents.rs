@@ -5,7 +5,7 @@
 use super::judge::{Judge, Stop};
 use super::keys::K;
 use super::proposal;
-use super::value::{Ent, Item, Kind, Name, Out, Param, Slot, Wrap};
+use super::value::{Ent, Item, Kind, Name, Out, Param, Slot, Strings, Wrap};
 use super::{Document, Rule};
 
 /// The kind of the items of a document that is a list, and whether they
@@ -71,12 +71,12 @@ impl WrapNode {
         Ok(Slot::under(k, self.wrap.inner(k)))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.seen {
             let value = format!("missing {}", self.wrap.expected());
             return Err(j.stop(Rule::Malformed, &value, ""));
         }
-        Ok(Out::Bits(1))
+        Ok(Out::of_bits(1))
     }
 }
 
@@ -110,11 +110,11 @@ impl ResponseNode {
         )))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.required && !self.seen {
             return Err(j.stop(Rule::Malformed, "missing response", ""));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -172,22 +172,19 @@ impl MinimalSearchNode {
         Ok(Slot::of(kind))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.minimal {
             j.hit(&[0], Rule::NotMinimalSearch, "missing", "minimal");
         }
         if !self.published {
             j.hit(&[1], Rule::NotMinimalSearch, "missing", "published");
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
 /// The keys of MISP's own sightings pull.
 const SIGHTING_SEARCH_KEYS: [&str; 5] = ["returnFormat", "last", "includeUuid", "uuid", "org_id"];
-
-/// The most event uuids MISP's pull puts in one sightings search.
-const SIGHTING_SEARCH_MAX_UUIDS: u32 = 20;
 
 /// Whether a key is not one of MISP's sightings pull search.
 pub(super) fn not_a_sighting_search_key(key: &str) -> bool {
@@ -220,31 +217,23 @@ impl SightingSearchNode {
             Some(K::IncludeUuid) => Kind::Param(Param::IncludeUuid),
             Some(K::Uuid) => {
                 self.uuid = true;
-                Kind::Strings {
-                    min: 1,
-                    max: SIGHTING_SEARCH_MAX_UUIDS,
-                    name: K::Uuid.into(),
-                }
+                Kind::Strings(Strings::Uuids)
             }
-            Some(K::OrgId) => Kind::Strings {
-                min: 0,
-                max: u32::MAX,
-                name: K::OrgId.into(),
-            },
+            Some(K::OrgId) => Kind::Strings(Strings::OrgIds),
             // `not_a_sighting_search_key` lets no other key through.
             _ => return Err(j.stop(Rule::Malformed, "unexpected key", "")),
         };
         Ok(Slot::of(kind))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.return_format {
             return Err(j.stop(Rule::Malformed, "missing", "returnFormat"));
         }
         if !self.uuid {
             return Err(j.stop(Rule::Malformed, "missing", "uuid"));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -261,11 +250,11 @@ impl PostTestNode {
         Ok(Slot::under(K::TestString, Kind::Str))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.seen {
             return Err(j.stop(Rule::Malformed, "missing testString", ""));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -286,10 +275,10 @@ impl UuidTimestampNode {
         Ok(Slot::of(Kind::Scalar))
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.uuid || !self.timestamp {
             return Err(j.stop(Rule::Malformed, "missing uuid or timestamp", ""));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

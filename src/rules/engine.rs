@@ -9,25 +9,31 @@
 //! Nothing of the document is kept but the stack, one candidate block, the
 //! path to the current entity, the keys of the open objects, and the text
 //! of the one rule field being read (bounded).
+//!
+//! Most of a MISP document is what no rule reads (ids, timestamps,
+//! values, comments). A value whose key says it is skipped whole, and
+//! every item of an array so skipped, takes a short path: no node is
+//! asked, no place is entered, its scalars are not looked at; only the
+//! keys of the objects inside are still checked for duplicates.
 
-use super::analyst::{AnalystNode, RelatedNode};
-use super::attribute::{AttributeNode, Flavour};
-use super::cluster::{ClusterNode, RelationNode};
+use super::analyst::{self, AnalystNode, RelatedNode};
+use super::attribute::{self, AttributeNode, Flavour};
+use super::cluster::{self, ClusterNode, RelationNode};
 use super::documents::{
     analyst_minimal, items_of, not_a_sighting_search_key, root_items, shadows_search_flag,
     MinimalSearchNode, PostTestNode, ResponseNode, SightingSearchNode, UuidTimestampNode, WrapNode,
 };
 use super::emit::Emitter;
-use super::event::EventNode;
-use super::judge::{Judge, Marks, Stop};
-use super::keys::{classify, Frame as KeyFrame, KeyError, K};
+use super::event::{self, EventNode};
+use super::judge::{Judge, Marks, Place, Stop};
+use super::keys::{classify, Frame as KeyFrame, KeyError, Keys, K};
 use super::list::{EmptyNode, ListNode, StringsNode};
-use super::object::ObjectNode;
-use super::report::ReportNode;
-use super::sharing_group::{PickNode, SgNode};
-use super::sighting::{SightingNode, SightingOrgNode};
-use super::tag::{TagLinkNode, TagNode};
-use super::value::{scalar, shape, Ent, Item, Kind, Name, Out, Scalar, Slot, Wrap};
+use super::object::{self, ObjectNode};
+use super::report::{self, ReportNode};
+use super::sharing_group::{self, PickNode, SgNode};
+use super::sighting::{self, SightingNode, SightingOrgNode};
+use super::tag::{self, TagLinkNode, TagNode};
+use super::value::{scalar, shape, string, Ent, Item, Kind, Name, Out, Scalar, Slot, Wrap};
 use super::{Document, Rule};
 use crate::json::{Literal, Sink};
 
@@ -38,19 +44,28 @@ pub(super) const MAX_FIELD_BYTES: usize = 4096;
 /// One open object or array.
 struct Frame {
     node: Node,
-    /// The keys met so far (objects only).
-    keys: Option<KeyFrame>,
+    /// The keys met so far (none in an array).
+    keys: KeyFrame,
+    /// The keys whose values it reads (see [`Node::keys`]).
+    interest: Keys,
     /// The key whose value is being read, and where that value goes.
-    slot: Option<(Option<K>, Slot)>,
-    /// Where path and rank were when this value began.
+    k: Option<K>,
+    slot: Slot,
+    /// Where the places were when this value began.
     marks: Marks,
+    /// Skipped whole: its end tells its holder nothing.
+    quiet: bool,
+    /// An array (its values are items, not the values of keys).
+    array: bool,
 }
 
 /// What an open value is.
 enum Node {
     /// Any object: every key checked for duplicates, every value skipped.
-    /// Whether it held anything.
-    Skip(bool),
+    Skip,
+    /// An object left out of an answer the guard rebuilds: the same, and
+    /// whether it held anything.
+    Strip(bool),
     Event(EventNode),
     Attribute(AttributeNode),
     Object(ObjectNode),
@@ -79,8 +94,11 @@ enum Node {
     SightingSearch(SightingSearchNode),
     PostTest(PostTestNode),
     UuidTimestamp(UuidTimestampNode),
-    /// Any array: its items skipped. Whether it held anything.
+    /// An array left out of an answer the guard rebuilds: its items
+    /// skipped. Whether it held anything.
     SkipList(bool),
+    /// Any other array whose items are skipped: they take the short path.
+    Skipped,
     List(ListNode),
     Strings(StringsNode),
     Empty(EmptyNode),
@@ -90,7 +108,8 @@ impl Node {
     /// The node for an object read as `kind`.
     fn object(j: &mut Judge<'_>, kind: Kind) -> Result<Node, Stop> {
         Ok(match kind {
-            Kind::Skip | Kind::Strip | Kind::Root(Document::AnyJson) => Node::Skip(false),
+            Kind::Skip | Kind::Root(Document::AnyJson) => Node::Skip,
+            Kind::Strip => Node::Strip(false),
             Kind::Root(doc) => Node::root_object(j, doc)?,
             Kind::Wrap(w) => Node::Wrap(WrapNode::new(w)),
             Kind::Ent(e) => Node::entity(e),
@@ -98,8 +117,7 @@ impl Node {
             Kind::MinimalValue => Node::StrMap,
             Kind::Links { group, name } => {
                 // PHP's single-link form: one link, placed as a list would be.
-                j.push_rank(group.into());
-                j.push_path(name.text());
+                j.enter(Place::Link { name, group });
                 Node::TagLink(TagLinkNode::default())
             }
             _ => return Err(shape(j, kind, "an object")),
@@ -157,7 +175,8 @@ impl Node {
     /// The node for an array read as `kind`.
     fn array(j: &mut Judge<'_>, kind: Kind) -> Result<Node, Stop> {
         Ok(match kind {
-            Kind::Skip | Kind::Strip | Kind::Root(Document::AnyJson) => Node::SkipList(false),
+            Kind::Skip | Kind::Root(Document::AnyJson) => Node::Skipped,
+            Kind::Strip => Node::SkipList(false),
             Kind::List { item, group, name } => Node::List(ListNode::new(item, group, name)),
             Kind::Page { item, name, filler } => Node::List(ListNode::page(item, name, filler)),
             Kind::Links { group, name } => {
@@ -175,36 +194,45 @@ impl Node {
             },
             Kind::Related => Node::Empty(EmptyNode::Related),
             Kind::MinimalValue => Node::List(ListNode::new(Item::Ent(Ent::StrMap), 0, Name::Root)),
-            Kind::Strings { min, max, name } => Node::Strings(StringsNode::new(min, max, name)),
+            Kind::Strings(list) => {
+                let (min, max) = list.bounds();
+                Node::Strings(StringsNode::new(min, max, list.name()))
+            }
             _ => return Err(shape(j, kind, "an array")),
         })
     }
 
-    /// Keys this object refuses by their text, and the rule they break.
-    fn refuses(&self, key: &str) -> Option<Rule> {
+    /// The keys this object does anything with: the value of any other
+    /// is skipped whole without asking it (its `key` would say so).
+    #[inline]
+    fn keys(&self, rebuild: bool) -> Keys {
         match self {
-            Node::MinimalSearch(_) => shadows_search_flag(key).then_some(Rule::NotMinimalSearch),
-            Node::SightingSearch(_) => not_a_sighting_search_key(key).then_some(Rule::Malformed),
-            _ => None,
+            Node::Skip => Keys::NONE,
+            Node::Event(_) => event::KEYS,
+            Node::Attribute(_) => attribute::KEYS,
+            Node::Object(_) => object::KEYS,
+            Node::Report(_) => report::KEYS,
+            Node::Analyst(_) => analyst::KEYS,
+            Node::Cluster(_) => cluster::KEYS,
+            Node::Relation(_) => cluster::RELATION_KEYS,
+            Node::Sighting(_) if !rebuild => sighting::KEYS,
+            Node::Tag(_) => tag::KEYS,
+            Node::TagLink(_) => tag::LINK_KEYS,
+            Node::Sg(_) => sharing_group::KEYS,
+            Node::Pick(n) => n.keys(),
+            // Read by the first key, by a key's text, or refusing keys.
+            _ => Keys::ANY,
         }
     }
 
-    /// In an object of fixed shape, the known keys it may have.
-    fn allowed(&self) -> Option<u128> {
-        match self {
-            Node::Wrap(w) => Some(w.allowed()),
-            Node::Response(_) => Some(K::Response.bit()),
-            Node::AnalystMinimal => Some(K::Note.bit() | K::Opinion.bit() | K::Relationship.bit()),
-            Node::PostTest(_) => Some(K::TestString.bit()),
-            Node::UuidTimestamp(_) => Some(K::Uuid.bit() | K::Timestamp.bit()),
-            _ => None,
-        }
-    }
-
+    /// Where the value of key `k` (spelled `text`) goes. An object of
+    /// fixed shape refuses what it may not hold, by the key's text or by
+    /// the known keys it may have.
     #[inline]
     fn key(&mut self, j: &mut Judge<'_>, k: Option<K>, text: &str) -> Result<Slot, Stop> {
         match self {
-            Node::Skip(nonempty) => {
+            Node::Skip => Ok(Slot::skip()),
+            Node::Strip(nonempty) => {
                 *nonempty = true;
                 Ok(Slot::skip())
             }
@@ -222,18 +250,46 @@ impl Node {
             Node::TagLink(n) => n.key(j, k),
             Node::Sg(n) => n.key(j, k),
             Node::Pick(n) => n.key(j, k),
-            Node::Wrap(n) => n.key(j, k),
-            Node::Response(n) => n.key(j, k),
-            Node::AnalystMinimal => Ok(analyst_minimal(k)),
+            Node::Wrap(n) => {
+                allowed(j, n.allowed(), k, text)?;
+                n.key(j, k)
+            }
+            Node::Response(n) => {
+                allowed(j, K::Response.bit(), k, text)?;
+                n.key(j, k)
+            }
+            Node::AnalystMinimal => {
+                let mask = K::Note.bit() | K::Opinion.bit() | K::Relationship.bit();
+                allowed(j, mask, k, text)?;
+                Ok(analyst_minimal(k))
+            }
             Node::StrMap => Ok(Slot::of(Kind::Str)),
             Node::IndexEntry => Ok(Slot::of(Kind::Flat)),
-            Node::MinimalSearch(n) => n.key(j, k),
-            Node::SightingSearch(n) => n.key(j, k),
-            Node::PostTest(n) => n.key(j, k),
-            Node::UuidTimestamp(n) => n.key(j, k),
-            Node::SkipList(_) | Node::List(_) | Node::Strings(_) | Node::Empty(_) => {
-                Ok(Slot::skip())
+            Node::MinimalSearch(n) => {
+                if shadows_search_flag(text) {
+                    return Err(j.stop(Rule::NotMinimalSearch, text, text));
+                }
+                n.key(j, k)
             }
+            Node::SightingSearch(n) => {
+                if not_a_sighting_search_key(text) {
+                    return Err(j.stop(Rule::Malformed, text, text));
+                }
+                n.key(j, k)
+            }
+            Node::PostTest(n) => {
+                allowed(j, K::TestString.bit(), k, text)?;
+                n.key(j, k)
+            }
+            Node::UuidTimestamp(n) => {
+                allowed(j, K::Uuid.bit() | K::Timestamp.bit(), k, text)?;
+                n.key(j, k)
+            }
+            Node::SkipList(_)
+            | Node::Skipped
+            | Node::List(_)
+            | Node::Strings(_)
+            | Node::Empty(_) => Ok(Slot::skip()),
         }
     }
 
@@ -257,9 +313,13 @@ impl Node {
         }
     }
 
-    fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    #[inline]
+    fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         match self {
-            Node::Skip(nonempty) | Node::SkipList(nonempty) => Ok(Out::Bits(u64::from(nonempty))),
+            Node::Skip | Node::Skipped => Ok(Out::UNIT),
+            Node::Strip(nonempty) | Node::SkipList(nonempty) => {
+                Ok(Out::of_bits(u64::from(*nonempty)))
+            }
             Node::Event(n) => n.end(j),
             Node::Attribute(n) => n.end(j),
             Node::Object(n) => n.end(j),
@@ -280,11 +340,30 @@ impl Node {
             Node::SightingSearch(n) => n.end(j),
             Node::PostTest(n) => n.end(j),
             Node::UuidTimestamp(n) => n.end(j),
-            Node::AnalystMinimal | Node::StrMap | Node::IndexEntry => Ok(Out::Unit),
+            Node::AnalystMinimal | Node::StrMap | Node::IndexEntry => Ok(Out::UNIT),
             Node::List(n) => Ok(n.end(j)),
             Node::Strings(n) => n.end(j),
             Node::Empty(n) => Ok(n.end()),
         }
+    }
+}
+
+/// In an object of fixed shape, a key that is not one of `mask` is
+/// refused.
+fn allowed(j: &mut Judge<'_>, mask: u128, k: Option<K>, text: &str) -> Result<(), Stop> {
+    if k.is_none_or(|k| mask & k.bit() == 0) {
+        let value = format!("unexpected key {text:?}");
+        return Err(j.stop(Rule::Malformed, &value, text));
+    }
+    Ok(())
+}
+
+/// A key the key set refused.
+#[cold]
+fn key_refused(j: &mut Judge<'_>, e: KeyError, text: &str) -> Stop {
+    match e {
+        KeyError::Duplicate => j.stop(Rule::DuplicateKey, text, text),
+        KeyError::TooMany => j.stop(Rule::Malformed, "too many object keys", text),
     }
 }
 
@@ -303,6 +382,9 @@ pub(super) struct Walk<'p> {
     pub(super) j: Judge<'p>,
     doc: Document,
     stack: Vec<Frame>,
+    /// The next value of the current container is skipped whole: set by
+    /// a key whose value is, and inside an array that is.
+    skipping: bool,
     text: Text,
     /// The answer being rebuilt, on the second reading of it.
     pub(super) emit: Option<Emitter>,
@@ -314,6 +396,7 @@ impl<'p> Walk<'p> {
             j,
             doc,
             stack: Vec::new(),
+            skipping: false,
             text: Text {
                 kind: Kind::Skip,
                 marks: Marks::default(),
@@ -325,41 +408,39 @@ impl<'p> Walk<'p> {
         }
     }
 
-    /// A value begins: what it must be, placed in the path and rank.
+    /// A value begins: what it must be, placed in the path and rank
+    /// (where they were before is `self.j.marks()` beforehand).
     #[inline]
-    fn open(&mut self) -> Result<(Kind, Marks), Stop> {
-        let marks = self.j.marks();
+    fn open(&mut self) -> Result<Kind, Stop> {
         let Some(f) = self.stack.last_mut() else {
-            return Ok((Kind::Root(self.doc), marks));
+            return Ok(Kind::Root(self.doc));
         };
-        let kind = match &mut f.node {
-            Node::List(list) => {
-                if let Some(e) = &mut self.emit {
-                    e.item(list.is_page(), list.index());
-                }
-                list.open_item(&mut self.j)
+        // Branches on what the holder is, most common first: a jump
+        // through a table of every node would be guessed wrong more often.
+        if !f.array {
+            let slot = f.slot;
+            let (path, stage) = slot.place();
+            if path.is_some() || stage.is_some() {
+                self.j.enter(Place::Key { path, stage });
             }
+            return Ok(slot.kind);
+        }
+        if let Node::List(list) = &mut f.node {
+            if let Some(e) = &mut self.emit {
+                e.item(list.is_page(), list.index());
+            }
+            return Ok(list.open_item(&mut self.j));
+        }
+        let kind = match &mut f.node {
             Node::SkipList(nonempty) => {
                 *nonempty = true;
                 Kind::Skip
             }
             Node::Strings(s) => s.open_item(&mut self.j)?,
             Node::Empty(e) => return Err(e.refuse_item(&mut self.j)),
-            _ => match &f.slot {
-                Some((_, slot)) => {
-                    if let Some(stage) = slot.stage {
-                        self.j.push_rank(stage.into());
-                    }
-                    if let Some(seg) = slot.path {
-                        self.j.push_path(seg.text());
-                    }
-                    slot.kind
-                }
-                // The tokenizer hands a key before every value of an object.
-                None => Kind::Skip,
-            },
+            _ => Kind::Skip,
         };
-        Ok((kind, marks))
+        Ok(kind)
     }
 
     /// A value has ended with `out`: it goes to its holder.
@@ -369,25 +450,26 @@ impl<'p> Walk<'p> {
         let Some(f) = self.stack.last_mut() else {
             return;
         };
-        match &mut f.node {
-            Node::List(list) => list.close_item(&mut self.j, out),
-            Node::SkipList(_) | Node::Strings(_) | Node::Empty(_) => {}
-            node => {
-                if let Some((k, slot)) = f.slot.take() {
-                    if let Some(name) = slot.strip {
-                        if out.bits() != 0 {
-                            self.j.stripped(name.text());
-                        }
-                    }
-                    node.value(&mut self.j, k, out);
-                }
+        if f.array {
+            if let Node::List(list) = &mut f.node {
+                list.close_item(&mut self.j, out);
+            }
+            return;
+        }
+        if let Some(name) = f.slot.stripped() {
+            if out.bits() != 0 {
+                self.j.stripped(name.text());
             }
         }
+        f.node.value(&mut self.j, f.k, out);
     }
 
-    /// A number or literal, written as `text` when the answer is rebuilt.
+    /// A number or literal that is not skipped, written as `text` when
+    /// the answer is rebuilt.
+    #[inline(never)]
     fn scalar(&mut self, s: Scalar<'_>, text: &str) -> Result<(), Stop> {
-        let (kind, marks) = self.open()?;
+        let marks = self.j.marks();
+        let kind = self.open()?;
         if let Some(e) = &mut self.emit {
             e.raw(text);
         }
@@ -396,31 +478,156 @@ impl<'p> Walk<'p> {
         Ok(())
     }
 
-    fn begin(&mut self, object: bool) -> Result<(), Stop> {
-        let (kind, marks) = self.open()?;
-        let (node, keys) = if object {
-            (Node::object(&mut self.j, kind)?, Some(self.j.keys.open()))
-        } else {
-            (Node::array(&mut self.j, kind)?, None)
-        };
+    /// A container opens inside one skipped whole: only its keys are
+    /// checked, for duplicates.
+    #[inline(never)]
+    fn begin_skipped(&mut self, object: bool) {
+        let node = if object { Node::Skip } else { Node::Skipped };
+        let keys = self.j.keys.open();
         self.stack.push(Frame {
             node,
             keys,
-            slot: None,
+            interest: Keys::NONE,
+            k: None,
+            slot: Slot::skip(),
+            marks: Marks::default(),
+            quiet: true,
+            array: !object,
+        });
+    }
+
+    #[inline(never)]
+    fn begin(&mut self, object: bool) -> Result<(), Stop> {
+        let marks = self.j.marks();
+        let kind = self.open()?;
+        let node = if object {
+            Node::object(&mut self.j, kind)?
+        } else {
+            Node::array(&mut self.j, kind)?
+        };
+        self.skipping = matches!(node, Node::Skipped);
+        let interest = node.keys(self.j.rebuild);
+        let keys = self.j.keys.open();
+        self.stack.push(Frame {
+            node,
+            keys,
+            interest,
+            k: None,
+            slot: Slot::skip(),
             marks,
+            quiet: false,
+            array: !object,
         });
         Ok(())
     }
 
+    #[inline]
     fn end(&mut self) -> Result<(), Stop> {
-        let Some(f) = self.stack.pop() else {
+        let Some(f) = self.stack.last() else {
             return Ok(());
         };
-        if let Some(keys) = f.keys {
-            self.j.keys.close(keys);
+        if !f.quiet {
+            return self.end_read();
         }
-        let out = f.node.end(&mut self.j)?;
-        self.close(out, f.marks);
+        let keys = f.keys;
+        self.stack.truncate(self.stack.len() - 1);
+        self.j.keys.close(keys);
+        self.skipping = self.in_skipped();
+        Ok(())
+    }
+
+    /// Whether the current container is an array skipped whole.
+    #[inline]
+    fn in_skipped(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame {
+                node: Node::Skipped,
+                ..
+            })
+        )
+    }
+
+    /// A container that was read has ended: what it tells goes to its
+    /// holder.
+    #[inline(never)]
+    fn end_read(&mut self) -> Result<(), Stop> {
+        // Ended where it lies: a node moved out of the stack would be
+        // copied in pieces and read back whole.
+        let Some(f) = self.stack.last_mut() else {
+            return Ok(());
+        };
+        let (keys, marks) = (f.keys, f.marks);
+        let out = f.node.end(&mut self.j);
+        self.stack.truncate(self.stack.len() - 1);
+        self.j.keys.close(keys);
+        self.skipping = self.in_skipped();
+        self.close(out?, marks);
+        Ok(())
+    }
+
+    /// A key its object reads (or any key, on the second reading).
+    #[inline(never)]
+    fn key_read(&mut self, k: Option<K>, text: &str) -> Result<(), Stop> {
+        let Some(f) = self.stack.last_mut() else {
+            return Ok(());
+        };
+        let slot = f.node.key(&mut self.j, k, text)?;
+        if let Some(e) = &mut self.emit {
+            e.key(text, slot.stripped().is_some());
+        }
+        // A value skipped whole never looks at its slot.
+        self.skipping = slot.skipped();
+        if !self.skipping {
+            f.k = k;
+            f.slot = slot;
+        }
+        Ok(())
+    }
+
+    /// A string value that is not skipped begins.
+    #[inline(never)]
+    fn begin_string_read(&mut self) -> Result<(), Stop> {
+        let marks = self.j.marks();
+        let kind = self.open()?;
+        self.text.kind = kind;
+        self.text.marks = marks;
+        self.text.read = kind.reads_text();
+        self.text.buf.clear();
+        self.text.long = false;
+        Ok(())
+    }
+
+    /// More of a string whose text is read.
+    #[inline(never)]
+    fn read_fragment(&mut self, fragment: &str) {
+        let t = &mut self.text;
+        if t.long {
+            return;
+        }
+        if t.buf.len() + fragment.len() <= MAX_FIELD_BYTES {
+            t.buf.push_str(fragment);
+        } else {
+            // Keep a prefix to show, cut on a character boundary.
+            let room = MAX_FIELD_BYTES - t.buf.len();
+            let cut = (0..=room)
+                .rev()
+                .find(|&i| fragment.is_char_boundary(i))
+                .unwrap_or(0);
+            t.buf.push_str(&fragment[..cut]);
+            t.long = true;
+        }
+    }
+
+    /// A string value that is not skipped ends.
+    #[inline(never)]
+    fn end_string_read(&mut self) -> Result<(), Stop> {
+        let t = &self.text;
+        let (kind, marks) = (t.kind, t.marks);
+        // The text goes as a pointer and a length, each read on its own:
+        // the length was written just now.
+        let out = string(&mut self.j, kind, t.buf.as_str(), t.long)?;
+        self.close(out, marks);
         Ok(())
     }
 
@@ -430,17 +637,25 @@ impl<'p> Walk<'p> {
     }
 }
 
+// The events of values skipped whole are handled here, inline in the
+// tokenizer's loop; everything else goes to the `_read` functions above.
 impl Sink for Walk<'_> {
     type Error = Stop;
 
+    #[inline(always)]
     fn begin_object(&mut self, _: u64) -> Result<(), Stop> {
-        self.begin(true)?;
+        if self.skipping {
+            self.begin_skipped(true);
+        } else {
+            self.begin(true)?;
+        }
         if let Some(e) = &mut self.emit {
             e.begin(b'{');
         }
         Ok(())
     }
 
+    #[inline(always)]
     fn end_object(&mut self, _: u64) -> Result<(), Stop> {
         if let Some(e) = &mut self.emit {
             e.end(b'}');
@@ -448,14 +663,20 @@ impl Sink for Walk<'_> {
         self.end()
     }
 
+    #[inline(always)]
     fn begin_array(&mut self, _: u64) -> Result<(), Stop> {
-        self.begin(false)?;
+        if self.skipping {
+            self.begin_skipped(false);
+        } else {
+            self.begin(false)?;
+        }
         if let Some(e) = &mut self.emit {
             e.begin(b'[');
         }
         Ok(())
     }
 
+    #[inline(always)]
     fn end_array(&mut self, _: u64) -> Result<(), Stop> {
         if let Some(e) = &mut self.emit {
             e.end(b']');
@@ -463,106 +684,212 @@ impl Sink for Walk<'_> {
         self.end()
     }
 
+    #[inline(always)]
     fn key(&mut self, text: &str, _: u64) -> Result<(), Stop> {
         let Some(f) = self.stack.last_mut() else {
             return Ok(());
         };
         let k = classify(text);
-        if let Some(keys) = &mut f.keys {
-            match self.j.keys.insert(keys, k, text) {
-                Ok(()) => {}
-                Err(KeyError::Duplicate) => {
-                    return Err(self.j.stop(Rule::DuplicateKey, text, text))
-                }
-                Err(KeyError::TooMany) => {
-                    return Err(self.j.stop(Rule::Malformed, "too many object keys", text))
-                }
-            }
+        if let Err(e) = self.j.keys.insert(&mut f.keys, k, text) {
+            return Err(key_refused(&mut self.j, e, text));
         }
-        if let Some(rule) = f.node.refuses(text) {
-            return Err(self.j.stop(rule, text, text));
+        if f.interest.has(k) || self.emit.is_some() {
+            return self.key_read(k, text);
         }
-        if let Some(mask) = f.node.allowed() {
-            if k.is_none_or(|k| mask & k.bit() == 0) {
-                let value = format!("unexpected key {text:?}");
-                return Err(self.j.stop(Rule::Malformed, &value, text));
-            }
-        }
-        let slot = f.node.key(&mut self.j, k, text)?;
-        if let Some(e) = &mut self.emit {
-            e.key(text, slot.strip.is_some());
-        }
-        f.slot = Some((k, slot));
+        self.skipping = true;
         Ok(())
     }
 
+    #[inline(always)]
     fn begin_string(&mut self, _: u64) -> Result<(), Stop> {
-        let (kind, marks) = self.open()?;
-        self.text.kind = kind;
-        self.text.marks = marks;
-        self.text.read = kind.reads_text();
-        self.text.buf.clear();
-        self.text.long = false;
+        if self.skipping {
+            self.text.read = false;
+        } else {
+            self.begin_string_read()?;
+        }
         if let Some(e) = &mut self.emit {
             e.begin_string();
         }
         Ok(())
     }
 
+    #[inline(always)]
     fn string_fragment(&mut self, fragment: &str, _: u64) -> Result<(), Stop> {
         if let Some(e) = &mut self.emit {
             e.fragment(fragment);
         }
-        let t = &mut self.text;
-        if t.read && !t.long {
-            if t.buf.len() + fragment.len() <= MAX_FIELD_BYTES {
-                t.buf.push_str(fragment);
-            } else {
-                // Keep a prefix to show, cut on a character boundary.
-                let room = MAX_FIELD_BYTES - t.buf.len();
-                let cut = (0..=room)
-                    .rev()
-                    .find(|&i| fragment.is_char_boundary(i))
-                    .unwrap_or(0);
-                t.buf.push_str(&fragment[..cut]);
-                t.long = true;
-            }
+        if self.text.read {
+            self.read_fragment(fragment);
         }
         Ok(())
     }
 
+    #[inline(always)]
     fn end_string(&mut self, _: u64) -> Result<(), Stop> {
         if let Some(e) = &mut self.emit {
             e.end_string();
         }
-        let Text {
-            kind,
-            marks,
-            buf,
-            long,
-            ..
-        } = &self.text;
-        let (kind, marks, long) = (*kind, *marks, *long);
-        let s = if long {
-            Scalar::Long(buf)
-        } else {
-            Scalar::Str(buf)
-        };
-        let out = scalar(&mut self.j, kind, s)?;
-        self.close(out, marks);
-        Ok(())
+        if self.skipping {
+            return Ok(());
+        }
+        self.end_string_read()
     }
 
+    #[inline(always)]
     fn number(&mut self, text: &str, _: u64) -> Result<(), Stop> {
+        if self.skipping {
+            if let Some(e) = &mut self.emit {
+                e.raw(text);
+            }
+            return Ok(());
+        }
         self.scalar(Scalar::Num(text), text)
     }
 
+    #[inline(always)]
     fn literal(&mut self, literal: Literal, _: u64) -> Result<(), Stop> {
+        if self.skipping {
+            if let Some(e) = &mut self.emit {
+                e.raw(literal.text());
+            }
+            return Ok(());
+        }
         let s = match literal {
             Literal::True => Scalar::Bool(true),
             Literal::False => Scalar::Bool(false),
             Literal::Null => Scalar::Null,
         };
         self.scalar(s, literal.text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::ALL;
+    use super::super::value::AKind;
+    use super::super::{Context, Policy, RequiredTaxonomy};
+    use super::*;
+
+    fn policy() -> Policy {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Policy {
+            blocked_tags: set(&["tlp:red"]),
+            required_taxonomies: vec![RequiredTaxonomy {
+                namespace: "tlp".into(),
+                allowed: vec![],
+            }],
+            blocked_distributions: [true; 6],
+            blocked_sharing_groups: set(&["x"]),
+            blocked_attribute_types: set(&["email"]),
+            blocked_attribute_categories: set(&["person"]),
+            blocked_object_types: set(&["person"]),
+        }
+    }
+
+    /// Every node an object can be read as.
+    fn objects(j: &mut Judge<'_>) -> Vec<Node> {
+        let mut kinds = vec![Kind::Skip, Kind::Strip, Kind::Related, Kind::MinimalValue];
+        let ents = [
+            Ent::Event { related: false },
+            Ent::Event { related: true },
+            Ent::EventSummary,
+            Ent::Attribute,
+            Ent::AttributeSummary,
+            Ent::Proposal,
+            Ent::Sighting,
+            Ent::SightingOrg,
+            Ent::Object,
+            Ent::Report,
+            Ent::Analyst(AKind::Note),
+            Ent::Analyst(AKind::Relationship),
+            Ent::Analyst(AKind::Bare),
+            Ent::Cluster { minimal: false },
+            Ent::Cluster { minimal: true },
+            Ent::Galaxy,
+            Ent::Relation,
+            Ent::Tag,
+            Ent::TagLink,
+            Ent::Sg { stage: 3 },
+            Ent::SgOrg,
+            Ent::SgServer,
+            Ent::Organisation,
+            Ent::EventUuidTimestamp,
+            Ent::StrMap,
+            Ent::IndexEntry,
+        ];
+        kinds.extend(ents.map(Kind::Ent));
+        kinds.extend(
+            [
+                Wrap::Event,
+                Wrap::RelatedEvent,
+                Wrap::Cluster { minimal: true },
+                Wrap::Shadow,
+                Wrap::AnyAnalyst,
+                Wrap::Sighting,
+                Wrap::EventUuidTimestamp,
+            ]
+            .map(Kind::Wrap),
+        );
+        kinds.push(Kind::Links {
+            group: 1,
+            name: K::EventTag.into(),
+        });
+        for doc in [
+            Document::Event,
+            Document::GalaxyCluster,
+            Document::AnalystDataItem,
+            Document::GalaxyClusterSearch,
+            Document::Sightings,
+            Document::AnalystDataMinimal,
+            Document::MinimalSearch,
+            Document::SightingSearch,
+            Document::PostTest,
+            Document::AnyJson,
+        ] {
+            kinds.push(Kind::Root(doc));
+        }
+        kinds
+            .into_iter()
+            .map(|kind| Node::object(j, kind).expect("an object kind"))
+            .collect()
+    }
+
+    /// A key outside a node's [`Node::keys`] is one its `key` skips,
+    /// finding nothing and changing nothing the node's end could tell.
+    #[test]
+    fn keys_outside_a_node_s_set_are_skipped_by_it() {
+        let policy = policy();
+        for rebuild in [false, true] {
+            let ctx = Context {
+                user_org_uuid: Some("org".into()),
+                rebuild,
+            };
+            let mut j = Judge::new(&policy, &ctx);
+            let count = objects(&mut j).len();
+            let keys = ALL
+                .iter()
+                .map(|&k| (Some(k), k.text()))
+                .chain([(None, "other")]);
+            for (k, text) in keys {
+                for n in 0..count {
+                    let mut asked = objects(&mut j).swap_remove(n);
+                    if asked.keys(rebuild).has(k) {
+                        continue;
+                    }
+                    let mut fresh = objects(&mut j).swap_remove(n);
+                    let mut ja = Judge::new(&policy, &ctx);
+                    let slot = asked.key(&mut ja, k, text);
+                    assert_eq!(slot, Ok(Slot::skip()), "node {n}, key {text}");
+                    let mut jb = Judge::new(&policy, &ctx);
+                    assert_eq!(
+                        asked.end(&mut ja),
+                        fresh.end(&mut jb),
+                        "node {n}, key {text}"
+                    );
+                    assert_eq!(ja.take_fatal(), jb.take_fatal(), "node {n}, key {text}");
+                    assert_eq!(ja.take_best(), jb.take_best(), "node {n}, key {text}");
+                }
+            }
+        }
     }
 }

@@ -3,13 +3,31 @@
 
 use super::analyst;
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Item, Kind, Out, Slot, Wrap};
 use super::Rule;
 
 /// The value of the block for a non-empty `RelatedEvent` list under tag
 /// rules: its summaries carry no tags to judge.
 pub(super) const RELATED_EVENT_UNJUDGED: &str = "RelatedEvent (tags not visible)";
+
+/// The keys an event reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Tag,
+    K::EventTag,
+    K::Galaxy,
+    K::Distribution,
+    K::EventReport,
+    K::SharingGroup,
+    K::Attribute,
+    K::Object,
+    K::ShadowAttribute,
+    K::RelatedEvent,
+    K::RelationshipInbound,
+    K::Note,
+    K::Opinion,
+    K::Relationship,
+]);
 
 pub(super) struct EventNode {
     /// Required taxonomies apply (not to summaries of other events).
@@ -95,7 +113,7 @@ impl EventNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.taxonomies {
             j.required_taxonomies(3, self.tags);
         }
@@ -105,6 +123,6 @@ impl EventNode {
         j.sg_end(6, self.dist, self.sg);
         // Seen by the `RelatedEvent` list of the holder: one bit, "there
         // was an event", whatever it held.
-        Ok(Out::Bits(1))
+        Ok(Out::of_bits(1))
     }
 }

@@ -9,39 +9,102 @@
 //!   the walk goes on; the lowest rank is the verdict. The rank is a path
 //!   of small numbers: the entity's place (`Attribute` list = 10, item 3)
 //!   then the check's stage in the older guard's order.
+//!
+//! Where the walk is, is kept as the few [`Place`]s of the open values
+//! (a key's value, a list's item) as they are: the path and rank are only
+//! written out when a finding is recorded, so a list item costs one small
+//! push, not a formatted index.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use super::keys::KeySet;
 use super::list::PageOutcome;
 use super::names::{clip, norm_into};
-use super::value::Scalar;
+use super::value::{Name, Scalar};
 use super::{Block, Context, Policy, Rule};
 
 /// The walk stopped: the finding is in [`Judge::take_fatal`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Stop;
 
-/// Where the walk is: how far to cut the path and the rank back when the
-/// current value ends.
+/// Where the walk is: how far to cut the places back when the current
+/// value ends.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Marks {
-    path: usize,
-    rank: usize,
+pub(super) struct Marks(u32);
+
+/// What one open value adds to the path reported and to the rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    /// The value of a key: a path segment, a rank stage, or both.
+    Key {
+        path: Option<Name>,
+        stage: Option<u8>,
+    },
+    /// Item `index` of the list `name` (`name[index]`), ranked `group`
+    /// then `index` when `ranked`.
+    Item {
+        name: Name,
+        group: u8,
+        index: u32,
+        ranked: bool,
+    },
+    /// PHP's single-link form of a tag link list: ranked `group`, under
+    /// `name`.
+    Link { name: Name, group: u8 },
+}
+
+/// Which of the policy's sets of blocked names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Blocked {
+    Tags,
+    Types,
+    Categories,
+    Objects,
+    SharingGroups,
+}
+
+impl Blocked {
+    const ALL: [Blocked; 5] = [
+        Blocked::Tags,
+        Blocked::Types,
+        Blocked::Categories,
+        Blocked::Objects,
+        Blocked::SharingGroups,
+    ];
+
+    fn of(self, policy: &Policy) -> &HashSet<String> {
+        match self {
+            Blocked::Tags => &policy.blocked_tags,
+            Blocked::Types => &policy.blocked_attribute_types,
+            Blocked::Categories => &policy.blocked_attribute_categories,
+            Blocked::Objects => &policy.blocked_object_types,
+            Blocked::SharingGroups => &policy.blocked_sharing_groups,
+        }
+    }
+}
+
+/// The lengths of the names of one set, one bit each (the last bit: that
+/// long or longer). Most names looked up have a length no blocked name
+/// has, and need no hash.
+fn lengths(names: &HashSet<String>) -> u64 {
+    names.iter().fold(0, |bits, n| bits | 1 << n.len().min(63))
 }
 
 /// The state of one evaluation but the stack of open values.
 pub(super) struct Judge<'p> {
     policy: &'p Policy,
+    /// [`lengths`] of each set of [`Blocked`] names.
+    lengths: [u64; 5],
     user_org: Option<String>,
     /// The answer may be forwarded rebuilt (see [`Context::rebuild`]).
     pub(super) rebuild: bool,
     /// The blocked tags of the form `misp-galaxy:<type>="<uuid>"`, by
     /// uuid, made when the first cluster uuid is met.
     galaxy_tags: Option<HashMap<String, String>>,
-    path: String,
+    places: Vec<Place>,
+    /// The rank of the hit being recorded, written out from `places`.
     rank: Vec<u32>,
     best: Option<(Vec<u32>, Block)>,
     fatal: Option<Block>,
@@ -57,13 +120,14 @@ impl<'p> Judge<'p> {
     pub(super) fn new(policy: &'p Policy, ctx: &Context) -> Judge<'p> {
         Judge {
             policy,
+            lengths: Blocked::ALL.map(|b| lengths(b.of(policy))),
             user_org: ctx
                 .user_org_uuid
                 .as_deref()
                 .map(|u| u.trim().to_lowercase()),
             rebuild: ctx.rebuild,
             galaxy_tags: None,
-            path: String::new(),
+            places: Vec::new(),
             rank: Vec::new(),
             best: None,
             fatal: None,
@@ -76,6 +140,13 @@ impl<'p> Judge<'p> {
 
     pub(super) fn policy(&self) -> &'p Policy {
         self.policy
+    }
+
+    /// Whether a name (normalised) is one of a set of blocked ones.
+    #[inline]
+    pub(super) fn blocked(&self, set: Blocked, norm: &str) -> bool {
+        let len_bit = 1 << norm.len().min(63);
+        self.lengths[set as usize] & len_bit != 0 && set.of(self.policy).contains(norm)
     }
 
     /// Whether sharing groups are judged at all (a group to block, or a
@@ -112,19 +183,35 @@ impl<'p> Judge<'p> {
 
     /// Record a rule hit at the current rank plus `suffix`.
     pub(super) fn hit(&mut self, suffix: &[u32], rule: Rule, value: &str, field: &str) {
+        let mut rank = std::mem::take(&mut self.rank);
+        rank.clear();
+        for place in &self.places {
+            match *place {
+                Place::Key { stage, .. } => rank.extend(stage.map(u32::from)),
+                Place::Item {
+                    group,
+                    index,
+                    ranked: true,
+                    ..
+                } => rank.extend([group.into(), index]),
+                Place::Item { .. } => {}
+                Place::Link { group, .. } => rank.push(group.into()),
+            }
+        }
+        rank.extend_from_slice(suffix);
         let better = match &self.best {
             None => true,
-            Some((key, _)) => self.rank.iter().chain(suffix).cmp(key.iter()) == Ordering::Less,
+            Some((key, _)) => rank.as_slice().cmp(key.as_slice()) == Ordering::Less,
         };
         if better {
-            let key = self.rank.iter().chain(suffix).copied().collect();
             let block = Block {
                 rule,
                 value: clip(value),
                 at: self.at(field),
             };
-            self.best = Some((key, block));
+            self.best = Some((rank.clone(), block));
         }
+        self.rank = rank;
     }
 
     /// Record a fatal finding; the caller stops the walk with the [`Stop`].
@@ -155,20 +242,37 @@ impl<'p> Judge<'p> {
 
     /// Where the walk is, for errors of the JSON itself.
     pub(super) fn here(&self) -> String {
-        if self.path.is_empty() {
+        let path = self.path();
+        if path.is_empty() {
             "$".to_string()
         } else {
-            self.path.clone()
+            path
         }
     }
 
-    fn at(&self, field: &str) -> String {
-        let mut at = self.path.clone();
-        if !field.is_empty() {
-            if !at.is_empty() && !field.starts_with('[') {
-                at.push('.');
+    /// The path of the current value, as `Event.Attribute[3].Tag[0]`.
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for place in &self.places {
+            match *place {
+                Place::Key { path: None, .. } => {}
+                Place::Key { path: Some(n), .. } | Place::Link { name: n, .. } => {
+                    push_path(&mut path, n.text());
+                }
+                Place::Item { name, index, .. } => {
+                    push_path(&mut path, name.text());
+                    // Writing to a String cannot fail.
+                    let _ = write!(path, "[{index}]");
+                }
             }
-            at.push_str(field);
+        }
+        path
+    }
+
+    fn at(&self, field: &str) -> String {
+        let mut at = self.path();
+        if !field.is_empty() {
+            push_path(&mut at, field);
         }
         if at.is_empty() {
             at.push('$');
@@ -176,33 +280,22 @@ impl<'p> Judge<'p> {
         at
     }
 
+    #[inline]
     pub(super) fn marks(&self) -> Marks {
-        Marks {
-            path: self.path.len(),
-            rank: self.rank.len(),
-        }
+        // At most two places per open value, and values nest no deeper
+        // than the tokenizer's depth limit.
+        Marks(self.places.len() as u32)
     }
 
+    #[inline]
     pub(super) fn back_to(&mut self, marks: Marks) {
-        self.path.truncate(marks.path);
-        self.rank.truncate(marks.rank);
+        self.places.truncate(marks.0 as usize);
     }
 
-    pub(super) fn push_path(&mut self, seg: &str) {
-        if !self.path.is_empty() && !seg.starts_with('[') {
-            self.path.push('.');
-        }
-        self.path.push_str(seg);
-    }
-
-    pub(super) fn push_index(&mut self, name: &str, i: u32) {
-        self.push_path(name);
-        // Writing to a String cannot fail.
-        let _ = write!(self.path, "[{i}]");
-    }
-
-    pub(super) fn push_rank(&mut self, n: u32) {
-        self.rank.push(n);
+    /// The value about to be read is at `place` (within the one before).
+    #[inline]
+    pub(super) fn enter(&mut self, place: Place) {
+        self.places.push(place);
     }
 
     // === comparisons ===
@@ -213,6 +306,11 @@ impl<'p> Judge<'p> {
         let mut out = std::mem::take(&mut self.scratch);
         norm_into(s, &mut out);
         out
+    }
+
+    /// The buffer [`Judge::norm`] writes in, to give back.
+    pub(super) fn take_scratch(&mut self) -> String {
+        std::mem::take(&mut self.scratch)
     }
 
     pub(super) fn give_back(&mut self, buffer: String) {
@@ -290,6 +388,14 @@ impl<'p> Judge<'p> {
             }
         }
     }
+}
+
+/// `seg` appended to `path`: a key after a dot, an index as it is.
+fn push_path(path: &mut String, seg: &str) {
+    if !path.is_empty() && !seg.starts_with('[') {
+        path.push('.');
+    }
+    path.push_str(seg);
 }
 
 /// MISP ignores the `tag_name` a pushed or pulled cluster carries and

@@ -2,7 +2,7 @@
 //! rebuild (whose forbidden items are left out), lists of strings, and
 //! arrays that must be empty.
 
-use super::judge::{Judge, Stop};
+use super::judge::{Judge, Place, Stop};
 use super::value::{shape, Item, Kind, Name, Out};
 use super::{Block, Rule};
 
@@ -72,16 +72,21 @@ impl ListNode {
         self.page.is_some()
     }
 
+    #[inline]
     pub(super) fn open_item(&mut self, j: &mut Judge<'_>) -> Kind {
-        j.push_index(self.name.text(), self.index);
-        j.push_rank(self.group.into());
-        j.push_rank(self.index);
+        j.enter(Place::Item {
+            name: self.name,
+            group: self.group,
+            index: self.index,
+            ranked: true,
+        });
         if let Some(page) = &mut self.page {
             page.aside = j.swap_best(None);
         }
         self.item.kind()
     }
 
+    #[inline]
     pub(super) fn close_item(&mut self, j: &mut Judge<'_>, out: Out) {
         self.bits |= out.bits();
         if let Some(page) = &mut self.page {
@@ -92,13 +97,14 @@ impl ListNode {
         self.index = self.index.saturating_add(1);
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Out {
-        if let Some(page) = self.page {
+    #[inline]
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Out {
+        if let Some(page) = self.page.take() {
             let mut outcome = page.outcome;
             outcome.total = self.index;
             j.page = Some(outcome);
         }
-        Out::Bits(self.bits)
+        Out::of_bits(self.bits)
     }
 }
 
@@ -125,17 +131,22 @@ impl StringsNode {
             let value = format!("more than {} strings", self.max);
             return Err(j.stop(Rule::Malformed, &value, self.name.text()));
         }
-        j.push_index(self.name.text(), self.count);
+        j.enter(Place::Item {
+            name: self.name,
+            group: 0,
+            index: self.count,
+            ranked: false,
+        });
         self.count += 1;
         Ok(Kind::Str)
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.count < self.min {
             let value = format!("fewer than {} strings", self.min);
             return Err(j.stop(Rule::Malformed, &value, self.name.text()));
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }
 
@@ -160,10 +171,10 @@ impl EmptyNode {
         }
     }
 
-    pub(super) fn end(self) -> Out {
+    pub(super) fn end(&mut self) -> Out {
         match self {
-            EmptyNode::Related => Out::Related(super::value::Interp::Empty),
-            EmptyNode::Map => Out::Unit,
+            EmptyNode::Related => Out::of_related(super::value::Interp::Empty),
+            EmptyNode::Map => Out::UNIT,
         }
     }
 }

@@ -49,6 +49,89 @@ pub(super) fn is_hidden(c: char) -> bool {
     )
 }
 
+/// `s` as the rules compare it ([`norm_into`]), or `None` when it holds
+/// a character [`is_hidden`] refuses. Borrowed when it reads so already
+/// (ASCII, no capital, no blank at either end, as nearly every name is),
+/// else written into `out`.
+pub(super) fn normalised<'a>(s: &'a str, out: &'a mut String) -> Option<&'a str> {
+    match ascii(s.as_bytes()) {
+        Ascii::Not => {
+            if s.chars().any(is_hidden) {
+                return None;
+            }
+            norm_into(s, out);
+            Some(out)
+        }
+        Ascii::Hidden => None,
+        // Past the control characters, a space is the only blank left.
+        Ascii::Lower if !s.starts_with(' ') && !s.ends_with(' ') => Some(s),
+        Ascii::Lower | Ascii::Upper => {
+            out.clear();
+            out.push_str(s.trim_matches(' '));
+            out.make_ascii_lowercase();
+            Some(out)
+        }
+    }
+}
+
+/// What one pass over a name's bytes tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ascii {
+    /// A byte past ASCII.
+    Not,
+    /// ASCII with a control character or DEL.
+    Hidden,
+    /// ASCII with a capital letter.
+    Upper,
+    /// ASCII, none of the above.
+    Lower,
+}
+
+/// [`Ascii`], eight bytes at a time.
+fn ascii(b: &[u8]) -> Ascii {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let (mut high, mut control, mut upper) = (0u64, 0u64, 0u64);
+    let mut words = b.chunks_exact(8);
+    let mut word = |w: u64| {
+        high |= w;
+        // Below 0x20, or DEL: on bytes below 0x80 no borrow crosses into
+        // a byte that is not itself a hit.
+        let del = w ^ (LO * 0x7f);
+        control |= (w.wrapping_sub(LO * 0x20) | del.wrapping_sub(LO)) & !w;
+        // 0x41..=0x5A: at least 'A' and not past 'Z'.
+        upper |= w.wrapping_add(LO * (0x80 - 0x41)) & !w.wrapping_add(LO * (0x80 - 0x5B));
+    };
+    for w in words.by_ref() {
+        if let Some(w) = w.first_chunk::<8>() {
+            word(u64::from_le_bytes(*w));
+        }
+    }
+    match b.last_chunk::<8>() {
+        // The last eight bytes again, overlapping: looking twice at a byte
+        // changes nothing.
+        Some(last) => word(u64::from_le_bytes(*last)),
+        None => {
+            // Shorter than a word: padded with 'a', which is none of the
+            // above.
+            let mut w = LO * u64::from(b'a');
+            for (i, &x) in words.remainder().iter().enumerate() {
+                w = w & !(0xff << (i * 8)) | u64::from(x) << (i * 8);
+            }
+            word(w);
+        }
+    }
+    if high & HI != 0 {
+        Ascii::Not
+    } else if control & HI != 0 {
+        Ascii::Hidden
+    } else if upper & HI != 0 {
+        Ascii::Upper
+    } else {
+        Ascii::Lower
+    }
+}
+
 /// Fold (see [`fold`]), lower-case and trim `s` into `out`.
 pub(super) fn norm_into(s: &str, out: &mut String) {
     out.clear();
@@ -85,4 +168,67 @@ pub(super) fn clip(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`normalised`] must give: the hidden-character check and
+    /// [`norm_into`], the slow way.
+    fn slowly(s: &str) -> Option<String> {
+        if s.chars().any(is_hidden) {
+            return None;
+        }
+        let mut out = String::new();
+        norm_into(s, &mut out);
+        Some(out)
+    }
+
+    #[test]
+    fn normalised_is_the_hidden_check_and_norm_into() {
+        let pieces = [
+            "",
+            " ",
+            "a",
+            "Z",
+            "@",
+            "[",
+            "`",
+            "{",
+            "A",
+            "z",
+            "0",
+            "\u{7f}",
+            "\u{1f}",
+            "\t",
+            "\u{b}",
+            "\u{0}",
+            "é",
+            "É",
+            "ｔ",
+            "\u{2063}",
+            "\u{a0}",
+            "tlp:",
+            "red",
+            "Network activity",
+            "ip-dst",
+            "x\u{80}",
+        ];
+        let mut seen = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for pad in ["", "abcdefg", "ABCDEFGH"] {
+                        let s = format!("{a}{pad}{b}{c}");
+                        let mut out = String::from("left over");
+                        let got = normalised(&s, &mut out).map(str::to_string);
+                        assert_eq!(got, slowly(&s), "{s:?}");
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert!(seen > 10_000);
+    }
 }

@@ -4,9 +4,23 @@
 use super::analyst;
 use super::attribute::WRAPPED;
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
+
+/// The keys an object reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::SharingGroup,
+    K::Name,
+    K::Tag,
+    K::Attribute,
+    K::RelationshipInbound,
+    K::Object,
+    K::Note,
+    K::Opinion,
+    K::Relationship,
+]);
 
 #[derive(Default)]
 pub(super) struct ObjectNode {
@@ -60,7 +74,7 @@ impl ObjectNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.dist.is_none() {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
@@ -68,6 +82,6 @@ impl ObjectNode {
         if !self.name {
             j.hit(&[2], Rule::Malformed, "missing", "name");
         }
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

@@ -3,9 +3,21 @@
 use super::analyst;
 use super::attribute::WRAPPED;
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Kind, Out, Slot};
 use super::Rule;
+
+/// The keys an event report reads: the value of any other is skipped
+/// whole.
+pub(super) const KEYS: Keys = Keys::of(&[
+    K::Distribution,
+    K::SharingGroup,
+    K::RelationshipInbound,
+    K::EventReport,
+    K::Note,
+    K::Opinion,
+    K::Relationship,
+]);
 
 #[derive(Default)]
 pub(super) struct ReportNode {
@@ -46,11 +58,11 @@ impl ReportNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if self.dist.is_none() {
             j.hit(&[0], Rule::Malformed, "missing", "distribution");
         }
         j.sg_end(1, self.dist, self.sg);
-        Ok(Out::Unit)
+        Ok(Out::UNIT)
     }
 }

@@ -3,9 +3,13 @@
 //! `all_orgs`).
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Name, Out, Slot};
 use super::Rule;
+
+/// The keys a sharing group reads: the value of any other is skipped
+/// whole.
+pub(super) const KEYS: Keys = Keys::of(&[K::Uuid, K::SharingGroupOrg, K::SharingGroupServer]);
 
 pub(super) struct SgNode {
     stage: u8,
@@ -50,7 +54,7 @@ impl SgNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.uuid {
             j.hit(
                 &[self.stage.into()],
@@ -59,7 +63,7 @@ impl SgNode {
                 "SharingGroup.uuid",
             );
         }
-        Ok(Out::Sg(self.member, self.all_orgs))
+        Ok(Out::of_sg(self.member, self.all_orgs))
     }
 }
 
@@ -74,6 +78,11 @@ pub(super) struct PickNode {
 impl PickNode {
     pub(super) fn new(key: K, kind: Kind) -> PickNode {
         PickNode { key, kind, bits: 0 }
+    }
+
+    /// The one key it reads.
+    pub(super) fn keys(&self) -> Keys {
+        Keys::one(self.key)
     }
 
     /// A sharing group's organisation entry: its `Organisation`.
@@ -114,7 +123,7 @@ impl PickNode {
         }
     }
 
-    pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
-        Ok(Out::Bits(self.bits))
+    pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+        Ok(Out::of_bits(self.bits))
     }
 }

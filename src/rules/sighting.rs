@@ -13,7 +13,7 @@
 //! judge without its attribute's type and tags) is refused.
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Kind, Name, Out, Slot};
 use super::Rule;
 
@@ -39,6 +39,10 @@ const ORG_KEPT: [&str; 3] = ["id", "uuid", "name"];
 /// rebuilt.
 pub(super) const SIGHTING_VALUE: &str =
     "a sighting carrying its attribute's value (MISP never sends one, and no rule can judge it)";
+
+/// The keys a sighting reads where nothing is rebuilt (in an answer the
+/// guard rebuilds, it reads them all).
+pub(super) const KEYS: Keys = Keys::of(&[K::Attribute, K::Event, K::Sighting, K::Value]);
 
 pub(super) struct SightingNode;
 
@@ -73,8 +77,8 @@ impl SightingNode {
         })
     }
 
-    pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
-        Ok(Out::Unit)
+    pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+        Ok(Out::UNIT)
     }
 }
 
@@ -96,7 +100,7 @@ impl SightingOrgNode {
         Ok(Slot::strip(Name::SightingOrgOther))
     }
 
-    pub(super) fn end(self, _: &mut Judge<'_>) -> Result<Out, Stop> {
-        Ok(Out::Unit)
+    pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+        Ok(Out::UNIT)
     }
 }

@@ -1,12 +1,18 @@
 //! Tags, and the links (`EventTag`, `AttributeTag`) that attach them.
 
 use super::judge::{Judge, Stop};
-use super::keys::K;
+use super::keys::{Keys, K};
 use super::value::{Ent, Field, Kind, Out, Slot};
 use super::Rule;
 
 /// The value of the block for a tag link naming a local tag id.
 pub(super) const TAG_BY_ID: &str = "a tag attached by its local id";
+
+/// The keys a tag reads: the value of any other is skipped whole.
+pub(super) const KEYS: Keys = Keys::of(&[K::Name]);
+
+/// The keys a tag link reads.
+pub(super) const LINK_KEYS: Keys = Keys::of(&[K::Tag, K::TagId]);
 
 #[derive(Default)]
 pub(super) struct TagNode {
@@ -34,11 +40,12 @@ impl TagNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    #[inline]
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         if !self.name {
             j.hit(&[0], Rule::Malformed, "missing", "name");
         }
-        Ok(Out::Bits(self.bits))
+        Ok(Out::of_bits(self.bits))
     }
 }
 
@@ -75,12 +82,12 @@ impl TagLinkNode {
         }
     }
 
-    pub(super) fn end(self, j: &mut Judge<'_>) -> Result<Out, Stop> {
+    pub(super) fn end(&mut self, j: &mut Judge<'_>) -> Result<Out, Stop> {
         // Without a `Tag` the link is unreadable for us: `{"0":{…}}` is a
         // list to PHP, and MISP would read it so.
         if !self.tag {
             j.hit(&[0], Rule::Malformed, "missing", "Tag");
         }
-        Ok(Out::Bits(self.bits))
+        Ok(Out::of_bits(self.bits))
     }
 }

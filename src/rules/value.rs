@@ -2,9 +2,9 @@
 //! ([`Scalar`]), what a value tells its holder ([`Out`]), and the reading
 //! of the scalar rule fields: distributions, names, search flags.
 
-use super::judge::{Judge, Stop};
+use super::judge::{Blocked, Judge, Stop};
 use super::keys::K;
-use super::names::is_hidden;
+use super::names::normalised;
 use super::{Document, Rule};
 
 /// A JSON scalar as the tokenizer hands it over. Numbers stay text, read
@@ -110,38 +110,111 @@ impl From<K> for Name {
     }
 }
 
-/// What a walked value tells its holder.
+/// What a walked value tells its holder: what it is, and one word of it.
+/// A plain pair, so that it travels in two registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Out {
-    Unit,
-    Dist(Option<u8>),
-    Bits(u64),
-    Sg(bool, bool),
-    RelType(RelType),
-    Related(Interp),
+pub(super) struct Out {
+    what: What,
+    word: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum What {
+    Unit,
+    /// A distribution level, or `NO_LEVEL`.
+    Dist,
+    Bits,
+    /// Member (bit 0), all orgs (bit 1).
+    Sg,
+    /// A [`RelType`], by [`RelType::index`].
+    RelType,
+    /// An [`Interp`], by [`Interp::index`].
+    Related,
+}
+
+const NO_LEVEL: u64 = u64::MAX;
+
 impl Out {
+    /// Nothing to tell.
+    pub(super) const UNIT: Out = Out {
+        what: What::Unit,
+        word: 0,
+    };
+
+    pub(super) fn of_bits(bits: u64) -> Out {
+        Out {
+            what: What::Bits,
+            word: bits,
+        }
+    }
+
+    /// A distribution: a level, or malformed.
+    pub(super) fn of_dist(level: Option<u8>) -> Out {
+        Out {
+            what: What::Dist,
+            word: level.map_or(NO_LEVEL, u64::from),
+        }
+    }
+
+    /// A sharing group: whether it holds the receiving organisation, and
+    /// whether a server of it has `all_orgs`.
+    pub(super) fn of_sg(member: bool, all_orgs: bool) -> Out {
+        Out {
+            what: What::Sg,
+            word: u64::from(member) | u64::from(all_orgs) << 1,
+        }
+    }
+
+    pub(super) fn of_rel_type(t: RelType) -> Out {
+        Out {
+            what: What::RelType,
+            word: t.index(),
+        }
+    }
+
+    pub(super) fn of_related(i: Interp) -> Out {
+        Out {
+            what: What::Related,
+            word: i.index(),
+        }
+    }
+
     pub(super) fn bits(&self) -> u64 {
-        match self {
-            Out::Bits(b) => *b,
+        match self.what {
+            What::Bits => self.word,
             _ => 0,
         }
     }
 
     /// A distribution as its holder keeps it: absent, malformed or a level.
     pub(super) fn dist(self) -> Option<Option<u8>> {
-        match self {
-            Out::Dist(d) => Some(d),
+        match self.what {
+            What::Dist => Some(u8::try_from(self.word).ok()),
             _ => Some(None),
         }
     }
 
     /// A sharing group as its holder keeps it: (member, all orgs).
     pub(super) fn sg(self) -> Option<(bool, bool)> {
-        match self {
-            Out::Sg(m, a) => Some((m, a)),
+        match self.what {
+            What::Sg => Some((self.word & 1 != 0, self.word & 2 != 0)),
             _ => Some((false, false)),
+        }
+    }
+
+    /// The `related_object_type` read, if this is one.
+    pub(super) fn rel_type(self) -> Option<RelType> {
+        match self.what {
+            What::RelType => RelType::ALL.get(usize::try_from(self.word).ok()?).copied(),
+            _ => None,
+        }
+    }
+
+    /// What a `related_object` turned out to be, if this is one.
+    pub(super) fn related(self) -> Option<Interp> {
+        match self.what {
+            What::Related => Interp::ALL.get(usize::try_from(self.word).ok()?).copied(),
+            _ => None,
         }
     }
 }
@@ -158,6 +231,30 @@ pub(super) enum RelType {
 }
 
 impl RelType {
+    /// Every declared type, in the order of [`RelType::index`].
+    const ALL: [RelType; 9] = [
+        RelType::Event,
+        RelType::Attribute,
+        RelType::Object,
+        RelType::GalaxyCluster,
+        RelType::Analyst(AKind::Note),
+        RelType::Analyst(AKind::Opinion),
+        RelType::Analyst(AKind::Relationship),
+        RelType::Analyst(AKind::Bare),
+        RelType::Other,
+    ];
+
+    fn index(self) -> u64 {
+        match self {
+            RelType::Event => 0,
+            RelType::Attribute => 1,
+            RelType::Object => 2,
+            RelType::GalaxyCluster => 3,
+            RelType::Analyst(a) => 4 + a.index(),
+            RelType::Other => 8,
+        }
+    }
+
     pub(super) fn of(t: &str) -> RelType {
         match t {
             "Event" => RelType::Event,
@@ -185,6 +282,32 @@ pub(super) enum Interp {
 }
 
 impl Interp {
+    /// Every shape, in the order of [`Interp::index`].
+    const ALL: [Interp; 10] = [
+        Interp::Empty,
+        Interp::Event,
+        Interp::Attribute,
+        Interp::Object,
+        Interp::GalaxyCluster,
+        Interp::Wrapped(AKind::Note),
+        Interp::Wrapped(AKind::Opinion),
+        Interp::Wrapped(AKind::Relationship),
+        Interp::Wrapped(AKind::Bare),
+        Interp::Bare,
+    ];
+
+    fn index(self) -> u64 {
+        match self {
+            Interp::Empty => 0,
+            Interp::Event => 1,
+            Interp::Attribute => 2,
+            Interp::Object => 3,
+            Interp::GalaxyCluster => 4,
+            Interp::Wrapped(a) => 5 + a.index(),
+            Interp::Bare => 9,
+        }
+    }
+
     /// Whether a `related_object` of this shape may be declared `t`.
     pub(super) fn matches(self, t: RelType) -> bool {
         match (t, self) {
@@ -211,6 +334,15 @@ pub(super) enum AKind {
 }
 
 impl AKind {
+    fn index(self) -> u64 {
+        match self {
+            AKind::Note => 0,
+            AKind::Opinion => 1,
+            AKind::Relationship => 2,
+            AKind::Bare => 3,
+        }
+    }
+
     pub(super) fn of(k: K) -> AKind {
         match k {
             K::Note => AKind::Note,
@@ -403,12 +535,35 @@ pub(super) enum Kind {
     Flat,
     /// A scalar parameter of the sightings search.
     Param(Param),
-    /// An array of `min..=max` strings.
-    Strings {
-        min: u32,
-        max: u32,
-        name: Name,
-    },
+    /// An array of strings of the sightings search.
+    Strings(Strings),
+}
+
+/// The arrays of strings of MISP's sightings pull search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Strings {
+    /// `uuid`: the events, 1 to 20 (an empty list would lift the event
+    /// filter; MISP's pull puts at most 20 in one search).
+    Uuids,
+    /// `org_id`: any number.
+    OrgIds,
+}
+
+impl Strings {
+    /// How many strings it must hold, at least and at most.
+    pub(super) fn bounds(self) -> (u32, u32) {
+        match self {
+            Strings::Uuids => (1, 20),
+            Strings::OrgIds => (0, u32::MAX),
+        }
+    }
+
+    pub(super) fn name(self) -> Name {
+        match self {
+            Strings::Uuids => K::Uuid.into(),
+            Strings::OrgIds => K::OrgId.into(),
+        }
+    }
 }
 
 impl Kind {
@@ -440,7 +595,7 @@ impl Kind {
             Kind::MinimalValue => "an object or an array",
             Kind::Flat => "a scalar (a minimal index entry)",
             Kind::Param(p) => p.expected(),
-            Kind::Strings { .. } => "an array of strings",
+            Kind::Strings(_) => "an array of strings",
         }
     }
 
@@ -454,7 +609,7 @@ impl Kind {
             Kind::RelType => "related_object_type",
             Kind::One { field, .. } => field.text(),
             Kind::Param(p) => p.name(),
-            Kind::Strings { name, .. } => name.text(),
+            Kind::Strings(list) => list.name().text(),
             _ => "",
         }
     }
@@ -532,33 +687,33 @@ const DIGITS: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
 /// expected stops the walk.
 pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out, Stop> {
     match kind {
-        Kind::Skip | Kind::Root(Document::AnyJson) => Ok(Out::Unit),
-        Kind::Strip => Ok(Out::Bits(u64::from(!matches!(s, Scalar::Null)))),
+        Kind::Skip | Kind::Root(Document::AnyJson) => Ok(Out::UNIT),
+        Kind::Strip => Ok(Out::of_bits(u64::from(!matches!(s, Scalar::Null)))),
         Kind::Str => match s {
-            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::Unit),
+            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::UNIT),
             _ => Err(shape(j, kind, s.what())),
         },
         Kind::Scalar => match s {
-            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::Unit),
-            Scalar::Num(_) if s.integer() => Ok(Out::Unit),
+            Scalar::Str(_) | Scalar::Long(_) => Ok(Out::UNIT),
+            Scalar::Num(_) if s.integer() => Ok(Out::UNIT),
             _ => Err(shape(j, kind, s.what())),
         },
         Kind::Dist { stage } => Ok(distribution(j, stage, &s)),
         Kind::Field { field, stage } => Ok(rule_field(j, field, stage, &s)),
         Kind::RelType => match s {
-            Scalar::Str(t) => Ok(Out::RelType(RelType::of(t))),
-            Scalar::Long(_) => Ok(Out::RelType(RelType::Other)),
+            Scalar::Str(t) => Ok(Out::of_rel_type(RelType::of(t))),
+            Scalar::Long(_) => Ok(Out::of_rel_type(RelType::Other)),
             _ => Err(shape(j, kind, s.what())),
         },
         Kind::Related => match s {
-            Scalar::Null => Ok(Out::Related(Interp::Empty)),
+            Scalar::Null => Ok(Out::of_related(Interp::Empty)),
             _ => Err(shape(j, kind, s.what())),
         },
-        Kind::OrgUuid => Ok(Out::Bits(u64::from(j.is_receiving_org(&s)))),
-        Kind::Flat => Ok(Out::Unit),
+        Kind::OrgUuid => Ok(Out::of_bits(u64::from(j.is_receiving_org(&s)))),
+        Kind::Flat => Ok(Out::UNIT),
         Kind::Truthy => {
             let yes = matches!(s, Scalar::Bool(true)) || s.one();
-            Ok(Out::Bits(u64::from(yes)))
+            Ok(Out::of_bits(u64::from(yes)))
         }
         Kind::One { stage, field } => {
             if !s.one() {
@@ -569,17 +724,29 @@ pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out
                     field.text(),
                 );
             }
-            Ok(Out::Unit)
+            Ok(Out::UNIT)
         }
         Kind::Param(p) => {
             if p.accepts(&s) {
-                Ok(Out::Unit)
+                Ok(Out::UNIT)
             } else {
                 Err(j.stop(Rule::Malformed, &s.render(), p.name()))
             }
         }
         _ => Err(shape(j, kind, s.what())),
     }
+}
+
+/// Read a string as a value of `kind`: its text, or (`long`) the first
+/// bytes of a longer one.
+#[inline(never)]
+pub(super) fn string(j: &mut Judge<'_>, kind: Kind, text: &str, long: bool) -> Result<Out, Stop> {
+    let s = if long {
+        Scalar::Long(text)
+    } else {
+        Scalar::Str(text)
+    };
+    scalar(j, kind, s)
 }
 
 /// `found` where a value of `kind` was expected: the walk stops.
@@ -609,7 +776,7 @@ fn distribution(j: &mut Judge<'_>, stage: u8, s: &Scalar<'_>) -> Out {
         }
         None => j.hit(&[stage], Rule::Malformed, &s.render(), "distribution"),
     }
-    Out::Dist(level)
+    Out::of_dist(level)
 }
 
 fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out {
@@ -620,21 +787,34 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
         Scalar::Long(t) => {
             let value = format!("{} (longer than any MISP name)", super::names::clip(t));
             j.hit(&[stage], Rule::Malformed, &value, field.name());
-            return Out::Unit;
+            return Out::UNIT;
         }
         _ => {
             j.hit(&[stage], Rule::Malformed, &s.render(), field.name());
-            return Out::Unit;
+            return Out::UNIT;
         }
     };
+    let mut scratch = j.take_scratch();
+    let out = judge_name(j, field, stage, text, &mut scratch);
+    j.give_back(scratch);
+    out
+}
+
+/// [`rule_field`] of a string, normalised in `scratch` where it must be.
+fn judge_name(
+    j: &mut Judge<'_>,
+    field: Field,
+    stage: u32,
+    text: &str,
+    scratch: &mut String,
+) -> Out {
     // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
     // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
     // control or invisible character legitimately, so none is guessed at.
-    if text.chars().any(is_hidden) {
+    let Some(norm) = normalised(text, scratch) else {
         j.hit(&[stage], Rule::Malformed, text, field.name());
-        return Out::Unit;
-    }
-    let norm = j.norm(text);
+        return Out::UNIT;
+    };
     if let Field::Category { summary } = field {
         // MISP's beforeValidateMassage replaces an `empty()` category
         // ("", "0", after its trim) by the type's default category, which
@@ -642,56 +822,50 @@ fn rule_field(j: &mut Judge<'_>, field: Field, stage: u8, s: &Scalar<'_>) -> Out
         // A summary may lack a category, so a blank one is as good as none.
         if norm.is_empty() || norm == "0" {
             if !summary {
-                j.hit(&[stage], Rule::Malformed, &s.render(), field.name());
+                let value = Scalar::Str(text).render();
+                j.hit(&[stage], Rule::Malformed, &value, field.name());
             }
-            return Out::Unit;
+            return Out::UNIT;
         }
     }
-    let policy = j.policy();
     let (blocked, rule, bits) = match field {
         Field::Type => (
-            policy.blocked_attribute_types.contains(norm.as_str()),
+            j.blocked(Blocked::Types, norm),
             Rule::BlockedAttributeType,
             0,
         ),
         Field::Category { .. } => (
-            policy.blocked_attribute_categories.contains(norm.as_str()),
+            j.blocked(Blocked::Categories, norm),
             Rule::BlockedAttributeCategory,
             0,
         ),
         Field::ObjectName => (
-            policy.blocked_object_types.contains(norm.as_str()),
+            j.blocked(Blocked::Objects, norm),
             Rule::BlockedObjectType,
             0,
         ),
         Field::SgUuid => (
-            policy.blocked_sharing_groups.contains(norm.as_str()),
+            j.blocked(Blocked::SharingGroups, norm),
             Rule::BlockedSharingGroup,
             0,
         ),
-        Field::ClusterTag => (
-            policy.blocked_tags.contains(norm.as_str()),
-            Rule::BlockedTag,
-            0,
-        ),
+        Field::ClusterTag => (j.blocked(Blocked::Tags, norm), Rule::BlockedTag, 0),
         Field::ClusterUuid => {
-            if let Some(tag) = j.galaxy_tag(&norm) {
+            if let Some(tag) = j.galaxy_tag(norm) {
                 j.hit(&[stage], Rule::BlockedTag, &tag, field.name());
             }
-            j.give_back(norm);
-            return Out::Unit;
+            return Out::UNIT;
         }
         Field::TagName => (
-            policy.blocked_tags.contains(norm.as_str()),
+            j.blocked(Blocked::Tags, norm),
             Rule::BlockedTag,
-            taxonomy_bits(policy, &norm),
+            taxonomy_bits(j.policy(), norm),
         ),
     };
-    j.give_back(norm);
     if blocked {
         j.hit(&[stage], rule, text, field.name());
     }
-    Out::Bits(bits)
+    Out::of_bits(bits)
 }
 
 /// The required taxonomies a (normalised) tag name satisfies, as bits.
@@ -709,17 +883,26 @@ fn taxonomy_bits(policy: &super::Policy, norm: &str) -> u64 {
 }
 
 /// Where the value of a key goes: what it must be, and how it is placed
-/// in the path and the rank of what is found inside it.
+/// in the path and the rank of what is found inside it. Eight bytes, so
+/// that it travels in a register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Slot {
     pub(super) kind: Kind,
-    /// A path segment for what is inside (`Tag`, `related_object`, …).
-    pub(super) path: Option<Name>,
-    /// A rank stage for what is inside.
-    pub(super) stage: Option<u8>,
-    /// The member is left out of an answer the guard rebuilds; the name
-    /// it is reported by when it held something.
-    pub(super) strip: Option<Name>,
+    at: At,
+}
+
+/// How a key's value is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// As its holder is.
+    Holder,
+    /// Under a path segment (`Tag`, `related_object`, …).
+    Under(Name),
+    /// Under a path segment, at a rank stage of its holder.
+    Nested(u8, Name),
+    /// Left out of an answer the guard rebuilds; the name it is reported
+    /// by when it held something.
+    Strip(Name),
 }
 
 impl Slot {
@@ -727,9 +910,7 @@ impl Slot {
     pub(super) fn of(kind: Kind) -> Slot {
         Slot {
             kind,
-            path: None,
-            stage: None,
-            strip: None,
+            at: At::Holder,
         }
     }
 
@@ -738,20 +919,27 @@ impl Slot {
         Slot::of(Kind::Skip)
     }
 
+    /// Whether the value is skipped whole, with nothing to place it by:
+    /// it then takes the walk's short path.
+    #[inline]
+    pub(super) fn skipped(&self) -> bool {
+        matches!((self.kind, self.at), (Kind::Skip, At::Holder))
+    }
+
     /// A member the guard leaves out of the answer it rebuilds, reported
     /// as `name` when it held something.
     pub(super) fn strip(name: impl Into<Name>) -> Slot {
         Slot {
-            strip: Some(name.into()),
-            ..Slot::of(Kind::Strip)
+            kind: Kind::Strip,
+            at: At::Strip(name.into()),
         }
     }
 
     /// A value of `kind` under path segment `name`.
     pub(super) fn under(name: impl Into<Name>, kind: Kind) -> Slot {
         Slot {
-            path: Some(name.into()),
-            ..Slot::of(kind)
+            kind,
+            at: At::Under(name.into()),
         }
     }
 
@@ -759,9 +947,54 @@ impl Slot {
     /// its holder, under its own path.
     pub(super) fn nested(stage: u8, name: impl Into<Name>, kind: Kind) -> Slot {
         Slot {
-            path: Some(name.into()),
-            stage: Some(stage),
-            ..Slot::of(kind)
+            kind,
+            at: At::Nested(stage, name.into()),
         }
+    }
+
+    /// The path segment and rank stage of what is inside.
+    #[inline]
+    pub(super) fn place(&self) -> (Option<Name>, Option<u8>) {
+        match self.at {
+            At::Under(name) => (Some(name), None),
+            At::Nested(stage, name) => (Some(name), Some(stage)),
+            At::Holder | At::Strip(_) => (None, None),
+        }
+    }
+
+    /// The name a member left out is reported by.
+    #[inline]
+    pub(super) fn stripped(&self) -> Option<Name> {
+        match self.at {
+            At::Strip(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_value_tells_reads_back() {
+        for t in RelType::ALL {
+            assert_eq!(Out::of_rel_type(t).rel_type(), Some(t));
+            assert_eq!(Out::of_rel_type(t).related(), None);
+        }
+        for i in Interp::ALL {
+            assert_eq!(Out::of_related(i).related(), Some(i));
+            assert_eq!(Out::of_related(i).rel_type(), None);
+        }
+        for d in [None, Some(0), Some(5)] {
+            assert_eq!(Out::of_dist(d).dist(), Some(d));
+        }
+        for (m, a) in [(false, false), (true, false), (false, true), (true, true)] {
+            assert_eq!(Out::of_sg(m, a).sg(), Some((m, a)));
+        }
+        assert_eq!(Out::of_bits(u64::MAX).bits(), u64::MAX);
+        assert_eq!(Out::UNIT.bits(), 0);
+        assert_eq!(Out::UNIT.dist(), Some(None));
+        assert_eq!(Out::UNIT.sg(), Some((false, false)));
     }
 }

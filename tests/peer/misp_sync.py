@@ -535,8 +535,10 @@ class Client:
     def _pause(self, where):
         """Stop here until the test says go: a kill or reload mid-run."""
         d = self.args.pause_dir
-        with open(os.path.join(d, "paused"), "w") as f:
+        # Written aside and renamed: the test must never read a half-written marker.
+        with open(os.path.join(d, "paused.tmp"), "w") as f:
             f.write(where)
+        os.rename(os.path.join(d, "paused.tmp"), os.path.join(d, "paused"))
         deadline = time.time() + 120
         while not os.path.exists(os.path.join(d, "go")) and time.time() < deadline:
             time.sleep(0.05)
