@@ -17,7 +17,8 @@ use misp_guard::check;
 use misp_guard::config::{Config, FirewallMode, Problem};
 use misp_guard::listen::{self, Mode};
 use misp_guard::relay::{Shared, Snapshot};
-use misp_guard::{firewall, service, telemetry, tls};
+use misp_guard::telemetry::metrics::metrics;
+use misp_guard::{admin, firewall, service, telemetry, tls};
 
 use cli::{CaCommand, Cli, Command, ConfigCommand, NftCommand};
 
@@ -253,7 +254,7 @@ fn run(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = telemetry::init(config.guard.log.format, &config.guard.log.level) {
+    if let Err(e) = telemetry::init(&config.guard.log) {
         eprintln!("misp-guard: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -315,10 +316,21 @@ async fn serve(
             listeners.push((l, mode));
         }
     }
+    let admin = match config.guard.admin.listen {
+        Some(addr) => {
+            let l = listen::bind(addr).await.map_err(|e| e.to_string())?;
+            tracing::info!(listen.addr = %addr, "admin listener: /metrics, /healthz");
+            Some(l)
+        }
+        None => None,
+    };
+    metrics().listening();
+    announce(config, 0);
     // The table after the listeners: redirected traffic then finds the
     // guard at once. It stays when the guard stops (fail closed).
     let port = firewall::listener_port(config);
     let table = install_table(config, port)?;
+    metrics().table(table.is_some());
     if let Some(done) = &table {
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -339,6 +351,9 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut accept = Vec::new();
+    if let Some(l) = admin {
+        accept.push(tokio::spawn(admin::run(l, shutdown.clone())));
+    }
     for (l, mode) in listeners {
         accept.push(tokio::spawn(listen::run(
             l,
@@ -377,6 +392,11 @@ async fn serve(
                     if let Some(done) = &done {
                         tracing::info!("firewall {done} rebuilt");
                     }
+                    metrics().table(done.is_some());
+                    if new.config.guard.admin.listen != shared.snapshot().config.guard.admin.listen {
+                        tracing::warn!("guard.admin.listen changed: the admin listener stays where it is until a restart");
+                    }
+                    announce(&new.config, reports.generation());
                     status = serving.describe(new.config.instances.len(), done.as_ref());
                     // The connection cap follows the config: raised at once,
                     // lowered as slots free up (busy ones are not cut).
@@ -394,6 +414,7 @@ async fn serve(
                     }
                     max_connections = wanted;
                     let _ = tx.send(Arc::new(new));
+                    metrics().reload(true);
                     tracing::info!(config = %path.display(), "config reloaded (listeners unchanged)");
                     let done = format!("reload {} in force", reports.generation());
                     reports.finish(Ok(&done));
@@ -402,6 +423,8 @@ async fn serve(
                 Err(e) => {
                     tracing::error!(config = %path.display(), "config reload refused, the old config stays in force: {e}");
                     reports.finish(Err(&e));
+                    metrics().reload(false);
+                    monitor_warning(&shared.snapshot().config);
                     service::ready(&format!("{status}; reload {} refused: {e}", reports.generation()));
                 }
             }},
@@ -418,6 +441,27 @@ async fn serve(
         tracing::warn!("grace period over, closing the remaining connections");
     }
     Ok(())
+}
+
+/// The config `generation` is now in force: its mode to the metrics, and
+/// the monitor-mode warning when it applies.
+fn announce(config: &Config, generation: u64) {
+    let firewall = config.guard.firewall.mode != FirewallMode::Off;
+    metrics().config(config.guard.mode, firewall, generation);
+    monitor_warning(config);
+}
+
+/// Loud, at start and after every reload: a dry run blocks nothing.
+fn monitor_warning(config: &Config) {
+    let monitored = config.monitored();
+    if monitored.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        mode = "monitor",
+        instances = %monitored.join(", "),
+        "MONITOR MODE: the rules of these instances are only logged (\"would block\"), their traffic is NOT blocked"
+    );
 }
 
 /// What the guard serves, for `STATUS=`.

@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::addr::unmap;
 use crate::relay::{self, Origin, Shared};
+use crate::telemetry::metrics::metrics;
 
 /// Connections from addresses that are no instance answered at once: a
 /// few, so that a flood of them costs little and never takes the slots of
@@ -157,9 +158,11 @@ pub async fn run(
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let open = metrics().connection();
         tracker.spawn(
             async move {
                 relay::serve(stream, peer, origin, shared, shutdown).await;
+                drop(open);
                 drop(permit);
             }
             .instrument(span),

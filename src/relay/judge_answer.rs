@@ -179,8 +179,11 @@ impl Judged {
         terms: &Terms,
         outcome: &mut Outcome,
     ) -> Result<Reply, Reject> {
+        outcome.mode = outcome.mode.max(self.mode);
         let verdict = match self.verdict {
-            Verdict::Rebuild(plan) if self.mode == Enforcement::Monitor => {
+            Verdict::Rebuild(plan)
+                if self.mode == Enforcement::Monitor && matches!(self.policy, Policy::Judge(_)) =>
+            {
                 outcome.would_rebuild = Some(plan.summary());
                 let pass = Pass::despite(&plan.unbuilt());
                 return Ok(Reply {

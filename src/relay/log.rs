@@ -2,11 +2,12 @@
 //! [`super::exchange`]), and what it records ([`Outcome`]).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::reject::Reject;
 use super::route::escape;
 use crate::config::Enforcement;
+use crate::telemetry::metrics::{self, metrics};
 
 /// What one exchange did, for the log line.
 pub(super) struct Outcome {
@@ -20,7 +21,8 @@ pub(super) struct Outcome {
     /// What an answer the guard rebuilt was rebuilt without.
     pub(super) rebuilt: Option<String>,
     /// Whether the rules judging this exchange are enforced: monitor when
-    /// those of its source or its destination are only logged.
+    /// those that judged its request (the source's) or its answer (the
+    /// destination's) are only logged.
     pub(super) mode: Enforcement,
     /// Monitor mode: the first block the rules would have refused the
     /// exchange with (the body went on).
@@ -28,6 +30,14 @@ pub(super) struct Outcome {
     /// Monitor mode: what an answer forwarded as it came would have been
     /// rebuilt without.
     pub(super) would_rebuild: Option<String>,
+    /// The sync table's name of the exchange and its direction, once
+    /// admitted.
+    pub(super) endpoint: Option<(&'static str, &'static str)>,
+    /// When the head arrived; then how long until the request body's
+    /// verdict, and until the answer's.
+    pub(super) started: Instant,
+    pub(super) to_verdict: Option<Duration>,
+    pub(super) to_answer: Option<Duration>,
 }
 
 impl Outcome {
@@ -44,6 +54,32 @@ impl Outcome {
             mode: Enforcement::Enforce,
             would_block: None,
             would_rebuild: None,
+            endpoint: None,
+            started: Instant::now(),
+            to_verdict: None,
+            to_answer: None,
+        }
+    }
+
+    /// The request body has its verdict (now).
+    pub(super) fn request_judged(&mut self) {
+        self.to_verdict = Some(self.started.elapsed());
+    }
+
+    /// The answer has its verdict (now).
+    pub(super) fn answer_judged(&mut self) {
+        let verdict = self.to_verdict.unwrap_or_default();
+        self.to_answer = Some(self.started.elapsed().saturating_sub(verdict));
+    }
+
+    /// What the metrics say about the exchange.
+    fn outcome(&self) -> (metrics::Outcome, Option<&'static str>) {
+        let rule = |r: &Reject| r.block.as_ref().map(|b| b.rule.name());
+        match (&self.reject, &self.would_block) {
+            (Some(r), _) if r.status == 403 => (metrics::Outcome::Blocked, rule(r)),
+            (Some(r), _) => (metrics::Outcome::Error, rule(r)),
+            (None, Some(r)) => (metrics::Outcome::WouldBlock, rule(r)),
+            (None, None) => (metrics::Outcome::Allowed, None),
         }
     }
 
@@ -63,7 +99,7 @@ pub(super) fn outcome_of(reject: Reject, mode: Enforcement) -> Outcome {
     o
 }
 
-/// The one log line of an exchange. Its fields are the journal's
+/// The one log line of an exchange, and its count in the metrics. Its fields are the journal's
 /// (`VERDICT`, `RULE`, `VALUE`, `AT`, `SRC_INSTANCE`, `DST_INSTANCE`,
 /// `METHOD`, `PATH`, `STATUS`, `BYTES_IN`, `BYTES_OUT`, `DURATION_MS`,
 /// `MODE`); none of them carries a body, a header value or a key.
@@ -79,6 +115,21 @@ pub(super) fn log_exchange(
     let src = o.source.as_deref().unwrap_or("-");
     let dst = o.destination.as_deref().unwrap_or("-");
     let ms = took.as_secs_f64() * 1000.0;
+    let (counted, rule) = o.outcome();
+    let (endpoint, direction) = o.endpoint.unwrap_or(("-", "-"));
+    metrics().exchange(&metrics::Exchange {
+        src,
+        dst,
+        endpoint,
+        direction,
+        outcome: counted,
+        rule,
+        mode: o.mode,
+        bytes_in: o.bytes_in,
+        bytes_out: o.bytes_out,
+        to_verdict: o.to_verdict,
+        to_answer: o.to_answer,
+    });
     let mode = o.mode.name();
     let (bytes_in, bytes_out, status) = (o.bytes_in, o.bytes_out, o.status);
     let blocked = |r: &Reject| match &r.block {

@@ -48,7 +48,13 @@ pub async fn refuse_stranger<S: Io>(client: S, peer: SocketAddr, mode: Enforceme
         ))
     };
     let target = answer_once(&mut client, &reject, STRANGER_WAIT).await;
-    log_exchange(peer, "-", &target, &outcome_of(reject, mode), Duration::ZERO);
+    log_exchange(
+        peer,
+        "-",
+        &target,
+        &outcome_of(reject, mode),
+        Duration::ZERO,
+    );
 }
 
 /// Answer an instance's connection past `limits.max_connections` with a
