@@ -32,6 +32,10 @@ macro_rules! say {
     }};
 }
 
+/// How often the table is read back besides after nftables' change
+/// notifications (see `firewall::Kept`).
+const TABLE_CHECK: Duration = Duration::from_secs(10);
+
 /// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
 const EXIT_CONFIG: u8 = 2;
 
@@ -329,7 +333,8 @@ async fn serve(
     // The table after the listeners: redirected traffic then finds the
     // guard at once. It stays when the guard stops (fail closed).
     let port = firewall::listener_port(config);
-    let table = install_table(config, port)?;
+    let kept = firewall::Kept::new();
+    let table = install_table(&kept, config, port)?;
     metrics().table(table.is_some());
     if let Some(done) = &table {
         tracing::info!(
@@ -354,6 +359,14 @@ async fn serve(
     if let Some(l) = admin {
         accept.push(tokio::spawn(admin::run(l, shutdown.clone())));
     }
+    let mut watching = false;
+    let mut watch = |table: Option<&firewall::Installed>| {
+        if table.is_some() && !watching {
+            watching = true;
+            tokio::spawn(kept.clone().watch(TABLE_CHECK, shutdown.clone()));
+        }
+    };
+    watch(table.as_ref());
     for (l, mode) in listeners {
         accept.push(tokio::spawn(listen::run(
             l,
@@ -386,13 +399,14 @@ async fn serve(
                 // The new table before the new config: a table the kernel
                 // refuses refuses the reload, and the old table stays.
                 let port = port.or_else(|| firewall::listener_port(&new.config));
-                install_table(&new.config, port).map(|done| (new, done))
+                install_table(&kept, &new.config, port).map(|done| (new, done))
             }) {
                 Ok((new, done)) => {
                     if let Some(done) = &done {
                         tracing::info!("firewall {done} rebuilt");
                     }
                     metrics().table(done.is_some());
+                    watch(done.as_ref());
                     if new.config.guard.admin.listen != shared.snapshot().config.guard.admin.listen {
                         tracing::warn!("guard.admin.listen changed: the admin listener stays where it is until a restart");
                     }
@@ -500,10 +514,12 @@ fn reload(path: &std::path::Path) -> Result<Snapshot, String> {
 /// its firewall mode is off (a table installed earlier then stays, since
 /// removing it would open the direct path: `misp-guard nft remove` does).
 fn install_table(
+    kept: &firewall::Kept,
     config: &Config,
     port: Option<u16>,
 ) -> Result<Option<firewall::Installed>, String> {
     if config.guard.firewall.mode == FirewallMode::Off {
+        kept.forget();
         if firewall::installed().unwrap_or(false) {
             tracing::warn!(
                 "guard.firewall.mode is \"off\" but table inet {} is installed: it stays (remove it with `misp-guard nft remove`)",
@@ -516,9 +532,7 @@ fn install_table(
     let plan = firewall::plan(config, port)
         .map_err(|e| e.to_string())?
         .ok_or("guard.firewall.mode is off")?;
-    firewall::install(&plan)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    kept.install(plan).map(Some).map_err(|e| e.to_string())
 }
 
 /// Fail at start, not on the first connection, when the firewall mark
