@@ -408,3 +408,54 @@ fn health_of(s: &State) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthy_only_when_listening_with_the_table_and_no_refused_reload() {
+        let s = State::default();
+        assert!(health_of(&s).is_err(), "before the listeners");
+        s.listening.store(true, Ordering::Relaxed);
+        assert!(health_of(&s).is_ok(), "no table asked for");
+        s.firewall.store(true, Ordering::Relaxed);
+        assert!(health_of(&s).unwrap_err().contains("table"));
+        s.table_present.store(true, Ordering::Relaxed);
+        assert!(health_of(&s).is_ok());
+        s.reload_refused.store(true, Ordering::Relaxed);
+        assert!(health_of(&s).unwrap_err().contains("reload"));
+    }
+
+    #[test]
+    fn the_text_ends_as_openmetrics_does_and_labels_the_mode() {
+        let m = Metrics::new();
+        m.config(Enforcement::Monitor, false, 3);
+        m.exchange(&Exchange {
+            src: "a",
+            dst: "b",
+            endpoint: "events/add",
+            direction: "push",
+            outcome: Outcome::WouldBlock,
+            rule: Some("blocked tag"),
+            mode: Enforcement::Monitor,
+            bytes_in: 10,
+            bytes_out: 0,
+            to_verdict: Some(Duration::from_millis(1)),
+            to_answer: None,
+        });
+        let text = m.text();
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+        assert!(text.contains(
+            "misp_guard_blocks_total{rule=\"blocked tag\",src=\"a\",dst=\"b\",verdict=\"would_block\",mode=\"monitor\"} 1"
+        ), "{text}");
+        assert!(
+            text.contains("misp_guard_config_generation{mode=\"monitor\"} 3"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("bytes_out_total"),
+            "no bytes out counted: {text}"
+        );
+    }
+}
