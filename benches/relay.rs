@@ -43,7 +43,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use misp_guard::config::Config;
-use misp_guard::rules::{self, Context, Document, Verdict};
+use misp_guard::rules::{self, Context, Document, Evaluation, Verdict};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
 
@@ -399,6 +399,9 @@ struct Row {
     /// the ceiling of what the guard can do on one body.
     engine_mb_s: f64,
     peak_mib: f64,
+    /// The guard's CPU time (user and system) per exchange of the guard
+    /// series, ms.
+    cpu_ms: f64,
 }
 
 fn run() -> Result<(), String> {
@@ -472,6 +475,7 @@ fn run() -> Result<(), String> {
                 let guard = GuardProc::start(&config_path, dir.path())?;
                 idle_mib = guard.peak_mib().unwrap_or(0.0);
                 let request = request_bytes(kind, Path::Guard, transport, &event);
+                let cpu_before = guard.cpu_ms()?;
                 let through = measure(
                     kind,
                     Path::Guard,
@@ -485,6 +489,7 @@ fn run() -> Result<(), String> {
                 )
                 .map_err(|e| format!("{e}\n--- guard log (tail) ---\n{}", guard.log_tail(20)))?;
                 let peak_mib = guard.peak_mib()?;
+                let cpu_ms = (guard.cpu_ms()? - cpu_before) / through.latencies.len().max(1) as f64;
                 drop(guard);
                 // The same exchange to the instance's address, caught by
                 // the guard's own table.
@@ -518,6 +523,7 @@ fn run() -> Result<(), String> {
                     transparent,
                     engine_mb_s,
                     peak_mib,
+                    cpu_ms,
                 };
                 eprintln!("{}", row_line(&row));
                 rows.push(row);
@@ -623,7 +629,18 @@ fn engine_rate(
     let started = Instant::now();
     let mut runs = 0;
     while runs < n && (runs == 0 || started.elapsed() < Duration::from_millis(500)) {
-        match rules::evaluate(event, Document::Event, policy, &Context::default()) {
+        // As the relay feeds it: the held pieces straight into the
+        // tokenizer, no reader between.
+        let mut evaluation = Evaluation::new(
+            Document::Event,
+            policy,
+            &Context::default(),
+            rules::DEFAULT_MAX_DEPTH,
+        );
+        for piece in event.chunks(256 * 1024) {
+            evaluation.feed(piece);
+        }
+        match evaluation.finish() {
             Verdict::Allow(_) => {}
             Verdict::Block(b) => return Err(format!("the engine blocks the bench event: {b:?}")),
             Verdict::Rebuild(r) => {
@@ -802,6 +819,21 @@ impl GuardProc {
         digits
             .parse()
             .map_err(|_| format!("no elapsed_ms in {line:?}"))
+    }
+
+    /// The CPU time the guard has used so far (user and system), ms, in
+    /// the kernel's clock ticks (`/proc/<pid>/stat` fields 14 and 15).
+    fn cpu_ms(&self) -> Result<f64, String> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        // The command name may hold spaces: fields are counted after it.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+            return Err(format!("no utime/stime in {path}"));
+        };
+        Ok((user + system) * 1000.0 / clock_ticks_per_s())
     }
 
     /// The peak resident set so far (`VmHWM`), MiB.
@@ -1238,10 +1270,24 @@ fn event_of_size(size: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // The report
 
+/// `sysconf(_SC_CLK_TCK)`, as `getconf` says (100 where it cannot tell).
+fn clock_ticks_per_s() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 fn row_line(r: &Row) -> String {
     format!(
         "{} {} {}: direct {:.0} req/s {:.1} MB/s, guard {:.0} req/s {:.1} MB/s, peak {:.1} MiB, \
-         upstream connections direct {} guard {}",
+         guard CPU {:.3} ms per exchange, upstream connections direct {} guard {}",
         r.kind.label(),
         r.label,
         r.transport.label(),
@@ -1250,6 +1296,7 @@ fn row_line(r: &Row) -> String {
         r.guard.requests_per_s(),
         r.guard.mb_per_s(),
         r.peak_mib,
+        r.cpu_ms,
         r.direct.upstream_connections,
         r.guard.upstream_connections,
     )
@@ -1259,19 +1306,19 @@ fn table(rows: &[Row], idle_mib: f64, took: Duration) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n{:<5} {:<6} {:<6} {:>9} {:>5} | {:>9} {:>9} {:>9} {:>9} {:>6} | {:>8} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>8}",
+        "\n{:<5} {:<6} {:<6} {:>9} {:>5} | {:>9} {:>9} {:>9} {:>9} {:>6} | {:>8} {:>7} | {:>8} {:>8} {:>8} {:>8} {:>9} | {:>8} {:>8}",
         "what", "size", "legs", "bytes", "n", "dir req/s", "grd req/s", "dir MB/s", "grd MB/s", "ratio",
-        "eng MB/s", "grd/eng", "dir p50", "dir p99", "grd p50", "grd p99", "added p50", "peak MiB"
+        "eng MB/s", "grd/eng", "dir p50", "dir p99", "grd p50", "grd p99", "added p50", "peak MiB", "CPU ms"
     );
-    let _ = writeln!(s, "{}", "-".repeat(170));
+    let _ = writeln!(s, "{}", "-".repeat(179));
     for (i, r) in rows.iter().enumerate() {
         if i > 0 && rows[i - 1].transport != r.transport {
-            let _ = writeln!(s, "{}", "-".repeat(170));
+            let _ = writeln!(s, "{}", "-".repeat(179));
         }
         let added = r.guard.percentile_ms(0.5) - r.direct.percentile_ms(0.5);
         let _ = writeln!(
             s,
-            "{:<5} {:<6} {:<6} {:>9} {:>5} | {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6.2} | {:>8.1} {:>7.2} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3} | {:>8.1}",
+            "{:<5} {:<6} {:<6} {:>9} {:>5} | {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6.2} | {:>8.1} {:>7.2} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3} | {:>8.1} {:>8.3}",
             r.kind.label(),
             r.label,
             r.transport.label(),
@@ -1290,6 +1337,7 @@ fn table(rows: &[Row], idle_mib: f64, took: Duration) -> String {
             r.guard.percentile_ms(0.99),
             added,
             r.peak_mib,
+            r.cpu_ms,
         );
     }
     let _ = writeln!(
@@ -1299,7 +1347,7 @@ fn table(rows: &[Row], idle_mib: f64, took: Duration) -> String {
          guard/direct MB/s of the same legs; eng = rule engine alone on the same event; \
          latencies in ms, one keep-alive connection (set up before the timing), one request at \
          a time;\npeak = guard VmHWM (fresh guard per row, {idle_mib:.1} MiB just after start); \
-         run took {:.0} s",
+         CPU ms = the guard's user+system CPU per exchange of its series; run took {:.0} s",
         took.as_secs_f64()
     );
     s

@@ -24,6 +24,7 @@ use super::snapshot::Snapshot;
 use super::upstream::{self, Dial};
 use crate::config::{Config, InstanceId};
 use crate::http::{self, BodyKind, RequestHead};
+use crate::rules::Receiver;
 use crate::sync;
 
 /// Request headers that must appear at most once.
@@ -90,6 +91,25 @@ impl Admitted {
             To::Allowlisted { .. } => self.source,
         }
     }
+
+    /// The instance the request's body goes to: the destination.
+    pub(super) fn request_receiver(&self, config: &Config) -> Option<Receiver> {
+        match &self.to {
+            To::Instance { id, .. } => Some(receiver(config, *id)),
+            To::Allowlisted { .. } => None,
+        }
+    }
+
+    /// The instance the answer goes to: the source.
+    pub(super) fn answer_receiver(&self, config: &Config) -> Option<Receiver> {
+        Some(receiver(config, self.source))
+    }
+}
+
+/// Instance `id` as sharing groups' server entries name it.
+fn receiver(config: &Config, id: InstanceId) -> Receiver {
+    let i = config.instance(id);
+    Receiver::new(&i.host, i.ip, i.port)
 }
 
 /// Admit the request `head` that arrived `via`, under `config`. Records in

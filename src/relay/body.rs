@@ -1,11 +1,10 @@
 //! The body machinery both judging phases share: reading one body
 //! (length, chunked or close-delimited) into the hold while the rule engine
-//! reads it ([`super::inspect`]), paced so a slow peer cannot hold a
+//! judges it piece by piece ([`super::inspect`]), paced so a slow peer cannot hold a
 //! worker; and [`pass`], the one place a blocking verdict ends an exchange.
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::hold::Hold;
@@ -89,7 +88,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
             return Err(too_large(n));
         }
     }
-    let mut inspection = job.map(Inspection::start);
+    let mut inspection = job.as_ref().map(Inspection::start);
     let spill_dir = config.guard.spill_dir.clone();
     let mut rate = Rate::new(config);
     let store = |hold: &mut Hold, piece: &[u8]| -> Result<(), Reject> {
@@ -112,7 +111,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
                 let piece = peer.buf.split_to(take).freeze();
                 left -= take as u64;
                 store(hold, &piece)?;
-                feed(&mut inspection, piece).await;
+                feed(&mut inspection, &piece);
             }
         }
         BodyKind::Chunked => {
@@ -121,7 +120,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
                 match decoder.decode(&mut peer.buf, limits) {
                     Ok(Chunk::Data(piece)) => {
                         store(hold, &piece)?;
-                        feed(&mut inspection, piece).await;
+                        feed(&mut inspection, &piece);
                     }
                     Ok(Chunk::NeedMore) => {
                         read_more(peer, &mut rate, side, false).await?;
@@ -142,7 +141,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
             if !peer.buf.is_empty() {
                 let piece = peer.buf.split().freeze();
                 store(hold, &piece)?;
-                feed(&mut inspection, piece).await;
+                feed(&mut inspection, &piece);
             }
             if !read_more(peer, &mut rate, side, true).await? {
                 break;
@@ -150,7 +149,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
         },
     }
     match inspection {
-        Some(i) => match i.finish().await {
+        Some(i) => match i.finish() {
             Judged::Verdict(v) => Ok(v),
             Judged::Limit(status, reason) => {
                 Err(Reject::fatal(side_status(side, status, 502), side, reason))
@@ -160,9 +159,9 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
     }
 }
 
-async fn feed(inspection: &mut Option<Inspection>, piece: Bytes) {
+fn feed(inspection: &mut Option<Inspection<'_>>, piece: &[u8]) {
     if let Some(i) = inspection {
-        i.feed(piece).await;
+        i.feed(piece);
     }
 }
 

@@ -114,6 +114,7 @@ pub(super) async fn judge_answer<S: AsyncRead + Unpin>(
     };
     let context = Context {
         user_org_uuid: user_org.clone(),
+        receiver: admitted.answer_receiver(&terms.config),
         rebuild: !signed(&response),
     };
     let job = match policy {

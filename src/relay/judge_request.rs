@@ -96,6 +96,7 @@ pub(super) async fn judge_request<S: Io>(
                 user_org_uuid: learned_org
                     .filter(|_| x.direction == Direction::Push)
                     .map(str::to_string),
+                receiver: admitted.request_receiver(config),
                 // A request goes on as the sender sent it, or not at all.
                 rebuild: false,
             },

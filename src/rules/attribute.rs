@@ -16,8 +16,10 @@ pub(super) enum Flavour {
     /// An attribute of an event or object: type, category and
     /// distribution required.
     Attribute,
-    /// A sighting's copy (`includeAttribute`): type and category may be
-    /// absent, required taxonomies do not apply (it carries no tags).
+    /// A copy MISP embeds elsewhere (a sighting's `includeAttribute`, the
+    /// target of an object reference): type, category and distribution
+    /// may be absent, required taxonomies do not apply (it carries no
+    /// tags of its own to satisfy them); what it carries is judged.
     Summary,
     /// A proposal: it has no distribution of its own.
     Proposal,

@@ -3,7 +3,7 @@
 
 use super::judge::{Judge, Stop};
 use super::keys::{Keys, K};
-use super::value::{Ent, Field, Kind, Out, Slot};
+use super::value::{Ent, Field, Kind, Name, Out, Slot};
 use super::Rule;
 
 /// The keys a galaxy cluster reads: the value of any other is skipped
@@ -24,6 +24,8 @@ pub(super) const RELATION_KEYS: Keys = Keys::of(&[
     K::GalaxyClusterRelationTag,
     K::GalaxyClusterRelation,
     K::SharingGroup,
+    K::TargetCluster,
+    K::GalaxyCluster,
 ]);
 
 pub(super) struct ClusterNode {
@@ -94,16 +96,27 @@ impl ClusterNode {
     }
 }
 
+/// A copy of a cluster a relation carries.
+const COPY: Kind = Kind::Copy(Ent::Cluster { minimal: true });
+
 #[derive(Default)]
 pub(super) struct RelationNode {
     dist: Option<Option<u8>>,
     sg: Option<(bool, bool)>,
 }
 
-// Cluster relation stages: distribution 0, tags 1, sharing group 2.
+// Cluster relation stages: distribution 0, tags 1, sharing group 2, the
+// copy of the target cluster 3, the copy of the source cluster 4. A
+// fetched cluster's relations carry a copy of the cluster they point at
+// (`TargetCluster`, with its `tag_name`, value and distribution), and the
+// relations of others to it (`TargetingClusterRelation`) a copy of theirs
+// (`GalaxyCluster`). The receiver saves neither (`captureRelations` reads
+// the relation's own fields), but they cross: judged as clusters whose
+// distribution may be absent, or left out of an answer the guard
+// rebuilds.
 impl RelationNode {
     #[inline]
-    pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
+    pub(super) fn key(&mut self, j: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
         let slot = match k {
             Some(K::Distribution) => Slot::of(Kind::Dist { stage: 0 }),
             Some(K::Tag) => Slot::of(Kind::items(Ent::Tag, 1, K::Tag)),
@@ -118,6 +131,10 @@ impl RelationNode {
                 Slot::under(K::GalaxyClusterRelation, Kind::Ent(Ent::Relation))
             }
             Some(K::SharingGroup) => Slot::of(Kind::Ent(Ent::Sg { stage: 2 })),
+            Some(K::TargetCluster) if j.rebuild => Slot::strip(Name::RelationTarget),
+            Some(K::GalaxyCluster) if j.rebuild => Slot::strip(Name::RelationSource),
+            Some(K::TargetCluster) => Slot::nested(3, K::TargetCluster, COPY),
+            Some(K::GalaxyCluster) => Slot::nested(4, K::GalaxyCluster, COPY),
             _ => Slot::skip(),
         };
         Ok(slot)

@@ -28,9 +28,9 @@ use super::event::{self, EventNode};
 use super::judge::{Judge, Marks, Place, Stop};
 use super::keys::{classify, Frame as KeyFrame, KeyError, Keys, K};
 use super::list::{EmptyNode, ListNode, StringsNode};
-use super::object::{self, ObjectNode};
+use super::object::{self, ObjectNode, ReferenceNode};
 use super::report::{self, ReportNode};
-use super::sharing_group::{self, PickNode, SgNode};
+use super::sharing_group::{self, PickNode, SgNode, SgServerNode};
 use super::sighting::{self, SightingNode, SightingOrgNode};
 use super::tag::{self, TagLinkNode, TagNode};
 use super::value::{scalar, shape, string, Ent, Item, Kind, Name, Out, Scalar, Slot, Wrap};
@@ -69,6 +69,7 @@ enum Node {
     Event(EventNode),
     Attribute(AttributeNode),
     Object(ObjectNode),
+    Reference(ReferenceNode),
     Report(ReportNode),
     Analyst(AnalystNode),
     Related(RelatedNode),
@@ -79,6 +80,7 @@ enum Node {
     Tag(TagNode),
     TagLink(TagLinkNode),
     Sg(SgNode),
+    SgServer(SgServerNode),
     Pick(PickNode),
     Wrap(WrapNode),
     Response(ResponseNode),
@@ -112,9 +114,10 @@ impl Node {
             Kind::Strip => Node::Strip(false),
             Kind::Root(doc) => Node::root_object(j, doc)?,
             Kind::Wrap(w) => Node::Wrap(WrapNode::new(w)),
-            Kind::Ent(e) => Node::entity(e),
+            Kind::Ent(e) | Kind::Copy(e) => Node::entity(e),
             Kind::Related => Node::Related(RelatedNode::Fresh),
             Kind::MinimalValue => Node::StrMap,
+            Kind::Server => Node::Pick(PickNode::server()),
             Kind::Links { group, name } => {
                 // PHP's single-link form: one link, placed as a list would be.
                 j.enter(Place::Link { name, group });
@@ -154,7 +157,9 @@ impl Node {
             Ent::Proposal => Node::Attribute(AttributeNode::new(Flavour::Proposal)),
             Ent::Sighting => Node::Sighting(SightingNode),
             Ent::SightingOrg => Node::SightingOrg(SightingOrgNode),
-            Ent::Object => Node::Object(ObjectNode::default()),
+            Ent::Object => Node::Object(ObjectNode::new(false)),
+            Ent::ObjectSummary => Node::Object(ObjectNode::new(true)),
+            Ent::Reference => Node::Reference(ReferenceNode),
             Ent::Report => Node::Report(ReportNode::default()),
             Ent::Analyst(kind) => Node::Analyst(AnalystNode::new(kind)),
             Ent::Cluster { minimal } => Node::Cluster(ClusterNode::new(minimal)),
@@ -164,7 +169,7 @@ impl Node {
             Ent::TagLink => Node::TagLink(TagLinkNode::default()),
             Ent::Sg { stage } => Node::Sg(SgNode::new(stage)),
             Ent::SgOrg => Node::Pick(PickNode::sg_org()),
-            Ent::SgServer => Node::Pick(PickNode::sg_server()),
+            Ent::SgServer => Node::SgServer(SgServerNode::default()),
             Ent::Organisation => Node::Pick(PickNode::organisation()),
             Ent::EventUuidTimestamp => Node::UuidTimestamp(UuidTimestampNode::default()),
             Ent::StrMap => Node::StrMap,
@@ -193,6 +198,9 @@ impl Node {
                 None => return Err(shape(j, kind, "an array")),
             },
             Kind::Related => Node::Empty(EmptyNode::Related),
+            // PHP's empty array: the owner's own entry, no receiver.
+            Kind::Server => Node::Skipped,
+            Kind::Copy(_) => Node::Empty(EmptyNode::Map),
             Kind::MinimalValue => Node::List(ListNode::new(Item::Ent(Ent::StrMap), 0, Name::Root)),
             Kind::Strings(list) => {
                 let (min, max) = list.bounds();
@@ -211,6 +219,7 @@ impl Node {
             Node::Event(_) => event::KEYS,
             Node::Attribute(_) => attribute::KEYS,
             Node::Object(_) => object::KEYS,
+            Node::Reference(_) => object::REFERENCE_KEYS,
             Node::Report(_) => report::KEYS,
             Node::Analyst(_) => analyst::KEYS,
             Node::Cluster(_) => cluster::KEYS,
@@ -219,6 +228,7 @@ impl Node {
             Node::Tag(_) => tag::KEYS,
             Node::TagLink(_) => tag::LINK_KEYS,
             Node::Sg(_) => sharing_group::KEYS,
+            Node::SgServer(_) => sharing_group::SERVER_KEYS,
             Node::Pick(n) => n.keys(),
             // Read by the first key, by a key's text, or refusing keys.
             _ => Keys::ANY,
@@ -239,6 +249,7 @@ impl Node {
             Node::Event(n) => n.key(j, k),
             Node::Attribute(n) => n.key(j, k),
             Node::Object(n) => n.key(j, k),
+            Node::Reference(n) => n.key(j, k),
             Node::Report(n) => n.key(j, k),
             Node::Analyst(n) => n.key(j, k),
             Node::Related(n) => n.key(j, k),
@@ -249,6 +260,7 @@ impl Node {
             Node::Tag(n) => n.key(j, k),
             Node::TagLink(n) => n.key(j, k),
             Node::Sg(n) => n.key(j, k),
+            Node::SgServer(n) => n.key(j, k),
             Node::Pick(n) => n.key(j, k),
             Node::Wrap(n) => {
                 allowed(j, n.allowed(), k, text)?;
@@ -308,6 +320,7 @@ impl Node {
             Node::Tag(n) => n.value(j, k, out),
             Node::TagLink(n) => n.value(j, k, out),
             Node::Sg(n) => n.value(j, k, out),
+            Node::SgServer(n) => n.value(j, k, out),
             Node::Pick(n) => n.value(j, k, out),
             _ => {}
         }
@@ -323,6 +336,7 @@ impl Node {
             Node::Event(n) => n.end(j),
             Node::Attribute(n) => n.end(j),
             Node::Object(n) => n.end(j),
+            Node::Reference(n) => n.end(j),
             Node::Report(n) => n.end(j),
             Node::Analyst(n) => n.end(j),
             Node::Related(n) => n.end(j),
@@ -333,6 +347,7 @@ impl Node {
             Node::Tag(n) => n.end(j),
             Node::TagLink(n) => n.end(j),
             Node::Sg(n) => n.end(j),
+            Node::SgServer(n) => n.end(j),
             Node::Pick(n) => n.end(j),
             Node::Wrap(n) => n.end(j),
             Node::Response(n) => n.end(j),
@@ -799,6 +814,8 @@ mod tests {
             Ent::Sighting,
             Ent::SightingOrg,
             Ent::Object,
+            Ent::ObjectSummary,
+            Ent::Reference,
             Ent::Report,
             Ent::Analyst(AKind::Note),
             Ent::Analyst(AKind::Relationship),
@@ -862,6 +879,7 @@ mod tests {
         for rebuild in [false, true] {
             let ctx = Context {
                 user_org_uuid: Some("org".into()),
+                receiver: None,
                 rebuild,
             };
             let mut j = Judge::new(&policy, &ctx);

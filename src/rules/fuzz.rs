@@ -5,7 +5,9 @@
 //! answer the engine rebuilds must be JSON that needs no further
 //! rebuilding.
 
-use super::{evaluate, Context, Document, Evaluation, Policy, Verdict, DEFAULT_MAX_DEPTH};
+use super::{
+    evaluate, Context, Document, Evaluation, Policy, Receiver, Verdict, DEFAULT_MAX_DEPTH,
+};
 
 /// Every kind of document.
 pub const DOCUMENTS: [Document; 17] = [
@@ -44,6 +46,11 @@ pub fn evaluate_all(data: &[u8]) {
     for rebuild in [false, true] {
         let ctx = Context {
             user_org_uuid: Some("5b9e9a6c-3f2e-4c6a-9d1e-0a1b2c3d4e5f".into()),
+            receiver: Some(Receiver::new(
+                "misp-b.example",
+                std::net::IpAddr::from([127, 0, 0, 2]),
+                443,
+            )),
             rebuild,
         };
         for doc in DOCUMENTS {

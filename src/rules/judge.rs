@@ -23,7 +23,7 @@ use super::keys::KeySet;
 use super::list::PageOutcome;
 use super::names::{clip, norm_into};
 use super::value::{Name, Scalar};
-use super::{Block, Context, Policy, Rule};
+use super::{Block, Context, Policy, Receiver, Rule};
 
 /// The walk stopped: the finding is in [`Judge::take_fatal`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +98,8 @@ pub(super) struct Judge<'p> {
     /// [`lengths`] of each set of [`Blocked`] names.
     lengths: [u64; 5],
     user_org: Option<String>,
+    /// Whose sharing-group server entry counts (see [`Context::receiver`]).
+    receiver: Option<Receiver>,
     /// The answer may be forwarded rebuilt (see [`Context::rebuild`]).
     pub(super) rebuild: bool,
     /// The blocked tags of the form `misp-galaxy:<type>="<uuid>"`, by
@@ -125,6 +127,7 @@ impl<'p> Judge<'p> {
                 .user_org_uuid
                 .as_deref()
                 .map(|u| u.trim().to_lowercase()),
+            receiver: ctx.receiver.clone(),
             rebuild: ctx.rebuild,
             galaxy_tags: None,
             places: Vec::new(),
@@ -326,6 +329,15 @@ impl<'p> Judge<'p> {
         let member = self.user_org.as_deref() == Some(norm.as_str());
         self.give_back(norm);
         member
+    }
+
+    /// Whether a sharing group server's `url` names the receiving
+    /// instance.
+    pub(super) fn is_receiver_url(&self, s: &Scalar<'_>) -> bool {
+        match (s, &self.receiver) {
+            (Scalar::Str(url), Some(r)) => r.names(url),
+            _ => false,
+        }
     }
 
     /// The blocked tag MISP would build for the cluster of this uuid.

@@ -118,6 +118,9 @@ pub(super) enum K {
     EventUuid,
     DateSighting,
     AttributeId,
+    TargetCluster,
+    Server,
+    Url,
 }
 
 impl K {
@@ -238,6 +241,9 @@ impl K {
             K::EventUuid => "event_uuid",
             K::DateSighting => "date_sighting",
             K::AttributeId => "attribute_id",
+            K::TargetCluster => "TargetCluster",
+            K::Server => "Server",
+            K::Url => "url",
         }
     }
 }
@@ -305,7 +311,7 @@ impl Keys {
 }
 
 /// Every known key, in the order of its bit.
-pub(super) const ALL: [K; 108] = [
+pub(super) const ALL: [K; 111] = [
     K::Event,
     K::Attribute,
     K::Object,
@@ -414,6 +420,9 @@ pub(super) const ALL: [K; 108] = [
     K::EventUuid,
     K::DateSighting,
     K::AttributeId,
+    K::TargetCluster,
+    K::Server,
+    K::Url,
 ];
 
 /// A key as two words that, with its length, tell it apart from every

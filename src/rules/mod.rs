@@ -82,6 +82,13 @@
 //!   fillers, variation selectors, the combining grapheme joiner) is
 //!   [`Rule::Malformed`] (the value is shown escaped): no real MISP name
 //!   has one, and no list of characters to fold away could be complete.
+//!   Tag names (and a cluster's `tag_name`) alone may hold the zero-width
+//!   non-joiner and joiner and the variation selectors, which real tags
+//!   use (emoji such as `⚠️`, ZWJ sequences, Persian and Indic words):
+//!   the blocked tags are compared with the name's skeleton without them
+//!   (so `tlp:` + U+200D + `red` is `tlp:red`), the required taxonomies
+//!   and allowed tags with the name as it reads, so a look-alike never
+//!   satisfies one; a name of nothing but joiners is malformed.
 //!   What remains is trimmed of Unicode white space, a superset of PHP's
 //!   set. Distribution strings stay one digit, nothing trimmed.
 //! * **Blank categories.** MISP's `Attribute::beforeValidateMassage`
@@ -171,6 +178,17 @@
 //!   `{"ShadowAttribute":…}`; each is judged as a proposal (type, category,
 //!   and what the older guard also read: tags, distribution and sharing
 //!   group where present). A wrapped row in a push is no row MISP saves.
+//! * **Copies in references.** MISP's `fetchEvent` embeds in each
+//!   `Object[].ObjectReference[]` a copy of the referenced attribute
+//!   (`value`, `type`, `category`, distribution, sharing group) or object
+//!   (`name`, …), also of one left out of the event's lists (a push drops
+//!   distribution 0 and 1 from the lists, not from the copies) or of the
+//!   event this one extends; a fetched cluster's relations carry a copy of
+//!   their target cluster (`TargetCluster`), inbound ones of their source
+//!   (`GalaxyCluster`). The receiver never saves them. Where a body goes
+//!   on as it is, each is judged as a summary of its kind (whatever fields
+//!   it carries, under that kind's rules; none demanded; `[]` or `null` is
+//!   nothing); in an answer the guard rebuilds, they are left out.
 //! * **Inbound relationships.** MISP's REST view adds `RelationshipInbound`
 //!   (relationships of other entities pointing here) to events, attributes,
 //!   objects, reports and analyst data, and a full cluster view its
@@ -222,6 +240,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::json;
 
@@ -296,8 +315,15 @@ pub struct RequiredTaxonomy {
 pub struct Context {
     /// The organisation uuid of the user the data goes to (MISP's
     /// `X-UserOrgUUID` response header), lower-cased. When set, every
-    /// sharing group met must contain it (or have a server with `all_orgs`).
+    /// sharing group met must contain it: in `SharingGroupOrg`, or by the
+    /// `all_orgs` entry of the [`Context::receiver`]'s own server.
     pub user_org_uuid: Option<String>,
+    /// The instance the data goes to: the destination of a request, the
+    /// source of the request an answer answers. `all_orgs` on a sharing
+    /// group's server entry gives the orgs *of that server* access, so it
+    /// counts as membership only on the entry whose `Server.url` names
+    /// this instance; unknown, no entry counts.
+    pub receiver: Option<Receiver>,
     /// The body is an answer the guard may forward rebuilt: the
     /// independent items of a page that the rules forbid are left out
     /// (instead of refusing the whole page), and what the receiving MISP
@@ -305,6 +331,62 @@ pub struct Context {
     /// `value`, `RelatedEvent` summaries, inbound relationships) is left
     /// out too. The verdict is then [`Verdict::Rebuild`].
     pub rebuild: bool,
+}
+
+/// An instance as a sharing group's server entry names it: MISP's
+/// `Server.url`, such as `https://misp-b.example:8443/misp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receiver {
+    host: String,
+    ip: IpAddr,
+    port: u16,
+}
+
+impl Receiver {
+    /// The instance whose `Server.url` names `host` (its name, or an IP
+    /// literal) or `ip`, with `port` or no port.
+    pub fn new(host: &str, ip: IpAddr, port: u16) -> Receiver {
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        Receiver { host, ip, port }
+    }
+
+    /// Whether `url` names this instance: scheme, user info, path and
+    /// case aside, its host is the instance's name or address, and a port
+    /// it states is the instance's.
+    fn names(&self, url: &str) -> bool {
+        let url = url.trim();
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((h, "")) => (h, None),
+                Some((h, p)) => match p.strip_prefix(':') {
+                    Some(p) => (h, Some(p)),
+                    None => return false,
+                },
+                None => return false,
+            },
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            },
+        };
+        if let Some(p) = port {
+            if p.parse::<u16>().ok() != Some(self.port) {
+                return false;
+            }
+        }
+        let host = host.trim_end_matches('.');
+        if host.is_empty() {
+            return false;
+        }
+        let unmap = |ip| crate::addr::unmap(SocketAddr::new(ip, 0)).ip();
+        host.eq_ignore_ascii_case(&self.host)
+            || host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| unmap(ip) == unmap(self.ip))
+    }
 }
 
 /// Which MISP document a body is expected to be. The sync table says which

@@ -49,6 +49,47 @@ pub(super) fn is_hidden(c: char) -> bool {
     )
 }
 
+/// The invisible characters real tag names hold: the zero-width
+/// non-joiner and joiner (Persian, Urdu and Indic words need them, emoji
+/// sequences such as 👩‍💻 are made with the joiner) and the variation
+/// selectors (`⚠️` is U+26A0 U+FE0F). A tag name may hold them
+/// ([`tag_normalised`]); no other name may.
+pub(super) fn is_joiner(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200C}' | '\u{200D}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}'
+    )
+}
+
+/// A tag name as the rules compare it: as [`normalised`], but the
+/// [`is_joiner`] characters are allowed. The name is returned as it reads
+/// (what required taxonomies and allowed tags are matched against,
+/// exactly: a look-alike with a joiner satisfies none), and, when it holds
+/// joiners, its skeleton without them, trimmed (what is compared with the
+/// blocked tags, so `tlp:` + U+200D + `red` is `tlp:red`). `None` when it
+/// holds another invisible character, or nothing but joiners and blanks.
+pub(super) fn tag_normalised<'a>(
+    s: &'a str,
+    out: &'a mut String,
+) -> Option<(&'a str, Option<String>)> {
+    if s.is_ascii() {
+        return normalised(s, out).map(|n| (n, None));
+    }
+    if s.chars().any(|c| is_hidden(c) && !is_joiner(c)) {
+        return None;
+    }
+    norm_into(s, out);
+    if !out.chars().any(is_joiner) {
+        return Some((out, None));
+    }
+    let skeleton: String = out.chars().filter(|&c| !is_joiner(c)).collect();
+    let skeleton = skeleton.trim();
+    if skeleton.is_empty() {
+        return None;
+    }
+    Some((out, Some(skeleton.to_string())))
+}
+
 /// `s` as the rules compare it ([`norm_into`]), or `None` when it holds
 /// a character [`is_hidden`] refuses. Borrowed when it reads so already
 /// (ASCII, no capital, no blank at either end, as nearly every name is),
@@ -230,5 +271,66 @@ mod tests {
             }
         }
         assert!(seen > 10_000);
+    }
+    #[test]
+    fn tag_names_allow_joiners_and_compare_without_them() {
+        let mut out = String::new();
+        let got =
+            |s: &str, out: &mut String| tag_normalised(s, out).map(|(n, k)| (n.to_string(), k));
+        // ASCII and names without joiners: as `normalised`.
+        for s in [" TLP:Red ", "tlp:\u{2063}red", "é", "\u{200b}x", "ｔｌｐ"] {
+            let mut plain = String::new();
+            let want = normalised(s, &mut plain).map(|n| (n.to_string(), None));
+            assert_eq!(got(s, &mut out), want, "{s:?}");
+        }
+        assert_eq!(
+            got("TLP:\u{200d}RED", &mut out),
+            Some(("tlp:\u{200d}red".to_string(), Some("tlp:red".to_string())))
+        );
+        assert_eq!(
+            got("\u{fe0f} tlp:red\u{e0100}", &mut out),
+            Some((
+                "\u{fe0f} tlp:red\u{e0100}".to_string(),
+                Some("tlp:red".to_string())
+            ))
+        );
+        assert_eq!(
+            got("\u{26a0}\u{fe0f} Review", &mut out),
+            Some((
+                "\u{26a0}\u{fe0f} review".to_string(),
+                Some("\u{26a0} review".to_string())
+            ))
+        );
+        for s in [
+            "\u{200d}",
+            " \u{200c}\u{fe0f} ",
+            "a\u{200d}\u{2063}",
+            "\u{e0067}\u{200d}",
+        ] {
+            assert_eq!(got(s, &mut out), None, "{s:?}");
+        }
+        // Only joiners are let through: every other hidden character stays
+        // refused.
+        for c in [
+            '\u{200c}',
+            '\u{200d}',
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{e0100}',
+            '\u{e01ef}',
+        ] {
+            assert!(is_hidden(c) && is_joiner(c), "{c:?}");
+        }
+        for c in [
+            '\u{200b}',
+            '\u{2060}',
+            '\u{2063}',
+            '\u{202e}',
+            '\u{e0041}',
+            '\u{34f}',
+            '\u{ad}',
+        ] {
+            assert!(!is_joiner(c), "{c:?}");
+        }
     }
 }

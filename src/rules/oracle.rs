@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 
 use super::attribute::WRAPPED;
 use super::event::RELATED_EVENT_UNJUDGED;
-use super::names::{clip, is_hidden};
+use super::names::{clip, is_hidden, is_joiner};
 use super::tag::TAG_BY_ID;
-use super::{Block, Context, Document, Policy, Rule};
+use super::{Block, Context, Document, Policy, Receiver, Rule};
 
 /// Prefix of the value of a block for a document that cannot be read.
 pub(super) const FATAL: &str = "fatal: ";
@@ -28,6 +28,7 @@ pub(super) fn judge(text: &str, doc: Document, policy: &Policy, ctx: &Context) -
             .user_org_uuid
             .as_deref()
             .map(|u| u.trim().to_lowercase()),
+        receiver: ctx.receiver.clone(),
         first: None,
         fatal: None,
     };
@@ -55,6 +56,23 @@ fn norm(s: &str) -> String {
         }
     }
     folded.trim().to_lowercase()
+}
+
+/// A tag name's skeleton, the plain way: `None` when it holds an
+/// invisible character other than a joiner, or nothing else; else its
+/// normalised text without joiners, trimmed.
+fn tag_skeleton(name: &str) -> Option<String> {
+    if name.chars().any(|c| is_hidden(c) && !is_joiner(c)) {
+        return None;
+    }
+    let skeleton: String = norm(name).chars().filter(|&c| !is_joiner(c)).collect();
+    let skeleton = skeleton.trim();
+    (!skeleton.is_empty() || !name.chars().any(is_joiner)).then(|| skeleton.to_string())
+}
+
+/// A copy that carries nothing: `null`, or PHP's empty array.
+fn nothing(v: &Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(Vec::is_empty)
 }
 
 fn render(v: &Value) -> String {
@@ -101,6 +119,7 @@ const ANALYST: [(&str, u8); 3] = [("Note", 0), ("Opinion", 1), ("Relationship", 
 struct Oracle<'p> {
     policy: &'p Policy,
     org: Option<String>,
+    receiver: Option<Receiver>,
     first: Option<Block>,
     fatal: Option<Block>,
 }
@@ -479,7 +498,7 @@ impl Oracle<'_> {
         let Some(t) = self.obj(t, &at) else { return };
         match t.get("name") {
             None => self.hit(Rule::Malformed, "missing", at),
-            Some(Value::String(name)) if name.chars().any(is_hidden) => {
+            Some(Value::String(name)) if tag_skeleton(name).is_none() => {
                 self.hit(Rule::Malformed, name, at)
             }
             Some(Value::String(name)) => {
@@ -490,7 +509,7 @@ impl Oracle<'_> {
                         have[j] = true;
                     }
                 }
-                if self.policy.blocked_tags.contains(&n) {
+                if tag_skeleton(name).is_some_and(|s| self.policy.blocked_tags.contains(&s)) {
                     self.hit(Rule::BlockedTag, name, at);
                 }
             }
@@ -547,14 +566,24 @@ impl Oracle<'_> {
                             .is_some_and(|u| norm(u) == org)
                     })
                 });
+            // `all_orgs` counts on the receiving instance's own entry only.
+            let receiver = self.receiver.clone();
+            let names_receiver = |e: &Value| {
+                let url = e.get("Server").and_then(|s| s.get("url"));
+                match (url.and_then(Value::as_str), &receiver) {
+                    (Some(url), Some(r)) => r.names(url),
+                    _ => false,
+                }
+            };
             let all = sg
                 .get("SharingGroupServer")
                 .and_then(Value::as_array)
                 .is_some_and(|l| {
                     l.iter().any(|e| {
-                        matches!(e.get("all_orgs"), Some(Value::Bool(true)))
+                        let all_orgs = matches!(e.get("all_orgs"), Some(Value::Bool(true)))
                             || e.get("all_orgs").and_then(Value::as_u64) == Some(1)
-                            || e.get("all_orgs").and_then(Value::as_str) == Some("1")
+                            || e.get("all_orgs").and_then(Value::as_str) == Some("1");
+                        all_orgs && names_receiver(e)
                     })
                 });
             if !member && !all {
@@ -662,10 +691,16 @@ impl Oracle<'_> {
     }
 
     fn object(&mut self, v: &Value, path: &str) {
+        self.object_with(v, path, false);
+    }
+
+    /// `summary`: the copy an object reference carries, whose
+    /// distribution and name may be absent.
+    fn object_with(&mut self, v: &Value, path: &str, summary: bool) {
         let Some(o) = self.obj(v, path) else { return };
-        let dist = self.distribution(o, path, true);
+        let dist = self.distribution(o, path, !summary);
         self.sharing_group(o, path, dist);
-        self.field(o, path, "name", true, Rule::BlockedObjectType);
+        self.field(o, path, "name", !summary, Rule::BlockedObjectType);
         self.tags(o, path);
         self.each(o, path, "Attribute", |s, a, at| s.attribute(a, at));
         self.analyst_lists(o, path);
@@ -673,6 +708,15 @@ impl Oracle<'_> {
         if o.contains_key("Object") {
             self.hit(Rule::Malformed, WRAPPED, join(path, "Object"));
         }
+        self.each(o, path, "ObjectReference", |s, r, at| {
+            let Some(r) = s.obj(r, at) else { return };
+            if let Some(a) = r.get("Attribute").filter(|a| !nothing(a)) {
+                s.attribute_with(a, &join(at, "Attribute"), Flavour::Summary);
+            }
+            if let Some(c) = r.get("Object").filter(|c| !nothing(c)) {
+                s.object_with(c, &join(at, "Object"), true);
+            }
+        });
     }
 
     /// A sighting: what it embeds of its attribute and event.
@@ -715,6 +759,11 @@ impl Oracle<'_> {
         let dist = self.distribution(r, at, false);
         self.tags(r, at);
         self.sharing_group(r, at, dist);
+        for key in ["TargetCluster", "GalaxyCluster"] {
+            if let Some(c) = r.get(key).filter(|c| !nothing(c)) {
+                self.cluster(c, &join(at, key), true);
+            }
+        }
     }
 
     fn cluster(&mut self, v: &Value, path: &str, minimal: bool) {
@@ -727,8 +776,10 @@ impl Oracle<'_> {
         let at = join(path, "tag_name");
         match o.get("tag_name") {
             None => {}
-            Some(Value::String(t)) if t.chars().any(is_hidden) => self.hit(Rule::Malformed, t, at),
-            Some(Value::String(t)) if self.policy.blocked_tags.contains(&norm(t)) => {
+            Some(Value::String(t)) if tag_skeleton(t).is_none() => self.hit(Rule::Malformed, t, at),
+            Some(Value::String(t))
+                if tag_skeleton(t).is_some_and(|s| self.policy.blocked_tags.contains(&s)) =>
+            {
                 self.hit(Rule::BlockedTag, t, at)
             }
             Some(Value::String(_)) => {}

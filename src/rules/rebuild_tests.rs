@@ -300,3 +300,110 @@ fn the_second_reading_must_agree() {
     rebuilder.feed(other.as_bytes(), &mut out);
     assert!(rebuilder.finish(&mut out).is_err());
 }
+
+/// An event whose object references carry the copies MISP embeds: a
+/// distribution-0 passport number and a `person` object.
+fn event_with_reference_copies() -> Value {
+    json!({"Event": {
+        "uuid": "385283a1-b5e0-4e10-a532-dce11c365a56", "distribution": "1", "info": "e",
+        "Object": [{
+            "name": "file", "distribution": "5", "uuid": "o0",
+            "Attribute": [{"type": "filename", "category": "Payload delivery", "value": "a.exe", "distribution": "5"}],
+            "ObjectReference": [
+                {"uuid": "r1", "referenced_uuid": "a1", "referenced_type": "0", "relationship_type": "related-to",
+                 "Attribute": {"uuid": "a1", "type": "passport-number", "category": "Person",
+                               "value": "X1234567", "to_ids": false, "distribution": "0"}},
+                {"uuid": "r2", "referenced_uuid": "o1", "referenced_type": "1", "relationship_type": "related-to",
+                 "Object": {"uuid": "o1", "name": "person", "meta-category": "misc", "distribution": "0"}},
+                {"uuid": "r3", "referenced_uuid": "a2", "Attribute": []}
+            ]
+        }]
+    }})
+}
+
+#[test]
+fn pulled_events_lose_the_copies_in_object_references() {
+    let body = event_with_reference_copies();
+    let (verdict, rebuilt) = rebuild(Document::Event, &body);
+    let mut want = body.clone();
+    for r in want["Event"]["Object"][0]["ObjectReference"]
+        .as_array_mut()
+        .expect("references")
+    {
+        if let Some(r) = r.as_object_mut() {
+            r.remove("Attribute");
+            r.remove("Object");
+        }
+    }
+    assert_eq!(rebuilt, Some(want));
+    let Verdict::Rebuild(r) = verdict else {
+        panic!()
+    };
+    // The empty copy is not counted as left out.
+    assert_eq!(
+        r.stripped(),
+        &[
+            ("ObjectReference.Attribute", 1),
+            ("ObjectReference.Object", 1)
+        ]
+    );
+    // Judged whole (a signed answer, a push body), the copies block it.
+    let v = evaluate(
+        body.to_string().as_bytes(),
+        Document::Event,
+        &policy(),
+        &Context::default(),
+    );
+    match v {
+        Verdict::Block(b) => assert_eq!(
+            b.at, "Event.Object[0].ObjectReference[0].Attribute.type",
+            "{b}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pulled_clusters_lose_the_copies_in_their_relations() {
+    let body = json!({"GalaxyCluster": {
+        "uuid": "c0", "distribution": "3", "tag_name": "misp-galaxy:x=\"c0\"",
+        "GalaxyClusterRelation": [{
+            "referenced_galaxy_cluster_uuid": "c1", "distribution": "3", "Tag": [],
+            "TargetCluster": {"uuid": "c1", "value": "Operation Secret", "tag_name": "tlp:red", "distribution": "0"}
+        }]
+    }});
+    let (verdict, rebuilt) = rebuild(Document::GalaxyCluster, &body);
+    let mut want = body.clone();
+    if let Some(r) = want["GalaxyCluster"]["GalaxyClusterRelation"][0].as_object_mut() {
+        r.remove("TargetCluster");
+    }
+    assert_eq!(rebuilt, Some(want));
+    let Verdict::Rebuild(r) = verdict else {
+        panic!()
+    };
+    assert_eq!(r.stripped(), &[("GalaxyClusterRelation.TargetCluster", 1)]);
+}
+
+/// The members a rebuilt sighting keeps are scalars: a container there
+/// would go on unjudged, so the answer is refused.
+#[test]
+fn kept_sighting_members_must_be_scalars() {
+    for extra in [
+        json!({"source": {"Attribute": {"value": "X1234567"}}}),
+        json!({"type": ["0"]}),
+        json!({"uuid": true}),
+        json!({"Organisation": {"id": "1", "uuid": "u", "name": {"x": "y"}}}),
+    ] {
+        let body = json!({"response": [{"Sighting": sighting(extra.clone())}]});
+        let (verdict, rebuilt) = rebuild(Document::Sightings, &body);
+        assert!(rebuilt.is_none(), "{extra}: rebuilt {rebuilt:?}");
+        match verdict {
+            Verdict::Block(b) => assert_eq!(b.rule, Rule::Malformed, "{extra}: {b}"),
+            other => panic!("{extra}: {other:?}"),
+        }
+    }
+    let body = json!({"response": [{"Sighting": sighting(json!({"source": null, "org_id": 1, "value": "v"}))}]});
+    let (_, rebuilt) = rebuild(Document::Sightings, &body);
+    let rebuilt = rebuilt.expect("rebuilt");
+    assert_eq!(rebuilt["response"][0]["Sighting"]["org_id"], json!(1));
+}

@@ -1,6 +1,6 @@
 //! A sharing group: its uuid, and whether it holds the receiving
-//! organisation (an org of `SharingGroupOrg`, or a server with
-//! `all_orgs`).
+//! organisation (an org of `SharingGroupOrg`, or the receiving instance's
+//! own server entry with `all_orgs`).
 
 use super::judge::{Judge, Stop};
 use super::keys::{Keys, K};
@@ -90,9 +90,10 @@ impl PickNode {
         PickNode::new(K::Organisation, Kind::Ent(Ent::Organisation))
     }
 
-    /// A sharing group's server entry: its `all_orgs`.
-    pub(super) fn sg_server() -> PickNode {
-        PickNode::new(K::AllOrgs, Kind::Truthy)
+    /// A server entry's `Server`: whether its `url` names the receiving
+    /// instance.
+    pub(super) fn server() -> PickNode {
+        PickNode::new(K::Url, Kind::ServerUrl)
     }
 
     /// An organisation: whether its `uuid` is the receiving one.
@@ -125,5 +126,43 @@ impl PickNode {
 
     pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
         Ok(Out::of_bits(self.bits))
+    }
+}
+
+/// The keys a sharing group's server entry reads.
+pub(super) const SERVER_KEYS: Keys = Keys::of(&[K::AllOrgs, K::Server]);
+
+/// A sharing group's server entry. `all_orgs` there gives every org *of
+/// that server* access (MISP's `SharingGroup::checkIfAuthorised` and
+/// friends), so it makes the receiving organisation a member only when
+/// the entry's `Server` is the receiving instance; a roaming group "org A
+/// and all orgs of instance C" holds no org of instance B.
+#[derive(Default)]
+pub(super) struct SgServerNode {
+    all_orgs: bool,
+    receiver: bool,
+}
+
+impl SgServerNode {
+    #[inline]
+    pub(super) fn key(&mut self, _: &mut Judge<'_>, k: Option<K>) -> Result<Slot, Stop> {
+        Ok(match k {
+            Some(K::AllOrgs) => Slot::of(Kind::Truthy),
+            Some(K::Server) => Slot::of(Kind::Server),
+            _ => Slot::skip(),
+        })
+    }
+
+    #[inline]
+    pub(super) fn value(&mut self, _: &mut Judge<'_>, k: Option<K>, out: Out) {
+        match k {
+            Some(K::AllOrgs) => self.all_orgs = out.bits() != 0,
+            Some(K::Server) => self.receiver = out.bits() != 0,
+            _ => {}
+        }
+    }
+
+    pub(super) fn end(&mut self, _: &mut Judge<'_>) -> Result<Out, Stop> {
+        Ok(Out::of_bits(u64::from(self.all_orgs && self.receiver)))
     }
 }

@@ -7,7 +7,9 @@
 //! push's body alike) reads `uuid`, `attribute_uuid`, `event_uuid`,
 //! `type`, `date_sighting`, `source`, `org_id` and `Organisation.uuid`,
 //! nothing else. So in an answer the guard rebuilds, a sighting keeps
-//! those keys (and the ids beside them) and loses everything else; where
+//! those keys (and the ids beside them), each a scalar (a container there
+//! would cross unjudged: the answer is refused), and loses everything
+//! else; where
 //! nothing is rebuilt (a push's body), an embedded attribute or event is
 //! judged, and a `value` (which MISP never pushes, and which no rule can
 //! judge without its attribute's type and tags) is refused.
@@ -58,7 +60,7 @@ impl SightingNode {
         if j.rebuild {
             return Ok(match k {
                 Some(K::Organisation) => Slot::of(Kind::Ent(Ent::SightingOrg)),
-                _ if KEPT.contains(&text) => Slot::skip(),
+                _ if KEPT.contains(&text) => Slot::of(Kind::Kept),
                 Some(K::Value) => Slot::strip(Name::SightingValue),
                 Some(K::Attribute) => Slot::strip(Name::SightingAttribute),
                 Some(K::Event) => Slot::strip(Name::SightingEvent),
@@ -95,7 +97,7 @@ impl SightingOrgNode {
         text: &str,
     ) -> Result<Slot, Stop> {
         if ORG_KEPT.contains(&text) {
-            return Ok(Slot::skip());
+            return Ok(Slot::of(Kind::Kept));
         }
         Ok(Slot::strip(Name::SightingOrgOther))
     }

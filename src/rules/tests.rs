@@ -57,6 +57,16 @@ fn ctx() -> Context {
     Context::default()
 }
 
+/// The receiving instance of the tests: `https://misp-b.example`, at
+/// 127.0.0.2, port 443.
+fn receiver() -> Receiver {
+    Receiver::new(
+        "misp-b.example",
+        std::net::IpAddr::from([127, 0, 0, 2]),
+        443,
+    )
+}
+
 fn run(body: &str, doc: Document, policy: &Policy, ctx: &Context) -> Verdict {
     evaluate(body.as_bytes(), doc, policy, ctx)
 }
@@ -323,6 +333,7 @@ fn conformance_fixtures() {
                 user_org_uuid: s["response_headers"]["X-UserOrgUUID"]
                     .as_str()
                     .map(str::to_lowercase),
+                receiver: None,
                 rebuild: false,
             };
             let name = fixture.rsplit('/').next().unwrap();
@@ -1071,6 +1082,7 @@ fn receiving_organisation() {
     let with_org = |name, body: String, want| Case {
         ctx: Context {
             user_org_uuid: Some(org.into()),
+            receiver: Some(receiver()),
             rebuild: false,
         },
         ..case(name, body, want)
@@ -1090,7 +1102,58 @@ fn receiving_organisation() {
                 ),
                 None,
             ),
-            with_org("all orgs of a server", sg("", r#"{"all_orgs":true}"#), None),
+            // `all_orgs` gives the orgs of that server access: only the
+            // receiving instance's own entry makes the org a member.
+            with_org(
+                "all orgs of the receiving server",
+                sg(
+                    "",
+                    r#"{"all_orgs":false,"Server":{"url":"https://misp-c.example"}},{"all_orgs":true,"Server":{"id":"3","url":"https://MISP-B.example/misp"}}"#,
+                ),
+                None,
+            ),
+            with_org(
+                "all orgs of the receiving server by address",
+                sg(
+                    "",
+                    r#"{"Server":{"url":"https://127.0.0.2:443"},"all_orgs":"1"}"#,
+                ),
+                None,
+            ),
+            with_org(
+                "all orgs of a third server",
+                sg(
+                    "",
+                    r#"{"all_orgs":true,"Server":{"url":"https://misp-c.example"}}"#,
+                ),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
+            ),
+            with_org(
+                "all orgs of a server not named",
+                sg("", r#"{"all_orgs":true}"#),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
+            ),
+            with_org(
+                "all orgs of the owner's own entry",
+                sg("", r#"{"all_orgs":true,"server_id":"0","Server":[]}"#),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
+            ),
+            with_org(
+                "the receiving server without all orgs",
+                sg(
+                    "",
+                    r#"{"all_orgs":false,"Server":{"url":"https://misp-b.example"}}"#,
+                ),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
+            ),
+            with_org(
+                "the receiving server on another port",
+                sg(
+                    "",
+                    r#"{"all_orgs":true,"Server":{"url":"https://misp-b.example:8443"}}"#,
+                ),
+                Some((Rule::SharingGroupExcludesOrg, org, "Event.SharingGroup")),
+            ),
             with_org(
                 "not a member",
                 sg(
@@ -1677,8 +1740,21 @@ mod generated {
             "\"87c33ffe-f83c-4eb1-be09-51f767f6fd5a\"",
         ])
         .prop_map(|u| obj(vec![("Organisation", Some(obj(vec![("uuid", Some(u))])))]));
-        let server =
-            raw(&["true", "false", "1", "\"0\""]).prop_map(|a| obj(vec![("all_orgs", Some(a))]));
+        let url = raw(&[
+            "\"https://misp-b.example\"",
+            "\"https://MISP-B.example:443/misp\"",
+            "\"https://misp-c.example\"",
+            "\"https://127.0.0.2:8443\"",
+            "null",
+        ])
+        .prop_map(|u| obj(vec![("url", Some(u))]));
+        // The owner's own entry: PHP's empty array.
+        let url = prop_oneof![4 => url, 1 => Just(J::Raw("[]".into()))];
+        let server = (
+            raw(&["true", "false", "1", "\"0\""]),
+            option::weighted(0.7, url),
+        )
+            .prop_map(|(a, s)| obj(vec![("all_orgs", Some(a)), ("Server", s)]));
         option::weighted(
             0.3,
             (
@@ -1902,6 +1978,7 @@ mod generated {
             let policy = if tlp { tlp_policy() } else { base_policy() };
             let ctx = Context {
                 user_org_uuid: org.then(|| ORG.to_string()),
+                receiver: Some(super::receiver()),
                 rebuild: false,
             };
             (policy, ctx)
@@ -2668,6 +2745,8 @@ fn look_alike_names_are_folded() {
 /// A name holding an invisible character (format, control, private-use
 /// or default-ignorable) is malformed wherever a name is judged: no list
 /// of characters to fold away can be complete, and no MISP name has one.
+/// Tag names alone may hold the joiners and variation selectors real tags
+/// use, and are then compared with the blocked tags without them.
 #[test]
 fn invisible_characters_in_names_are_malformed() {
     const HIDDEN: &[&str] = &[
@@ -2690,47 +2769,55 @@ fn invisible_characters_in_names_are_malformed() {
     ];
     let mut cases = Vec::new();
     for h in HIDDEN {
+        // A tag may hold a joiner or a variation selector (real tags do):
+        // it is then compared without them, and `tlp:red` stays blocked.
+        let joiner = [r"\u200d", r"\ufe0f"].contains(h);
+        let tag_rule = if joiner {
+            Rule::BlockedTag
+        } else {
+            Rule::Malformed
+        };
         let tag_event = event(&format!(
             r#""distribution":"1","Tag":[{{"name":"tlp:{h}red"}}]"#
         ));
-        cases.push((tag_event, "Event.Tag[0].name"));
+        cases.push((tag_event, "Event.Tag[0].name", tag_rule));
         let attr_tag = event(&format!(
             r#""distribution":"1","Attribute":[{{{ATTR},"Tag":[{{"name":"tlp:red{h}"}}]}}]"#
         ));
-        cases.push((attr_tag, "Event.Attribute[0].Tag[0].name"));
+        cases.push((attr_tag, "Event.Attribute[0].Tag[0].name", tag_rule));
         let link = event(&format!(
             r#""distribution":"1","EventTag":[{{"Tag":{{"name":"{h}tlp:red"}}}}]"#
         ));
-        cases.push((link, "Event.EventTag[0].Tag.name"));
+        cases.push((link, "Event.EventTag[0].Tag.name", tag_rule));
         let kind = event(&format!(
             r#""distribution":"1","Attribute":[{{"type":"pass{h}port-number","category":"Other"}}]"#
         ));
-        cases.push((kind, "Event.Attribute[0].type"));
+        cases.push((kind, "Event.Attribute[0].type", Rule::Malformed));
         let category = event(&format!(
             r#""distribution":"1","Attribute":[{{"type":"text","category":"Per{h}son"}}]"#
         ));
-        cases.push((category, "Event.Attribute[0].category"));
+        cases.push((category, "Event.Attribute[0].category", Rule::Malformed));
         let object = event(&format!(
             r#""distribution":"1","Object":[{{"name":"per{h}son","distribution":"1"}}]"#
         ));
-        cases.push((object, "Event.Object[0].name"));
+        cases.push((object, "Event.Object[0].name", Rule::Malformed));
         let cluster = event(&format!(
             r#""distribution":"1","Galaxy":[{{"GalaxyCluster":[{{"tag_name":"tlp:{h}red"}}]}}]"#
         ));
-        cases.push((cluster, "Event.Galaxy[0].GalaxyCluster[0].tag_name"));
+        cases.push((
+            cluster,
+            "Event.Galaxy[0].GalaxyCluster[0].tag_name",
+            tag_rule,
+        ));
         let sg = event(&format!(
             r#""distribution":"4","SharingGroup":{{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb{h}"}}"#
         ));
-        cases.push((sg, "Event.SharingGroup.uuid"));
+        cases.push((sg, "Event.SharingGroup.uuid", Rule::Malformed));
     }
-    for (body, at) in cases {
+    for (body, at, rule) in cases {
         let got = judged(&body, Document::Event, &base_policy(), &ctx());
         let b = got.unwrap_or_else(|| panic!("allowed: {body}"));
-        assert_eq!(
-            (b.rule, b.at.as_str()),
-            (Rule::Malformed, at),
-            "{body}: {b}"
-        );
+        assert_eq!((b.rule, b.at.as_str()), (rule, at), "{body}: {b}");
     }
     // Visible non-ASCII names stay names.
     check(
@@ -3635,6 +3722,366 @@ fn proposals_need_no_required_taxonomy() {
                 Document::ProposalRows,
                 r#"[{"type":"ip-src","category":"Network activity","Tag":[{"name":"tlp:red"}]}]"#,
                 Some((Rule::BlockedTag, "tlp:red", "[0].Tag[0].name")),
+            ),
+        ],
+        true,
+    );
+}
+
+// ===== copies MISP embeds in references, and who `all_orgs` admits =====
+
+/// An event whose object references `reference` (the items of its
+/// `ObjectReference` list, written out).
+fn referencing(references: &str) -> String {
+    event(&format!(
+        r#""distribution":"1","Object":[{{"name":"file","distribution":"5","Attribute":[{{{ATTR}}}],"ObjectReference":[{references}]}}]"#
+    ))
+}
+
+/// `fetchEvent` embeds in each reference a copy of what it points at,
+/// also where that is not in the event's lists: in a body sent on as it
+/// is, each copy is judged as a summary of its kind.
+#[test]
+fn object_reference_copies_are_judged() {
+    let reference = |copy: &str| {
+        referencing(&format!(
+            r#"{{"uuid":"r1","referenced_uuid":"a1","relationship_type":"related-to",{copy}}}"#
+        ))
+    };
+    check(
+        vec![
+            case(
+                "attribute copy of a blocked type",
+                reference(
+                    r#""Attribute":{"uuid":"a1","type":"passport-number","category":"Other","value":"X1234567","distribution":"5"}"#,
+                ),
+                Some((
+                    Rule::BlockedAttributeType,
+                    "passport-number",
+                    "Event.Object[0].ObjectReference[0].Attribute.type",
+                )),
+            ),
+            case(
+                "attribute copy of a blocked distribution",
+                reference(
+                    r#""Attribute":{"type":"text","category":"Other","value":"x","distribution":"0","sharing_group_id":"0"}"#,
+                ),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.Object[0].ObjectReference[0].Attribute.distribution",
+                )),
+            ),
+            case(
+                "attribute copy of a blocked category",
+                reference(r#""Attribute":{"type":"text","category":"Person"}"#),
+                Some((
+                    Rule::BlockedAttributeCategory,
+                    "Person",
+                    "Event.Object[0].ObjectReference[0].Attribute.category",
+                )),
+            ),
+            case(
+                "attribute copy with a blocked tag",
+                reference(r#""Attribute":{"type":"text","Tag":[{"name":"tlp:red"}]}"#),
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "Event.Object[0].ObjectReference[0].Attribute.Tag[0].name",
+                )),
+            ),
+            case(
+                "attribute copy in a blocked sharing group",
+                reference(
+                    r#""Attribute":{"type":"text","distribution":"4","SharingGroup":{"uuid":"b9e656ba-b9c0-4506-83ed-7b54b43a57cb"}}"#,
+                ),
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "",
+                    "Event.Object[0].ObjectReference[0].Attribute.SharingGroup.uuid",
+                )),
+            ),
+            case(
+                "attribute copy of distribution 4 without its group",
+                reference(r#""Attribute":{"type":"text","distribution":"4"}"#),
+                Some((
+                    Rule::BlockedSharingGroup,
+                    "missing",
+                    "Event.Object[0].ObjectReference[0].Attribute.SharingGroup",
+                )),
+            ),
+            case(
+                "object copy of a blocked name",
+                reference(
+                    r#""Object":{"uuid":"o1","name":"person","meta-category":"misc","distribution":"5"}"#,
+                ),
+                Some((
+                    Rule::BlockedObjectType,
+                    "person",
+                    "Event.Object[0].ObjectReference[0].Object.name",
+                )),
+            ),
+            case(
+                "object copy of a blocked distribution",
+                reference(r#""Object":{"name":"file","distribution":"0"}"#),
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "Event.Object[0].ObjectReference[0].Object.distribution",
+                )),
+            ),
+            case(
+                "a malformed distribution in a copy",
+                reference(r#""Object":{"name":"file","distribution":"00"}"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "a hidden character in a copy's type",
+                reference(r#""Attribute":{"type":"pass\u2063port-number"}"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "a copy that is not an object",
+                reference(r#""Attribute":"passport-number""#),
+                Some((Rule::Malformed, "", "")),
+            ),
+            case(
+                "clean copies, fields absent as in MISP's copies",
+                referencing(
+                    r#"{"uuid":"r1","Attribute":{"uuid":"a1","type":"ip-dst","category":"Network activity","value":"1.2.3.4","to_ids":true,"distribution":"5","sharing_group_id":"0"}},{"uuid":"r2","Object":{"uuid":"o1","name":"domain-ip","meta-category":"network"}},{"uuid":"r3"}"#,
+                ),
+                None,
+            ),
+            case("no references", referencing(""), None),
+            case(
+                "copies of nothing",
+                referencing(r#"{"Attribute":[]},{"Object":null}"#),
+                None,
+            ),
+            case(
+                "a copy that is a list",
+                referencing(r#"{"Attribute":[{"type":"passport-number"}]}"#),
+                Some((Rule::Malformed, "", "")),
+            ),
+        ],
+        true,
+    );
+    // The other rules of the object rank first; between references,
+    // the first one.
+    let body = event(
+        r#""distribution":"1","Object":[{"name":"person","distribution":"1","ObjectReference":[{"Attribute":{"type":"email"}}]},{"name":"file","distribution":"1","ObjectReference":[{"Object":{"name":"person"}},{"Attribute":{"type":"email"}}]}]"#,
+    );
+    let b = judged(&body, Document::Event, &base_policy(), &ctx()).expect("blocked");
+    assert_eq!(b.at, "Event.Object[0].name", "{b}");
+}
+
+/// A cluster relation carries a copy of the cluster it points at, and an
+/// inbound one (`TargetingClusterRelation`) of the cluster it comes from:
+/// judged as clusters in a body sent on as it is.
+#[test]
+fn cluster_relation_copies_are_judged() {
+    let cluster = |relations: &str| {
+        let mut c = Case {
+            doc: Document::GalaxyCluster,
+            ..case(
+                "",
+                format!(
+                    r#"{{"GalaxyCluster":{{"uuid":"c0","tag_name":"misp-galaxy:x=\"c0\"","distribution":"3",{relations}}}}}"#
+                ),
+                None,
+            )
+        };
+        c.name = "cluster";
+        c
+    };
+    let with = |name, relations: &str, want| Case {
+        name,
+        want,
+        ..cluster(relations)
+    };
+    check(
+        vec![
+            with(
+                "target copy with a blocked tag name",
+                r#""GalaxyClusterRelation":[{"referenced_galaxy_cluster_uuid":"c1","distribution":"3","TargetCluster":{"uuid":"c1","value":"Operation Secret","tag_name":"tlp:red","distribution":"3"}}]"#,
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "GalaxyCluster.GalaxyClusterRelation[0].TargetCluster.tag_name",
+                )),
+            ),
+            with(
+                "target copy of a blocked distribution",
+                r#""GalaxyClusterRelation":[{"distribution":"3","TargetCluster":{"uuid":"c1","distribution":"0"}}]"#,
+                Some((
+                    Rule::BlockedDistribution,
+                    "0",
+                    "GalaxyCluster.GalaxyClusterRelation[0].TargetCluster.distribution",
+                )),
+            ),
+            with(
+                "target copy of a blocked cluster uuid",
+                &format!(
+                    r#""GalaxyClusterRelation":[{{"distribution":"3","TargetCluster":{{"uuid":"{BLOCKED_CLUSTER}"}}}}]"#
+                ),
+                Some((
+                    Rule::BlockedTag,
+                    BLOCKED_CLUSTER_TAG,
+                    "GalaxyCluster.GalaxyClusterRelation[0].TargetCluster.uuid",
+                )),
+            ),
+            with(
+                "source copy of an inbound relation",
+                r#""TargetingClusterRelation":[{"distribution":"3","GalaxyCluster":{"uuid":"c2","tag_name":"tlp:red"}}]"#,
+                Some((
+                    Rule::BlockedTag,
+                    "tlp:red",
+                    "GalaxyCluster.TargetingClusterRelation[0].GalaxyCluster.tag_name",
+                )),
+            ),
+            with(
+                "clean copies",
+                r#""GalaxyClusterRelation":[{"distribution":"3","TargetCluster":{"uuid":"c1","value":"v","tag_name":"misp-galaxy:x=\"c1\"","distribution":"3"}}],"TargetingClusterRelation":[{"distribution":"3","GalaxyCluster":{"uuid":"c2","tag_name":"misp-galaxy:x=\"c2\""}}]"#,
+                None,
+            ),
+        ],
+        true,
+    );
+}
+
+#[test]
+fn a_receiver_is_named_by_its_server_url() {
+    let r = receiver();
+    for url in [
+        "https://misp-b.example",
+        "https://misp-b.example/",
+        "https://MISP-B.Example.:443/misp/",
+        "http://misp-b.example",
+        "https://sync:secret@misp-b.example",
+        " https://misp-b.example?x#y ",
+        "misp-b.example",
+        "https://127.0.0.2",
+        "https://[::ffff:127.0.0.2]:443",
+    ] {
+        assert!(r.names(url), "{url}");
+    }
+    for url in [
+        "",
+        "https://",
+        "https://misp-c.example",
+        "https://misp-b.example.evil",
+        "https://evil.example/misp-b.example",
+        "https://misp-b.example@evil.example",
+        "https://misp-b.example:8443",
+        "https://misp-b.example:443x",
+        "https://127.0.0.3",
+        "https://[::1]",
+        "https://[127.0.0.2",
+        "https://[::ffff:127.0.0.2]x",
+    ] {
+        assert!(!r.names(url), "{url}");
+    }
+    let v6 = Receiver::new("[2001:db8::2]", "2001:db8::2".parse().unwrap(), 8443);
+    assert!(v6.names("https://[2001:db8::2]:8443"));
+    assert!(!v6.names("https://[2001:db8::2]:443"));
+}
+
+/// Without a receiving instance, no `all_orgs` entry makes the receiving
+/// organisation a member.
+#[test]
+fn all_orgs_counts_for_no_one_without_a_receiver() {
+    let org = "8b9661a3-8544-4f8d-94be-cd7ebe87e922";
+    let body = event(
+        r#""distribution":"4","SharingGroup":{"uuid":"u1","SharingGroupServer":[{"all_orgs":true,"Server":{"url":"https://misp-b.example"}}]}"#,
+    );
+    for (receiver, allowed) in [(None, false), (Some(receiver()), true)] {
+        let ctx = Context {
+            user_org_uuid: Some(org.into()),
+            receiver,
+            rebuild: false,
+        };
+        let got = judged(&body, Document::Event, &base_policy(), &ctx);
+        assert_eq!(got.is_none(), allowed, "{got:?}");
+    }
+}
+
+/// Real tags hold joiners and variation selectors (emoji, Persian words):
+/// they pass, are compared with the blocked tags without them, and match
+/// required taxonomies only exactly.
+#[test]
+fn tags_with_joiners_and_variation_selectors() {
+    let tag = |name: &str| {
+        event(&format!(
+            r#""distribution":"1","Tag":[{{"name":"{name}"}}]"#
+        ))
+    };
+    let tlp = |name, body, want| Case {
+        policy: tlp_policy(),
+        ..case(name, body, want)
+    };
+    check(
+        vec![
+            case("emoji with VS16", tag(r"\u26a0\ufe0f needs-review"), None),
+            case("ZWJ emoji sequence", tag("👩\u{200d}💻 analyst"), None),
+            case(
+                "Persian word with ZWNJ",
+                tag("source:گزارش\u{200c}تهدید"),
+                None,
+            ),
+            case(
+                "cluster tag name with ZWNJ",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"misp-galaxy:threat-actor=\"گزارش\u200cتهدید\""}]}]"#,
+                ),
+                None,
+            ),
+            case(
+                "a joiner inside a blocked tag",
+                tag(r"tlp:\u200cred"),
+                Some((Rule::BlockedTag, "tlp:\u{200c}red", "Event.Tag[0].name")),
+            ),
+            case(
+                "variation selectors around a blocked tag",
+                tag(r"\ufe0f TLP:RED\udb40\udd00"),
+                Some((Rule::BlockedTag, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "a joiner in a blocked cluster tag name",
+                event(
+                    r#""distribution":"1","Galaxy":[{"GalaxyCluster":[{"tag_name":"tlp:r\u200ded"}]}]"#,
+                ),
+                Some((
+                    Rule::BlockedTag,
+                    "",
+                    "Event.Galaxy[0].GalaxyCluster[0].tag_name",
+                )),
+            ),
+            case(
+                "nothing but joiners",
+                tag(r"\u200d\ufe0f \u200c"),
+                Some((Rule::Malformed, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "a joiner beside another invisible character",
+                tag(r"\u26a0\ufe0f\u2063 needs-review"),
+                Some((Rule::Malformed, "", "Event.Tag[0].name")),
+            ),
+            case(
+                "tag characters stay refused",
+                tag(r"\ud83c\udff4\udb40\udc67\udb40\udc62\udb40\udc7f"),
+                Some((Rule::Malformed, "", "Event.Tag[0].name")),
+            ),
+            tlp(
+                "a look-alike with a joiner satisfies no allowed tag",
+                tag(r"tlp:gr\u200deen"),
+                Some((Rule::MissingTaxonomy, "tlp", "Event.Tag")),
+            ),
+            tlp(
+                "the allowed tag itself still does",
+                event(
+                    r#""distribution":"1","Tag":[{"name":"tlp:green"},{"name":"\u26a0\ufe0f review"}]"#,
+                ),
+                None,
             ),
         ],
         true,

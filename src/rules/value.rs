@@ -4,7 +4,7 @@
 
 use super::judge::{Blocked, Judge, Stop};
 use super::keys::K;
-use super::names::normalised;
+use super::names::{normalised, tag_normalised};
 use super::{Document, Rule};
 
 /// A JSON scalar as the tokenizer hands it over. Numbers stay text, read
@@ -86,6 +86,14 @@ pub(super) enum Name {
     SightingEvent,
     SightingOther,
     SightingOrgOther,
+    /// The copy of a referenced attribute an `ObjectReference` carries.
+    ReferenceAttribute,
+    /// The copy of a referenced object an `ObjectReference` carries.
+    ReferenceObject,
+    /// The copy of the target cluster a cluster relation carries.
+    RelationTarget,
+    /// The copy of the source cluster an inbound cluster relation carries.
+    RelationSource,
 }
 
 impl Name {
@@ -100,6 +108,10 @@ impl Name {
             Name::SightingEvent => "Sighting.Event",
             Name::SightingOther => "other Sighting members",
             Name::SightingOrgOther => "other Sighting.Organisation members",
+            Name::ReferenceAttribute => "ObjectReference.Attribute",
+            Name::ReferenceObject => "ObjectReference.Object",
+            Name::RelationTarget => "GalaxyClusterRelation.TargetCluster",
+            Name::RelationSource => "GalaxyClusterRelation.GalaxyCluster",
         }
     }
 }
@@ -392,7 +404,8 @@ pub(super) enum Ent {
     /// The event summary a sighting may embed (`includeEvent`).
     EventSummary,
     Attribute,
-    /// The attribute a sighting may embed (`includeAttribute`).
+    /// A copy of an attribute: the one a sighting may embed
+    /// (`includeAttribute`), the one an object reference carries.
     AttributeSummary,
     /// A proposal (`ShadowAttribute`): an attribute without distribution,
     /// sharing group or tags of its own in MISP.
@@ -401,6 +414,10 @@ pub(super) enum Ent {
     /// The `Organisation` of a sighting in an answer the guard rebuilds.
     SightingOrg,
     Object,
+    /// The copy of a referenced object an object reference carries.
+    ObjectSummary,
+    /// One `ObjectReference` of an object.
+    Reference,
     Report,
     Analyst(AKind),
     Cluster {
@@ -494,9 +511,16 @@ pub(super) enum Kind {
     Strip,
     Str,
     Scalar,
+    /// A member kept in an answer the guard rebuilds: a string, a whole
+    /// number or `null`, never a container (whatever that would carry
+    /// would go on unjudged).
+    Kept,
     Root(Document),
     Wrap(Wrap),
     Ent(Ent),
+    /// The copy of an entity MISP embeds in a reference to it: the
+    /// entity, or nothing (`null`, PHP's empty `[]`).
+    Copy(Ent),
     List {
         item: Item,
         group: u8,
@@ -537,6 +561,11 @@ pub(super) enum Kind {
     Param(Param),
     /// An array of strings of the sightings search.
     Strings(Strings),
+    /// The `Server` of a sharing group's server entry: an object, or
+    /// PHP's empty `[]` (or `null`) for the owner's own entry.
+    Server,
+    /// A server's `url`: whether it names the receiving instance.
+    ServerUrl,
 }
 
 /// The arrays of strings of MISP's sightings pull search.
@@ -571,10 +600,12 @@ impl Kind {
         match self {
             Kind::Skip | Kind::Strip => "a value",
             Kind::Wrap(_) | Kind::Ent(_) => "an object",
+            Kind::Copy(_) => "an object, an empty array or null",
             Kind::List { .. } | Kind::Page { .. } => "an array",
             Kind::Links { .. } => "an array or an object",
             Kind::Str => "a string",
             Kind::Scalar => "a string or a number",
+            Kind::Kept => "a string, a whole number or null",
             Kind::Root(doc) => match doc {
                 Document::GalaxyClusterList
                 | Document::ShadowAttributeList
@@ -596,6 +627,8 @@ impl Kind {
             Kind::Flat => "a scalar (a minimal index entry)",
             Kind::Param(p) => p.expected(),
             Kind::Strings(_) => "an array of strings",
+            Kind::Server => "an object",
+            Kind::ServerUrl => "a string",
         }
     }
 
@@ -626,6 +659,7 @@ impl Kind {
                 | Kind::Truthy
                 | Kind::One { .. }
                 | Kind::Param(_)
+                | Kind::ServerUrl
         )
     }
 
@@ -698,6 +732,11 @@ pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out
             Scalar::Num(_) if s.integer() => Ok(Out::UNIT),
             _ => Err(shape(j, kind, s.what())),
         },
+        Kind::Kept => match s {
+            Scalar::Str(_) | Scalar::Long(_) | Scalar::Null => Ok(Out::UNIT),
+            Scalar::Num(_) if s.integer() => Ok(Out::UNIT),
+            _ => Err(shape(j, kind, s.what())),
+        },
         Kind::Dist { stage } => Ok(distribution(j, stage, &s)),
         Kind::Field { field, stage } => Ok(rule_field(j, field, stage, &s)),
         Kind::RelType => match s {
@@ -710,6 +749,14 @@ pub(super) fn scalar(j: &mut Judge<'_>, kind: Kind, s: Scalar<'_>) -> Result<Out
             _ => Err(shape(j, kind, s.what())),
         },
         Kind::OrgUuid => Ok(Out::of_bits(u64::from(j.is_receiving_org(&s)))),
+        // Anything but a URL naming the receiving instance gives no
+        // membership: the owner's own entry (`[]`, `null`) included.
+        Kind::ServerUrl => Ok(Out::of_bits(u64::from(j.is_receiver_url(&s)))),
+        Kind::Server => Ok(Out::UNIT),
+        Kind::Copy(_) => match s {
+            Scalar::Null => Ok(Out::UNIT),
+            _ => Err(shape(j, kind, s.what())),
+        },
         Kind::Flat => Ok(Out::UNIT),
         Kind::Truthy => {
             let yes = matches!(s, Scalar::Bool(true)) || s.one();
@@ -808,6 +855,9 @@ fn judge_name(
     text: &str,
     scratch: &mut String,
 ) -> Out {
+    if matches!(field, Field::TagName | Field::ClusterTag) {
+        return judge_tag(j, field, stage, text, scratch);
+    }
     // PHP's trim() also strips NUL and vertical tab, and MISP trims what it
     // saves: `"email\u0000"` is `email` to MISP. No rule field carries a
     // control or invisible character legitimately, so none is guessed at.
@@ -849,23 +899,37 @@ fn judge_name(
             Rule::BlockedSharingGroup,
             0,
         ),
-        Field::ClusterTag => (j.blocked(Blocked::Tags, norm), Rule::BlockedTag, 0),
+        // Read by `judge_tag`.
+        Field::ClusterTag | Field::TagName => return Out::UNIT,
         Field::ClusterUuid => {
             if let Some(tag) = j.galaxy_tag(norm) {
                 j.hit(&[stage], Rule::BlockedTag, &tag, field.name());
             }
             return Out::UNIT;
         }
-        Field::TagName => (
-            j.blocked(Blocked::Tags, norm),
-            Rule::BlockedTag,
-            taxonomy_bits(j.policy(), norm),
-        ),
     };
     if blocked {
         j.hit(&[stage], rule, text, field.name());
     }
     Out::of_bits(bits)
+}
+
+/// [`judge_name`] of a tag name or a cluster's `tag_name`. Real tags hold
+/// joiners and variation selectors (emoji, Persian words): they are
+/// allowed, and the blocked tags are compared with the name's skeleton
+/// without them, while required taxonomies match the name exactly.
+fn judge_tag(j: &mut Judge<'_>, field: Field, stage: u32, text: &str, scratch: &mut String) -> Out {
+    let Some((norm, skeleton)) = tag_normalised(text, scratch) else {
+        j.hit(&[stage], Rule::Malformed, text, field.name());
+        return Out::UNIT;
+    };
+    if j.blocked(Blocked::Tags, skeleton.as_deref().unwrap_or(norm)) {
+        j.hit(&[stage], Rule::BlockedTag, text, field.name());
+    }
+    if field == Field::ClusterTag {
+        return Out::UNIT;
+    }
+    Out::of_bits(taxonomy_bits(j.policy(), norm))
 }
 
 /// The required taxonomies a (normalised) tag name satisfies, as bits.

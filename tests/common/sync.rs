@@ -174,7 +174,11 @@ impl Instance {
     pub fn config(&self) -> serde_json::Value {
         serde_json::json!({
             "ip": self.ip, "host": self.host, "port": self.port, "compartment_id": "c",
-            "taxonomies_rules": { "blocked_tags": ["tlp:red"] },
+            "taxonomies_rules": {
+                "blocked_tags": ["tlp:red"],
+                "required_taxonomies": ["tlp"],
+                "allowed_tags": { "tlp": ["tlp:clear", "tlp:white", "tlp:green", "tlp:amber"] }
+            },
             "blocked_distribution_levels": ["0"],
             "blocked_sharing_groups_uuids": ["b9e656ba-b9c0-4506-83ed-7b54b43a57cb"],
             "blocked_attribute_types": ["passport-number"],

@@ -149,6 +149,7 @@ def make_data(dirname, name, forbidden_extras=False, no_analyst_data=False):
         ("attribute-category", "blocked: a person's name",
          {"attrs": [("text", "Person", "John Doe")]}, "blocked attribute category"),
         ("object-type", "blocked: suspect", {"objects": ("person",)}, "blocked object type"),
+        ("taxonomy", "blocked: no tlp marking", {"tags": ("type:OSINT",)}, "missing required taxonomy"),
         ("clean-last", "clean: after the blocked ones", {"tags": ("tlp:amber",)}, None),
     ]
     os.makedirs(os.path.join(dirname, "events"), exist_ok=True)
