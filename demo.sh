@@ -76,7 +76,8 @@ openssl x509 -req -in "$WORK/b.csr" -CA "$WORK/b-ca.crt" -CAkey "$WORK/b-ca.key"
 python3 "$PEER" data "$WORK/a-data" --name A
 python3 "$PEER" data "$WORK/b-data" --name B
 
-rules='"taxonomies_rules": {"blocked_tags": ["tlp:red"]},
+rules='"taxonomies_rules": {"blocked_tags": ["tlp:red"], "required_taxonomies": ["tlp"],
+        "allowed_tags": {"tlp": ["tlp:clear", "tlp:white", "tlp:green", "tlp:amber"]}},
       "blocked_distribution_levels": ["0"],
       "blocked_sharing_groups_uuids": ["b9e656ba-b9c0-4506-83ed-7b54b43a57cb"],
       "blocked_attribute_types": ["passport-number"],
@@ -173,7 +174,9 @@ echo "What B received: $(python3 -c '
 import json, sys
 adds = [json.loads(l) for l in open(sys.argv[1])]
 adds = [r for r in adds if r["method"] == "POST" and "/events/add" in r["path"]]
-print(len(adds), "events pushed, none of them a blocked one")' "$WORK/b-received.jsonl")"
+clean = [e for e in json.load(open(sys.argv[2])) if e["rule"] is None]
+print(len(adds), "events pushed:", "the clean ones, and no other" if len(adds) == len(clean) else "NOT the clean ones only")
+' "$WORK/b-received.jsonl" "$WORK/a-data/index.json")"
 echo
 echo "The guard's verdict lines for the events (one per exchange; cut down here, the full lines name every field):"
 python3 - "$WORK/guard.log" <<'EOF'
