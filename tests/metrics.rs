@@ -303,3 +303,80 @@ fn the_admin_listener_answers_only_its_two_paths() {
     });
     assert!(status.starts_with("HTTP/1.1 405"), "{status}");
 }
+
+/// Bytes held until the verdict and the spill files in use are gauges
+/// that go up while a body is held and back to zero once it is answered;
+/// a client whose TLS handshake the guard refuses is counted by reason.
+#[test]
+fn held_bytes_spill_files_and_failed_handshakes_are_counted() {
+    if !can_run("held_bytes_spill_files_and_failed_handshakes_are_counted") {
+        return;
+    }
+    let ca_dir = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(GUARD)
+        .args(["ca", "init", "--out"])
+        .arg(ca_dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let guard = serde_json::json!({
+        "admin": { "listen": ADMIN },
+        "limits": { "hold_memory_bytes": 65536 },
+        "tls": {
+            "ca_cert": ca_dir.path().join("ca.crt"),
+            "ca_key": ca_dir.path().join("ca.key"),
+        },
+    });
+    let rig = Rig::proxy("held", guard);
+    let gauge = |m: &prometheus_parse::Scrape, name: &str| value(m, name, &[]);
+    let idle = scrape(&rig);
+    assert_eq!(gauge(&idle, "misp_guard_held_bytes"), 0.0);
+    assert_eq!(gauge(&idle, "misp_guard_spill_files"), 0.0);
+
+    // A push whose body is sent past the memory threshold and then held
+    // back: the guard holds it (spilled) until the rest comes.
+    let clean = fixture("test_event_non-blocked.json");
+    let mut body = clean[..clean.len() - 1].to_vec();
+    body.extend(std::iter::repeat_n(b' ', 200_000));
+    body.push(*clean.last().unwrap());
+    let request = push(MONITORED_DST, &body);
+    let split = request.len() - 10;
+    let source: std::net::IpAddr = MONITORED.parse().unwrap();
+    let mut s = rig.ns.run(|| connect(source, rig.listen));
+    rig.ns.run(|| s.write_all(&request[..split]).unwrap());
+    wait_metrics(&rig, "the body to be held", |m| {
+        gauge(m, "misp_guard_held_bytes") >= 200_000.0 && gauge(m, "misp_guard_spill_files") == 1.0
+    });
+    let answer = rig.ns.run(|| {
+        s.write_all(&request[split..]).unwrap();
+        read_response(&mut s, false)
+    });
+    assert_eq!(answer.map(|r| r.status), Some(200), "{}", rig.log_tail(10));
+    drop(s);
+    wait_metrics(&rig, "the hold to be let go", |m| {
+        gauge(m, "misp_guard_held_bytes") == 0.0 && gauge(m, "misp_guard_spill_files") == 0.0
+    });
+
+    // A CONNECT tunnel whose first record is a handshake record that is
+    // no ClientHello.
+    let mut t = rig.ns.run(|| connect(source, rig.listen));
+    let tunnel = format!("CONNECT {MONITORED_DST} HTTP/1.1\r\nHost: {MONITORED_DST}\r\n\r\n");
+    let ok = rig.ns.run(|| {
+        t.write_all(tunnel.as_bytes()).unwrap();
+        read_response(&mut t, true)
+    });
+    assert_eq!(ok.map(|r| r.status), Some(200), "{}", rig.log_tail(10));
+    rig.ns.run(|| {
+        t.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00])
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = t.read_to_end(&mut rest);
+    });
+    wait_metrics(&rig, "the refused handshake to be counted", |m| {
+        value(
+            m,
+            "misp_guard_tls_handshake_failures_total",
+            &[("side", "client"), ("reason", "bad_client_hello")],
+        ) == 1.0
+    });
+}

@@ -118,6 +118,14 @@ struct ResultLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TlsLabels {
+    /// `client` (MISP to the guard) or `upstream` (the guard to an instance).
+    side: &'static str,
+    reason: &'static str,
+    mode: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ModeLabels {
     mode: &'static str,
 }
@@ -133,6 +141,7 @@ pub struct Metrics {
     latency: Family<StageLabels, Histogram, fn() -> Histogram>,
     reloads: Family<ResultLabels, Counter>,
     reinstalls: Family<ResultLabels, Counter>,
+    tls_failures: Family<TlsLabels, Counter>,
     state: Arc<State>,
 }
 
@@ -147,6 +156,9 @@ struct State {
     table_present: AtomicBool,
     reload_refused: AtomicBool,
     generation: AtomicU64,
+    /// Body bytes held now (memory and spill files), and spill files open.
+    held_bytes: AtomicI64,
+    spill_files: AtomicI64,
 }
 
 fn mode_name(state: &State) -> &'static str {
@@ -181,6 +193,7 @@ impl Metrics {
         );
         let reloads = Family::<ResultLabels, Counter>::default();
         let reinstalls = Family::<ResultLabels, Counter>::default();
+        let tls_failures = Family::<TlsLabels, Counter>::default();
         let state = Arc::new(State::default());
         registry.register(
             "exchanges",
@@ -217,6 +230,11 @@ impl Metrics {
             "Times the guard found its nftables table gone or changed and installed it again, by result",
             reinstalls.clone(),
         );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by side and reason (sni_mismatch, bad_client_hello, no_http11, alert, protocol, certificate_refused, timeout, connection, no_tls_configured)",
+            tls_failures.clone(),
+        );
         registry.register_collector(Box::new(Gauges(state.clone())));
         Metrics {
             registry,
@@ -227,6 +245,7 @@ impl Metrics {
             latency,
             reloads,
             reinstalls,
+            tls_failures,
             state,
         }
     }
@@ -280,6 +299,25 @@ impl Metrics {
                     .observe(took.as_secs_f64());
             }
         }
+    }
+
+    /// A TLS handshake failed on `side` for `reason` (see
+    /// `tls::Error::handshake_kind`).
+    pub fn tls_failure(&self, side: &'static str, reason: &'static str) {
+        let mode = mode_name(&self.state);
+        self.tls_failures
+            .get_or_create(&TlsLabels { side, reason, mode })
+            .inc();
+    }
+
+    /// Held body bytes grew (or, negative, were let go).
+    pub fn held(&self, bytes: i64) {
+        self.state.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A spill file was opened (1) or closed (-1).
+    pub fn spill_file(&self, delta: i64) {
+        self.state.spill_files.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// One client connection more, until the handle is dropped.
@@ -370,6 +408,16 @@ impl Collector for Gauges {
                 "connections_open",
                 "Client connections being served",
                 s.connections.load(Ordering::Relaxed),
+            ),
+            (
+                "held_bytes",
+                "Body bytes held until their verdict now, in memory and in spill files",
+                s.held_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "spill_files",
+                "Spill files (unlinked, under guard.spill_dir) in use now",
+                s.spill_files.load(Ordering::Relaxed),
             ),
             (
                 "ready",
