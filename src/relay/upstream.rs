@@ -103,11 +103,10 @@ pub async fn tls(
     connector
         .connect(tcp, instance, timeout)
         .await
-        .map_err(|e| {
+        .inspect_err(|e| {
             if let Some(kind) = e.handshake_kind() {
                 metrics().tls_failure(tls::Side::Upstream.name(), kind);
             }
-            e
         })
         .map_err(|e| match e {
             tls::Error::Timeout { .. } => Reject::fatal(504, Side::Upstream, e.to_string()),
