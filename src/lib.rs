@@ -28,12 +28,14 @@
 //! `listen` and `relay`), [`config`] (the older guard's JSON plus a `guard`
 //! section, validated into a typed model), [`firewall`] (the nftables
 //! table that redirects sync traffic to the listener; the only part that
-//! speaks netlink, and the only `unsafe` code), [`telemetry`] (logging) and
+//! speaks netlink, and the only `unsafe` code), [`telemetry`] (logging and metrics), [`admin`] (the
+//! loopback listener serving `/metrics` and `/healthz`) and
 //! [`service`] (readiness, status and reload outcomes for systemd).
 
 #![deny(unsafe_code)]
 
 pub mod addr;
+pub mod admin;
 pub mod check;
 pub mod config;
 pub mod firewall;

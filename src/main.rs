@@ -17,7 +17,8 @@ use misp_guard::check;
 use misp_guard::config::{Config, FirewallMode, Problem};
 use misp_guard::listen::{self, Mode};
 use misp_guard::relay::{Shared, Snapshot};
-use misp_guard::{firewall, service, telemetry, tls};
+use misp_guard::telemetry::metrics::metrics;
+use misp_guard::{admin, firewall, service, telemetry, tls};
 
 use cli::{CaCommand, Cli, Command, ConfigCommand, NftCommand};
 
@@ -30,6 +31,10 @@ macro_rules! say {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
+
+/// How often the table is read back besides after nftables' change
+/// notifications (see `firewall::Kept`).
+const TABLE_CHECK: Duration = Duration::from_secs(10);
 
 /// Exit code for a bad config or usage (sysexits EX_USAGE/EX_CONFIG style).
 const EXIT_CONFIG: u8 = 2;
@@ -253,7 +258,7 @@ fn run(
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = telemetry::init(config.guard.log.format, &config.guard.log.level) {
+    if let Err(e) = telemetry::init(&config.guard.log) {
         eprintln!("misp-guard: {e}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -315,10 +320,22 @@ async fn serve(
             listeners.push((l, mode));
         }
     }
+    let admin = match config.guard.admin.listen {
+        Some(addr) => {
+            let l = listen::bind(addr).await.map_err(|e| e.to_string())?;
+            tracing::info!(listen.addr = %addr, "admin listener: /metrics, /healthz");
+            Some(l)
+        }
+        None => None,
+    };
+    metrics().listening();
+    announce(config, 0);
     // The table after the listeners: redirected traffic then finds the
     // guard at once. It stays when the guard stops (fail closed).
     let port = firewall::listener_port(config);
-    let table = install_table(config, port)?;
+    let kept = firewall::Kept::new();
+    let table = install_table(&kept, config, port)?;
+    metrics().table(table.is_some());
     if let Some(done) = &table {
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -339,6 +356,17 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut accept = Vec::new();
+    if let Some(l) = admin {
+        accept.push(tokio::spawn(admin::run(l, shutdown.clone())));
+    }
+    let mut watching = false;
+    let mut watch = |table: Option<&firewall::Installed>| {
+        if table.is_some() && !watching {
+            watching = true;
+            tokio::spawn(kept.clone().watch(TABLE_CHECK, shutdown.clone()));
+        }
+    };
+    watch(table.as_ref());
     for (l, mode) in listeners {
         accept.push(tokio::spawn(listen::run(
             l,
@@ -371,12 +399,18 @@ async fn serve(
                 // The new table before the new config: a table the kernel
                 // refuses refuses the reload, and the old table stays.
                 let port = port.or_else(|| firewall::listener_port(&new.config));
-                install_table(&new.config, port).map(|done| (new, done))
+                install_table(&kept, &new.config, port).map(|done| (new, done))
             }) {
                 Ok((new, done)) => {
                     if let Some(done) = &done {
                         tracing::info!("firewall {done} rebuilt");
                     }
+                    metrics().table(done.is_some());
+                    watch(done.as_ref());
+                    if new.config.guard.admin.listen != shared.snapshot().config.guard.admin.listen {
+                        tracing::warn!("guard.admin.listen changed: the admin listener stays where it is until a restart");
+                    }
+                    announce(&new.config, reports.generation());
                     status = serving.describe(new.config.instances.len(), done.as_ref());
                     // The connection cap follows the config: raised at once,
                     // lowered as slots free up (busy ones are not cut).
@@ -394,6 +428,7 @@ async fn serve(
                     }
                     max_connections = wanted;
                     let _ = tx.send(Arc::new(new));
+                    metrics().reload(true);
                     tracing::info!(config = %path.display(), "config reloaded (listeners unchanged)");
                     let done = format!("reload {} in force", reports.generation());
                     reports.finish(Ok(&done));
@@ -402,6 +437,8 @@ async fn serve(
                 Err(e) => {
                     tracing::error!(config = %path.display(), "config reload refused, the old config stays in force: {e}");
                     reports.finish(Err(&e));
+                    metrics().reload(false);
+                    monitor_warning(&shared.snapshot().config);
                     service::ready(&format!("{status}; reload {} refused: {e}", reports.generation()));
                 }
             }},
@@ -418,6 +455,27 @@ async fn serve(
         tracing::warn!("grace period over, closing the remaining connections");
     }
     Ok(())
+}
+
+/// The config `generation` is now in force: its mode to the metrics, and
+/// the monitor-mode warning when it applies.
+fn announce(config: &Config, generation: u64) {
+    let firewall = config.guard.firewall.mode != FirewallMode::Off;
+    metrics().config(config.guard.mode, firewall, generation);
+    monitor_warning(config);
+}
+
+/// Loud, at start and after every reload: a dry run blocks nothing.
+fn monitor_warning(config: &Config) {
+    let monitored = config.monitored();
+    if monitored.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        mode = "monitor",
+        instances = %monitored.join(", "),
+        "MONITOR MODE: the rules of these instances are only logged (\"would block\"), their traffic is NOT blocked"
+    );
 }
 
 /// What the guard serves, for `STATUS=`.
@@ -456,10 +514,12 @@ fn reload(path: &std::path::Path) -> Result<Snapshot, String> {
 /// its firewall mode is off (a table installed earlier then stays, since
 /// removing it would open the direct path: `misp-guard nft remove` does).
 fn install_table(
+    kept: &firewall::Kept,
     config: &Config,
     port: Option<u16>,
 ) -> Result<Option<firewall::Installed>, String> {
     if config.guard.firewall.mode == FirewallMode::Off {
+        kept.forget();
         if firewall::installed().unwrap_or(false) {
             tracing::warn!(
                 "guard.firewall.mode is \"off\" but table inet {} is installed: it stays (remove it with `misp-guard nft remove`)",
@@ -472,9 +532,7 @@ fn install_table(
     let plan = firewall::plan(config, port)
         .map_err(|e| e.to_string())?
         .ok_or("guard.firewall.mode is off")?;
-    firewall::install(&plan)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    kept.install(plan).map(Some).map_err(|e| e.to_string())
 }
 
 /// Fail at start, not on the first connection, when the firewall mark

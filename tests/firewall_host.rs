@@ -29,6 +29,11 @@ struct Rig {
 }
 
 fn rig(tag: &str, v6: bool) -> Rig {
+    rig_with(tag, v6, |_| {})
+}
+
+/// [`rig`], with `tweak` applied to the guard's config before it starts.
+fn rig_with(tag: &str, v6: bool, tweak: impl FnOnce(&mut serde_json::Value)) -> Rig {
     let ns_a = Netns::new(&format!("{tag}a"));
     let ns_b = Netns::new(&format!("{tag}b"));
     let (ip_a, ip_b, prefix) = if v6 {
@@ -57,6 +62,7 @@ fn rig(tag: &str, v6: bool) -> Rig {
     // Inbound pulls from B meet A's own certificate: nothing changes on B.
     config["guard"]["instances"]["A"]["tls"]["cert"] = a.cert.display().to_string().into();
     config["guard"]["instances"]["A"]["tls"]["key"] = a.key.display().to_string().into();
+    tweak(&mut config);
     let server_a = Server::start(&ns_a, &a);
     let server_b = Server::start(&ns_b, &b);
     let guard = Guard::start(&ns_a, &config);
@@ -416,5 +422,106 @@ fn reload_under_traffic_applies_to_new_exchanges_only() {
     let pull = rig.sync("pull", &rig.a, &rig.b);
     problems.extend(pull_problems(&rig.b, &pull));
     drop(server_c);
+    assert!(problems.is_empty(), "{}", rig.fail(&problems));
+}
+
+/// Wait until `f` holds on A's table (`None`: there is none).
+fn wait_table(rig: &Rig, what: &str, f: impl Fn(Option<&str>) -> bool) {
+    let start = std::time::Instant::now();
+    while !f(table(&rig.ns_a).as_deref()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}:\n{}",
+            log_tail(&rig.guard().log(), 20)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET /metrics` on A's admin listener.
+fn metrics(rig: &Rig) -> String {
+    use std::io::{Read, Write};
+    rig.ns_a.run(|| {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:19464").expect("admin listener");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    })
+}
+
+#[test]
+fn a_flushed_or_changed_table_is_installed_again_and_sync_never_bypasses() {
+    if !can_run_firewall("a_flushed_or_changed_table_is_installed_again_and_sync_never_bypasses") {
+        return;
+    }
+    let rig = rig_with("fwhf", false, |c| {
+        c["guard"]["admin"] = serde_json::json!({ "listen": "127.0.0.1:19464" });
+    });
+    let installed = table(&rig.ns_a).expect("the table at start");
+    let mut problems = Vec::new();
+
+    // What `systemctl restart nftables` does first.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &rig.ns_a.name,
+        "nft",
+        "flush",
+        "ruleset",
+    ]);
+    wait_table(&rig, "the table after `nft flush ruleset`", |t| t.is_some());
+    // An admin's edit of the guard's own table: its rules flushed, the
+    // chains left.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &rig.ns_a.name,
+        "nft",
+        "flush",
+        "table",
+        "inet",
+        "misp_guard",
+    ]);
+    wait_table(&rig, "the rules after `nft flush table`", |t| {
+        t.is_some_and(|t| t.contains("redirect"))
+    });
+    if table(&rig.ns_a).as_deref() != Some(installed.as_str()) {
+        problems.push(format!(
+            "the table put back is not the one installed:\n{installed}\n---\n{:?}",
+            table(&rig.ns_a)
+        ));
+    }
+    let log = rig.guard().log();
+    let warned = log.matches("is gone or changed").count();
+    let again = log.matches("installed again").count();
+    if warned < 2 || again < 2 {
+        problems.push(format!(
+            "{warned} warnings, {again} re-installs logged (2 each)"
+        ));
+    }
+    let text = metrics(&rig);
+    if !text.contains("misp_guard_firewall_reinstalls_total{result=\"ok\",mode=\"enforce\"} 2") {
+        problems.push(format!("reinstalls not counted:\n{text}"));
+    }
+    if !text.contains("misp_guard_firewall_table_present{mode=\"enforce\"} 1") {
+        problems.push("the table is not reported present".into());
+    }
+
+    // Sync goes through the guard again, every exchange judged: nothing
+    // reaches B around it.
+    let push = rig.sync("push", &rig.a, &rig.b);
+    problems.extend(push_problems(&rig.a, &push, &rig.server_b));
+    let log = rig.guard().log();
+    let before = verdicts(&log, "A", "B");
+    if before != push.exchanges().len() {
+        problems.push(format!(
+            "{} exchanges ran, the guard judged {before}",
+            push.exchanges().len()
+        ));
+    }
     assert!(problems.is_empty(), "{}", rig.fail(&problems));
 }

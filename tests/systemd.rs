@@ -449,8 +449,9 @@ fn the_package_under_systemd() {
             "PATH",
             "STATUS",
             "DURATION_MS",
-            "BYTES_REQUEST",
-            "BYTES_RESPONSE",
+            "BYTES_IN",
+            "BYTES_OUT",
+            "MODE",
         ] {
             assert!(field(e, name).is_some(), "no {name} in {e:?}");
         }

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use super::raw::{index, join, Object, Value};
 use super::{
-    vocab, Allowlist, Config, FirewallMode, FirewallSettings, GuardSettings, Instance,
-    InstanceSettings, InstanceTls, Limits, LogFormat, LogSettings, Problem, Timeouts, TlsSettings,
+    vocab, AdminSettings, Allowlist, Config, Enforcement, FirewallMode, FirewallSettings,
+    GuardSettings, Instance, InstanceSettings, InstanceTls, Limits, LogFormat, LogSettings,
+    Problem, Timeouts, TlsSettings,
 };
 use crate::rules::{Policy, RequiredTaxonomy};
 
@@ -61,7 +62,10 @@ const GUARD_KEYS: &[&str] = &[
     "spill_dir",
     "instances",
     "firewall",
+    "mode",
+    "admin",
 ];
+const ADMIN_KEYS: &[&str] = &["listen"];
 const FIREWALL_KEYS: &[&str] = &["mode", "interfaces", "local_instances", "nat_priority"];
 /// Linux interface names are at most 15 bytes (IFNAMSIZ less the NUL).
 const MAX_IFNAME: usize = 15;
@@ -89,7 +93,7 @@ const TIMEOUTS_KEYS: &[&str] = &[
 ];
 const GUARD_TLS_KEYS: &[&str] = &["ca_cert", "ca_key", "upstream_ca_bundle", "min_version"];
 const LOG_KEYS: &[&str] = &["format", "level"];
-const GUARD_INSTANCE_KEYS: &[&str] = &["base_path", "tls"];
+const GUARD_INSTANCE_KEYS: &[&str] = &["base_path", "tls", "mode"];
 const INSTANCE_TLS_KEYS: &[&str] = &[
     "cert",
     "key",
@@ -661,6 +665,14 @@ impl Checker {
                 g.spill_dir = dir;
             }
         }
+        if let Some(v) = obj.get("mode") {
+            if let Some(m) = self.enforcement(v, &join(path, "mode")) {
+                g.mode = m;
+            }
+        }
+        if let Some(v) = obj.get("admin") {
+            g.admin = self.admin(v, &join(path, "admin"));
+        }
         if let Some(v) = obj.get("firewall") {
             // After `listen`: the table redirects to a transparent listener.
             g.firewall = self.firewall(v, &join(path, "firewall"), drafts, &g);
@@ -720,6 +732,43 @@ impl Checker {
         }
         // No listener at all is allowed here: `run` may add them with
         // flags, and it refuses to start without any.
+    }
+
+    /// `"enforce"` or `"monitor"`.
+    fn enforcement(&mut self, v: &Value, path: &str) -> Option<Enforcement> {
+        match self.string(v, path)? {
+            "enforce" => Some(Enforcement::Enforce),
+            "monitor" => Some(Enforcement::Monitor),
+            s => self.fail(path, format!("{s:?} is not \"enforce\" or \"monitor\"")),
+        }
+    }
+
+    /// `admin.listen`: loopback only. The admin listener answers anyone who
+    /// reaches it, without authentication; metrics name the instances.
+    fn admin(&mut self, v: &Value, path: &str) -> AdminSettings {
+        let mut a = AdminSettings::default();
+        let Some(obj) = self.object(v, path) else {
+            return a;
+        };
+        self.keys(obj, path, ADMIN_KEYS, Comments::Ignored);
+        if let Some(v) = obj.get("listen") {
+            let p = join(path, "listen");
+            match self.string(v, &p).map(|s| (s, s.parse::<SocketAddr>())) {
+                Some((_, Ok(addr))) if addr.ip().to_canonical().is_loopback() => {
+                    a.listen = Some(addr);
+                }
+                Some((_, Ok(addr))) => self.error(
+                    p,
+                    format!("{addr} is not a loopback address (127.0.0.0/8 or [::1]): the admin listener has no authentication"),
+                ),
+                Some((s, Err(_))) => self.error(
+                    p,
+                    format!("{s:?} is not an address:port (e.g. 127.0.0.1:9464)"),
+                ),
+                None => {}
+            }
+        }
+        a
     }
 
     fn firewall(
@@ -938,6 +987,7 @@ impl Checker {
         };
         self.keys(obj, path, LOG_KEYS, Comments::Ignored);
         if let Some(v) = obj.get("format") {
+            l.format_given = true;
             let p = join(path, "format");
             match self.string(v, &p) {
                 Some("text") => l.format = LogFormat::Text,
@@ -980,6 +1030,9 @@ impl Checker {
         }
         if let Some(v) = obj.get("tls") {
             s.tls = self.instance_tls(v, &join(path, "tls"), s.tls.upstream);
+        }
+        if let Some(v) = obj.get("mode") {
+            s.mode = self.enforcement(v, &join(path, "mode"));
         }
         s
     }

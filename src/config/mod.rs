@@ -73,6 +73,32 @@ pub struct InstanceSettings {
     pub base_path: String,
     /// `tls`: how the guard talks TLS for this instance.
     pub tls: InstanceTls,
+    /// `mode`: whether this instance's rules are enforced; `None` follows
+    /// `guard.mode` (see [`Config::enforcement`]).
+    pub mode: Option<Enforcement>,
+}
+
+/// `guard.mode` and `guard.instances.<name>.mode`: what becomes of the
+/// rules' verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Enforcement {
+    /// `"enforce"` (default): a body the rules block is refused, an answer
+    /// they rebuild is forwarded rebuilt.
+    #[default]
+    Enforce,
+    /// `"monitor"`, the dry run: every verdict is computed and logged
+    /// (`would block`, `would rebuild`), and the traffic passes unchanged.
+    Monitor,
+}
+
+impl Enforcement {
+    /// The name in the config, the log and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Enforcement::Enforce => "enforce",
+            Enforcement::Monitor => "monitor",
+        }
+    }
 }
 
 /// `guard.instances.<name>.tls`.
@@ -129,6 +155,18 @@ pub struct GuardSettings {
     pub spill_dir: PathBuf,
     /// `firewall`: the nftables table the guard owns.
     pub firewall: FirewallSettings,
+    /// `mode`: whether the rules' verdicts are enforced (per instance in
+    /// `guard.instances.<name>.mode`).
+    pub mode: Enforcement,
+    /// `admin`: the admin listener (metrics, health).
+    pub admin: AdminSettings,
+}
+
+/// `guard.admin`: the listener serving `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// `listen`: a loopback address; `None` (the default) serves nothing.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `guard.firewall`: whether and how the guard programs its nftables table
@@ -233,6 +271,9 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// `level`: a tracing filter (default "info").
     pub level: String,
+    /// Whether the file names a `format`. Without one the guard logs to the
+    /// journal when it runs under systemd (`JOURNAL_STREAM`), else text.
+    pub format_given: bool,
 }
 
 /// `guard.log.format`.
@@ -391,6 +432,7 @@ impl Default for LogSettings {
         LogSettings {
             format: LogFormat::Text,
             level: DEFAULT_LOG_LEVEL.to_owned(),
+            format_given: false,
         }
     }
 }
@@ -409,6 +451,8 @@ impl Default for GuardSettings {
             // the spill files are created with tempfile (mode 0600).
             spill_dir: std::env::temp_dir(),
             firewall: FirewallSettings::default(),
+            mode: Enforcement::Enforce,
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -436,6 +480,7 @@ impl InstanceSettings {
                 upstream: port == TLS_PORT,
                 ..InstanceTls::default()
             },
+            mode: None,
         }
     }
 }
@@ -547,6 +592,20 @@ impl Config {
         self.check_port(id, port)
     }
 
+    /// Whether the rules of instance `id` are enforced or only logged: its
+    /// own `mode`, else `guard.mode`.
+    pub fn enforcement(&self, id: InstanceId) -> Enforcement {
+        self.instance(id).settings.mode.unwrap_or(self.guard.mode)
+    }
+
+    /// The instances whose rules are only logged (monitor mode), by name.
+    pub fn monitored(&self) -> Vec<&str> {
+        self.ids()
+            .filter(|&id| self.enforcement(id) == Enforcement::Monitor)
+            .map(|id| self.instance(id).name.as_str())
+            .collect()
+    }
+
     /// Whether `from`'s compartment lists `to`'s compartment in `can_reach`.
     pub fn can_reach(&self, from: InstanceId, to: InstanceId) -> bool {
         let from = &self.instance(from).compartment;
@@ -640,6 +699,17 @@ impl Config {
         }
         for a in &self.guard.proxy_listen {
             let _ = writeln!(out, "  proxy {a}");
+        }
+        if let Some(a) = self.guard.admin.listen {
+            let _ = writeln!(out, "  admin {a} (/metrics, /healthz)");
+        }
+        let monitored = self.monitored();
+        if !monitored.is_empty() {
+            let _ = writeln!(
+                out,
+                "MONITOR MODE (rules logged as \"would block\", not enforced) for: {}",
+                monitored.join(", ")
+            );
         }
         out
     }

@@ -1700,3 +1700,114 @@ fn packaged_example_sets_host_mode() {
     );
     assert_eq!(f.nat_priority, -100);
 }
+
+#[test]
+fn mode_is_enforce_unless_monitor_is_asked_for_guard_wide_or_per_instance() {
+    let (c, _) = load(&base()).unwrap();
+    assert_eq!(c.guard.mode, Enforcement::Enforce);
+    assert_eq!(c.enforcement(id(&c, "a")), Enforcement::Enforce);
+    assert!(c.monitored().is_empty());
+    assert!(!c.summary().contains("MONITOR"));
+
+    let mut v = base();
+    set(
+        &mut v,
+        "/guard",
+        json!({"instances": {"b": {"mode": "monitor"}}}),
+    );
+    let (c, warnings) = load(&v).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.enforcement(id(&c, "a")), Enforcement::Enforce);
+    assert_eq!(c.enforcement(id(&c, "b")), Enforcement::Monitor);
+    assert_eq!(c.monitored(), ["b"]);
+    assert!(c.summary().contains("MONITOR MODE"), "{}", c.summary());
+
+    // Guard-wide, with one instance taken back to enforce.
+    let mut v = base();
+    set(
+        &mut v,
+        "/guard",
+        json!({"mode": "monitor", "instances": {"a": {"mode": "enforce"}}}),
+    );
+    let (c, _) = load(&v).unwrap();
+    assert_eq!(c.enforcement(id(&c, "a")), Enforcement::Enforce);
+    assert_eq!(c.enforcement(id(&c, "b")), Enforcement::Monitor);
+}
+
+#[test]
+fn mode_and_admin_errors_name_their_path() {
+    let cases = [
+        (
+            json!({"mode": "dry-run"}),
+            "guard.mode",
+            "is not \"enforce\" or \"monitor\"",
+        ),
+        (json!({"mode": true}), "guard.mode", "expected a string"),
+        (
+            json!({"instances": {"a": {"mode": "Monitor"}}}),
+            "guard.instances.a.mode",
+            "is not \"enforce\" or \"monitor\"",
+        ),
+        (
+            json!({"admin": {"listen": "0.0.0.0:9464"}}),
+            "guard.admin.listen",
+            "0.0.0.0:9464 is not a loopback address",
+        ),
+        (
+            json!({"admin": {"listen": "[::]:9464"}}),
+            "guard.admin.listen",
+            "is not a loopback address",
+        ),
+        (
+            json!({"admin": {"listen": "10.0.0.1:9464"}}),
+            "guard.admin.listen",
+            "is not a loopback address",
+        ),
+        (
+            json!({"admin": {"listen": "localhost:9464"}}),
+            "guard.admin.listen",
+            "is not an address:port",
+        ),
+        (
+            json!({"admin": {"lisen": "127.0.0.1:9464"}}),
+            "guard.admin.lisen",
+            "listen",
+        ),
+    ];
+    for (guard, path, fragment) in cases {
+        let mut v = base();
+        set(&mut v, "/guard", guard.clone());
+        let lines = refused(&v);
+        assert_line(&lines, path, fragment);
+        assert_eq!(lines.len(), 1, "{guard}: one line, got {lines:#?}");
+    }
+}
+
+#[test]
+fn admin_listener_is_off_by_default_and_loopback_when_on() {
+    let (c, _) = load(&base()).unwrap();
+    assert_eq!(c.guard.admin.listen, None);
+    for addr in [
+        "127.0.0.1:9464",
+        "127.1.2.3:1",
+        "[::1]:9464",
+        "[::ffff:127.0.0.1]:9464",
+    ] {
+        let mut v = base();
+        set(&mut v, "/guard", json!({"admin": {"listen": addr}}));
+        let (c, _) = load(&v).unwrap();
+        assert_eq!(c.guard.admin.listen, Some(addr.parse().unwrap()));
+        assert!(c.summary().contains("admin"), "{}", c.summary());
+    }
+}
+
+#[test]
+fn log_format_given_or_left_to_the_service_manager() {
+    let (c, _) = load(&base()).unwrap();
+    assert!(!c.guard.log.format_given);
+    let mut v = base();
+    set(&mut v, "/guard", json!({"log": {"format": "text"}}));
+    let (c, _) = load(&v).unwrap();
+    assert!(c.guard.log.format_given);
+    assert_eq!(c.guard.log.format, LogFormat::Text);
+}

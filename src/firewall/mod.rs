@@ -21,7 +21,9 @@
 //!
 //! Fail closed: nothing removes the table when the guard stops or crashes,
 //! so redirected sync finds no listener and fails; `misp-guard nft remove`
-//! removes it on purpose. What it refuses: a plan it cannot build (no local
+//! removes it on purpose. While the guard runs, [`Kept`] installs it again
+//! when something else flushes or changes it (nftables' change
+//! notifications, and a slow check besides). What it refuses: a plan it cannot build (no local
 //! instance in host mode, an interface this host does not have), and it
 //! reports the kernel's refusal of any part of the batch by that part.
 
@@ -34,6 +36,7 @@ mod readback;
 mod render;
 #[cfg(test)]
 mod tests;
+mod watch;
 mod wire;
 
 use std::fmt;
@@ -42,6 +45,7 @@ use std::net::IpAddr;
 
 pub use plan::{Action, Chain, ChainKind, Element, Family, Hook, Key, Mode, Plan, Rule, Set};
 pub use render::render;
+pub use watch::Kept;
 
 use crate::config::{Config, FirewallMode};
 

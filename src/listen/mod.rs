@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::addr::unmap;
 use crate::relay::{self, Origin, Shared};
+use crate::telemetry::metrics::metrics;
 
 /// Connections from addresses that are no instance answered at once: a
 /// few, so that a flood of them costs little and never takes the slots of
@@ -96,8 +97,9 @@ pub async fn run(
         if shared.snapshot().config.source(peer.ip()).is_none() {
             match strangers.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    let mode = shared.snapshot().config.guard.mode;
                     tracker.spawn(async move {
-                        relay::refuse_stranger(stream, peer).await;
+                        relay::refuse_stranger(stream, peer, mode).await;
                         drop(permit);
                     });
                 }
@@ -156,9 +158,11 @@ pub async fn run(
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let open = metrics().connection();
         tracker.spawn(
             async move {
                 relay::serve(stream, peer, origin, shared, shutdown).await;
+                drop(open);
                 drop(permit);
             }
             .instrument(span),

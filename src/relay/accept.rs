@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use super::io::{Io, Peer, Prefixed};
 use super::snapshot::Snapshot;
 use crate::config::Instance;
+use crate::telemetry::metrics::metrics;
 use crate::tls;
 
 /// Read until the first three bytes are in (enough for
@@ -55,6 +56,7 @@ pub(super) async fn accept_tls<S: Io>(
         .await
         .and_then(|()| tls::check_client_hello(&client.buf, instance));
     if let Err(e) = hello {
+        count_failure(&e);
         tracing::warn!(
             client.addr = %peer, dst.instance = %instance.name, reason = %e,
             "TLS connection refused"
@@ -68,12 +70,20 @@ pub(super) async fn accept_tls<S: Io>(
             buf: BytesMut::with_capacity(16 * 1024),
         }),
         Err(e) => {
+            count_failure(&e);
             tracing::warn!(
                 client.addr = %peer, dst.instance = %instance.name, reason = %e,
                 "TLS connection refused"
             );
             None
         }
+    }
+}
+
+/// Count a client's failed handshake by its reason.
+fn count_failure(e: &tls::Error) {
+    if let Some(kind) = e.handshake_kind() {
+        metrics().tls_failure(tls::Side::Client.name(), kind);
     }
 }
 

@@ -144,6 +144,11 @@ pub(super) fn admit(
         Destination::Instance(id) => {
             outcome.destination = Some(config.instance(id).name.clone());
             let exchange = exchange_of(head, via, config, id, &path, body)?;
+            let direction = match exchange.direction {
+                sync::Direction::Push => "push",
+                sync::Direction::Pull => "pull",
+            };
+            outcome.endpoint = Some((exchange.name, direction));
             To::Instance { id, exchange }
         }
         Destination::Allowlisted { host, port } => {

@@ -10,8 +10,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::hold::Hold;
 use super::inspect::{Inspection, Job, Judged};
 use super::io::Peer;
+use super::log::Outcome;
 use super::reject::{Reject, Side};
-use crate::config::Config;
+use crate::config::{Config, Enforcement};
 use crate::http::{self, BodyKind, Chunk, ChunkedDecoder, DecodeCaps};
 use crate::rules::{Pass, Verdict};
 
@@ -19,16 +20,30 @@ use crate::rules::{Pass, Verdict};
 const READ_CHUNK: usize = 256 * 1024;
 
 /// The pass of an allowed body, or the 403 of a blocked one. Both judging
-/// phases settle their verdict here and nowhere else, so this is where a
-/// dry run will log "would block" and go on instead.
-pub(super) fn pass(verdict: Verdict, side: Side) -> Result<Pass, Reject> {
-    match verdict {
-        Verdict::Allow(pass) => Ok(pass),
-        Verdict::Block(block) => Err(Reject::blocked(block, side)),
+/// phases settle their verdict here and nowhere else. Under `mode`
+/// monitor (the dry run) a blocked body goes on as it came: the block is
+/// noted in `outcome`, and the exchange's log line says `would block`.
+pub(super) fn pass(
+    verdict: Verdict,
+    side: Side,
+    mode: Enforcement,
+    outcome: &mut Outcome,
+) -> Result<Pass, Reject> {
+    let block = match verdict {
+        Verdict::Allow(pass) => return Ok(pass),
+        Verdict::Block(block) => block,
         // Only an answer the guard may rebuild gets this verdict, and
         // `judge_answer` rebuilds it before settling; anywhere else the
         // body cannot go on as it is.
-        Verdict::Rebuild(r) => Err(Reject::blocked(r.unbuilt(), side)),
+        Verdict::Rebuild(r) => r.unbuilt(),
+    };
+    match mode {
+        Enforcement::Enforce => Err(Reject::blocked(block, side)),
+        Enforcement::Monitor => {
+            let pass = Pass::despite(&block);
+            outcome.would_block(Reject::blocked(block, side));
+            Ok(pass)
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::hold::Hold;
 use super::pool::UpstreamPool;
 use super::route::Target;
-use crate::config::{Config, Instance};
+use crate::config::{Config, Enforcement, Instance, InstanceId};
 use crate::http;
 
 /// How the connection reached the guard.
@@ -92,6 +92,9 @@ pub(super) struct Terms {
     pub(super) limits: http::Limits,
     /// Bytes of a held body kept in memory before it spills to disk.
     hold_memory: usize,
+    /// Whether the instances' monitor modes apply (the listener); the
+    /// offline check always reports what the rules enforce.
+    modes: bool,
 }
 
 impl Terms {
@@ -101,6 +104,7 @@ impl Terms {
             config: config.clone(),
             limits: http_limits(config),
             hold_memory: config.guard.limits.hold_memory_bytes,
+            modes: true,
         }
     }
 
@@ -109,7 +113,17 @@ impl Terms {
     pub(super) fn in_memory(config: &Arc<Config>) -> Terms {
         Terms {
             hold_memory: usize::MAX,
+            modes: false,
             ..Terms::new(config)
+        }
+    }
+
+    /// Whether the verdicts of `id`'s rules are enforced or only logged.
+    pub(super) fn enforcement(&self, id: InstanceId) -> Enforcement {
+        if self.modes {
+            self.config.enforcement(id)
+        } else {
+            Enforcement::Enforce
         }
     }
 

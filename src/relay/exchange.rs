@@ -35,6 +35,7 @@ pub(super) async fn exchange<S: Io>(
     let started = Instant::now();
     let terms = Terms::new(&snapshot.config);
     let mut outcome = Outcome::new();
+    outcome.mode = snapshot.config.guard.mode;
     if let Err(reject) = phases(conn, client, head, snapshot, &terms, &mut outcome).await {
         refuse(client, reject, &head.target, &mut outcome).await;
     }
@@ -58,17 +59,24 @@ async fn phases<S: Io>(
     outcome: &mut Outcome,
 ) -> Result<(), Reject> {
     let admitted = admit(head, &conn.via, &terms.config, outcome)?;
+    // The mode of the rules that judge the request; the answer's settle
+    // adds that of its own rules.
+    outcome.mode = terms.enforcement(admitted.source);
     let dial = locate(&admitted, &conn.via, snapshot).await?;
     let learned_org = conn.org_of(dial.addr);
     let request = judge_request(client, head, &admitted, terms, learned_org, outcome).await?;
-    let request = request.settle()?;
+    // A block is a decision too: timed before it ends the exchange.
+    let request = request.settle(outcome);
+    outcome.request_judged();
+    let request = request?;
     let (response, mut lease) =
         forward(&mut conn.pool, &dial, head, &admitted, request, terms).await?;
     let judged = judge_answer(lease.peer(), head, &admitted, response, terms).await?;
+    outcome.answer_judged();
     lease.keep_if(judged.reusable());
     conn.learn(dial.addr, judged.user_org.as_deref());
     outcome.bytes_out = judged.len();
-    let reply = judged.settle(&admitted, terms)?;
+    let reply = judged.settle(&admitted, terms, outcome)?;
     answer(client, reply, conn.shutdown.is_cancelled(), outcome).await;
     Ok(())
 }

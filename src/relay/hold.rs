@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::rules::Pass;
+use crate::telemetry::metrics::metrics;
 
 /// Bytes of held bodies on disk now.
 #[derive(Debug)]
@@ -45,11 +46,19 @@ pub struct Hold {
     /// The most bytes all holds sharing `disk` may have on disk together.
     spill_cap: u64,
     disk: &'static DiskUse,
+    /// Whether this hold opened a spill file (counted in the metrics until
+    /// it is dropped, also after `forward` took the file).
+    spilled: bool,
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
         self.disk.0.fetch_sub(self.on_disk, Ordering::Relaxed);
+        let m = metrics();
+        m.held(-i64::try_from(self.len).unwrap_or(i64::MAX));
+        if self.spilled {
+            m.spill_file(-1);
+        }
     }
 }
 
@@ -70,6 +79,7 @@ impl Hold {
             on_disk: 0,
             spill_cap,
             disk,
+            spilled: false,
         }
     }
 
@@ -110,6 +120,7 @@ impl Hold {
     /// is amortised (measured in the relay benchmark).
     pub fn push(&mut self, chunk: &[u8], spill_dir: &Path) -> io::Result<()> {
         self.len += chunk.len() as u64;
+        metrics().held(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
         if self.file.is_some() {
             self.reserve_disk(chunk.len() as u64)?;
             if let Some(file) = &mut self.file {
@@ -120,6 +131,8 @@ impl Hold {
         if self.memory.len() > self.threshold {
             self.reserve_disk(self.memory.len() as u64)?;
             let mut file = tempfile::tempfile_in(spill_dir)?;
+            self.spilled = true;
+            metrics().spill_file(1);
             file.write_all(&self.memory)?;
             self.memory = BytesMut::new();
             self.file = Some(file);

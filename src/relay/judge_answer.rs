@@ -25,12 +25,13 @@ use super::conn::Terms;
 use super::hold::Hold;
 use super::inspect::Job;
 use super::io::Peer;
+use super::log::Outcome;
 use super::rebuild::{rebuild, Judging};
 use super::reject::{Reject, Side};
 use super::route::escape;
-use crate::config::InstanceId;
+use crate::config::{Enforcement, InstanceId};
 use crate::http::{self, BodyKind, Coding, RequestHead, ResponseHead};
-use crate::rules::{Context, Document, Verdict};
+use crate::rules::{Context, Document, Pass, Verdict};
 use crate::sync::Direction;
 
 /// The largest error answer passed on where a document was expected.
@@ -83,6 +84,8 @@ pub(super) struct Judged {
     /// again under the same.
     rules: InstanceId,
     context: Context,
+    /// Whether those rules are enforced or only logged.
+    mode: Enforcement,
 }
 
 /// Check the answer `response` to `head`, then read its body from
@@ -146,6 +149,7 @@ pub(super) async fn judge_answer<S: AsyncRead + Unpin>(
         verdict,
         rules: admitted.answer_rules(),
         context,
+        mode: terms.enforcement(admitted.answer_rules()),
     })
 }
 
@@ -167,9 +171,32 @@ impl Judged {
     }
 
     /// The answer the client gets, or the refusal of a blocked one. The
-    /// place where each verdict and policy becomes a kind of [`Body`].
-    pub(super) fn settle(self, admitted: &Admitted, terms: &Terms) -> Result<Reply, Reject> {
+    /// place where each verdict and policy becomes a kind of [`Body`]. In
+    /// monitor mode a block is noted in `outcome` and an answer to rebuild
+    /// goes on as it came, what it would have been rebuilt without noted.
+    pub(super) fn settle(
+        self,
+        admitted: &Admitted,
+        terms: &Terms,
+        outcome: &mut Outcome,
+    ) -> Result<Reply, Reject> {
+        outcome.mode = outcome.mode.max(self.mode);
         let verdict = match self.verdict {
+            Verdict::Rebuild(plan)
+                if self.mode == Enforcement::Monitor && matches!(self.policy, Policy::Judge(_)) =>
+            {
+                outcome.would_rebuild = Some(plan.summary());
+                let pass = Pass::despite(&plan.unbuilt());
+                return Ok(Reply {
+                    head: self.head,
+                    kind: self.kind,
+                    is_head: self.is_head,
+                    body: Body::Held {
+                        hold: self.hold,
+                        pass,
+                    },
+                });
+            }
             Verdict::Rebuild(plan) if matches!(self.policy, Policy::Judge(_)) => {
                 let config = &terms.config;
                 let judging = Judging {
@@ -194,7 +221,7 @@ impl Judged {
             }
             verdict => verdict,
         };
-        let pass = body::pass(verdict, Side::Upstream)?;
+        let pass = body::pass(verdict, Side::Upstream, self.mode, outcome)?;
         let body = match self.policy {
             Policy::ReplaceError if !is_empty(self.kind) => Body::Replaced {
                 text: withheld(&self.head, admitted),

@@ -19,6 +19,7 @@ use super::inspect::Job;
 use super::io::{Io, Peer};
 use super::log::Outcome;
 use super::reject::{Reject, Side};
+use crate::config::Enforcement;
 use crate::http::{self, Coding, RequestHead};
 use crate::rules::{Context, Document, Pass, Verdict};
 use crate::sync::Direction;
@@ -27,6 +28,8 @@ use crate::sync::Direction;
 pub(super) struct Judged {
     hold: Hold,
     verdict: Verdict,
+    /// Whether the source's rules are enforced or only logged.
+    mode: Enforcement,
 }
 
 /// A request body that may go on, and the pass that lets it.
@@ -38,9 +41,10 @@ pub(super) struct Held {
 }
 
 impl Judged {
-    /// The body and its pass, or the 403 of a blocked body.
-    pub(super) fn settle(self) -> Result<Held, Reject> {
-        let pass = body::pass(self.verdict, Side::Client)?;
+    /// The body and its pass, or the 403 of a blocked body (in monitor
+    /// mode, noted in `outcome` instead).
+    pub(super) fn settle(self, outcome: &mut Outcome) -> Result<Held, Reject> {
+        let pass = body::pass(self.verdict, Side::Client, self.mode, outcome)?;
         Ok(Held {
             hold: self.hold,
             pass,
@@ -111,7 +115,11 @@ pub(super) async fn judge_request<S: Io>(
     .await?;
     outcome.bytes_in = hold.len();
     outcome.keep_alive = !http::connection_close(head);
-    Ok(Judged { hold, verdict })
+    Ok(Judged {
+        hold,
+        verdict,
+        mode: terms.enforcement(admitted.source),
+    })
 }
 
 /// Whether an empty request body may stand for `doc`. Only filter bodies

@@ -43,15 +43,17 @@
 //!
 //! # Where later changes plug in
 //!
-//! - **Dry run** ("would block": the verdict is logged, the exchange goes
-//!   on): `body::pass`, the only place a blocking verdict becomes a
-//!   [`Reject`]. Both judging phases settle there (`judge_request::Judged::
-//!   settle` after the request, `judge_answer::Judged::settle` after the
-//!   answer); a dry run logs the block there and returns a pass.
-//! - **Metrics**, one observation per phase boundary: the lines of
-//!   `exchange::phases`, one per phase (admit, locate, judge_request,
-//!   forward, judge_answer, answer); the exchange as a whole in
-//!   `exchange::exchange`, beside the log record.
+//! - **Monitor mode** (`guard.mode: "monitor"`, the dry run): `body::pass`
+//!   is the only place a blocking verdict becomes a [`Reject`], and both
+//!   judging phases settle there (`judge_request::Judged::settle`,
+//!   `judge_answer::Judged::settle`); under monitor rules it notes the
+//!   block in the exchange's `Outcome` (logged `would block`) and returns
+//!   a pass made with `rules::Pass::despite`. Refusals outside the rules
+//!   (framing, limits, the sync table) never reach it and stay refused.
+//! - **Metrics**: every exchange ends in `log::log_exchange`, which counts
+//!   it ([`crate::telemetry::metrics`]) from the same `Outcome` it logs;
+//!   `exchange::phases` stamps the request's and the answer's verdicts for
+//!   the latency histogram.
 //! - **Rebuilt answers**: a rebuild verdict of the rules becomes a third
 //!   `answer::Body`, `Rebuilt { hold, pass }`, made in one arm of
 //!   `judge_answer::Judged::settle` (re-decode the held answer, rebuild it

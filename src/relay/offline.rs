@@ -71,7 +71,7 @@ pub async fn judge(config: &Arc<Config>, case: Case) -> Result<Unjudged, Reject>
     let mut client = in_memory(&case.request_body);
     judge_request(&mut client, head, &admitted, &terms, None, &mut outcome)
         .await?
-        .settle()?;
+        .settle(&mut outcome)?;
     let Some((response, body)) = case.answer else {
         return Ok(match policy(&admitted, 200) {
             Policy::Judge(doc) => Unjudged::Answer(doc),
@@ -81,7 +81,7 @@ pub async fn judge(config: &Arc<Config>, case: Case) -> Result<Unjudged, Reject>
     let mut upstream = in_memory(&body);
     let reply = judge_answer(&mut upstream, head, &admitted, response, &terms)
         .await?
-        .settle(&admitted, &terms)?;
+        .settle(&admitted, &terms, &mut outcome)?;
     Ok(match reply.body {
         Body::Rebuilt { summary, .. } => Unjudged::Rebuilt(summary),
         _ => Unjudged::Nothing,

@@ -21,6 +21,7 @@ use super::io::{Io, Peer};
 use super::log::{log_exchange, outcome_of};
 use super::reject::{Reject, Side};
 use super::snapshot::Shared;
+use crate::config::Enforcement;
 use crate::tls;
 
 /// How long a connection from an address that is no instance may take to
@@ -34,7 +35,7 @@ const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// Answer a connection from an address that is no configured instance: a
 /// 403 to the first request head (so an operator sees why), nothing to a
 /// TLS handshake, and close. It never holds an instance's slot.
-pub async fn refuse_stranger<S: Io>(client: S, peer: SocketAddr) {
+pub async fn refuse_stranger<S: Io>(client: S, peer: SocketAddr, mode: Enforcement) {
     let mut client = Peer {
         io: client,
         buf: BytesMut::with_capacity(4096),
@@ -47,7 +48,13 @@ pub async fn refuse_stranger<S: Io>(client: S, peer: SocketAddr) {
         ))
     };
     let target = answer_once(&mut client, &reject, STRANGER_WAIT).await;
-    log_exchange(peer, "-", &target, &outcome_of(reject), Duration::ZERO);
+    log_exchange(
+        peer,
+        "-",
+        &target,
+        &outcome_of(reject, mode),
+        Duration::ZERO,
+    );
 }
 
 /// Answer an instance's connection past `limits.max_connections` with a
@@ -90,7 +97,7 @@ pub async fn refuse_busy<S: Io>(client: S, peer: SocketAddr, origin: Origin, sha
     let target = tokio::time::timeout(BUSY_WAIT, answered)
         .await
         .unwrap_or_else(|_| "-".to_string());
-    let mut outcome = outcome_of(reject);
+    let mut outcome = outcome_of(reject, config.guard.mode);
     outcome.source = config
         .source(peer.ip())
         .map(|id| config.instance(id).name.clone());

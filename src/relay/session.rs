@@ -124,7 +124,8 @@ async fn http_loop<S: Io>(
             Ok(None) => return None,
             Err(reject) => {
                 let _ = client.io.write_all(&reject.to_response("", true)).await;
-                log_exchange(peer, "-", "-", &outcome_of(reject), Duration::ZERO);
+                let mode = shared.snapshot().config.guard.mode;
+                log_exchange(peer, "-", "-", &outcome_of(reject, mode), Duration::ZERO);
                 return None;
             }
         };
@@ -152,7 +153,7 @@ async fn http_loop<S: Io>(
                         peer,
                         "CONNECT",
                         &head.target,
-                        &outcome_of(reject),
+                        &outcome_of(reject, config.guard.mode),
                         started.elapsed(),
                     );
                     return None;

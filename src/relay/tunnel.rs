@@ -16,6 +16,7 @@ use super::route::{escape, route, Destination, Target};
 use super::upstream;
 use crate::config::{Config, Instance};
 use crate::http::RequestHead;
+use crate::telemetry::metrics::{self, metrics};
 use crate::tls;
 
 /// What a `CONNECT` tunnel carries.
@@ -158,7 +159,7 @@ pub(super) async fn blind_tunnel<S: Io>(
                 peer,
                 "CONNECT",
                 &target,
-                &outcome_of(reject),
+                &outcome_of(reject, config.guard.mode),
                 started.elapsed(),
             );
             return;
@@ -182,10 +183,27 @@ pub(super) async fn blind_tunnel<S: Io>(
         .get_ref()
         .peer_addr()
         .map_or_else(|_| "-".to_string(), |a| a.to_string());
+    let dst = format!("allowlist:{host}");
+    let src = config
+        .source(peer.ip())
+        .map_or("-", |id| config.instance(id).name.as_str());
+    metrics().exchange(&metrics::Exchange {
+        src,
+        dst: &dst,
+        endpoint: "-",
+        direction: "-",
+        outcome: metrics::Outcome::Allowed,
+        rule: None,
+        mode: config.guard.mode,
+        bytes_in: sent,
+        bytes_out: received,
+        to_verdict: None,
+        to_answer: None,
+    });
     tracing::info!(
-        client.addr = %peer, dst.instance = %format!("allowlist:{host}"), dst.addr = %connected,
+        client.addr = %peer, src.instance = src, dst.instance = %dst, dst.addr = %connected,
         method = "CONNECT", path = %escape(&target),
-        verdict = "allow", bytes.request = sent, bytes.response = received,
+        verdict = "allow", mode = config.guard.mode.name(), bytes.in = sent, bytes.out = received,
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         "allowlisted domain tunnelled without inspection"
     );

@@ -19,6 +19,7 @@ use tokio_rustls::client::TlsStream;
 use super::reject::{Reject, Side};
 use crate::addr::unmap;
 use crate::config::{Config, Instance};
+use crate::telemetry::metrics::metrics;
 use crate::tls::{self, Connector};
 
 /// Where an upstream connection goes and how: the address, the trust it is
@@ -102,6 +103,11 @@ pub async fn tls(
     connector
         .connect(tcp, instance, timeout)
         .await
+        .inspect_err(|e| {
+            if let Some(kind) = e.handshake_kind() {
+                metrics().tls_failure(tls::Side::Upstream.name(), kind);
+            }
+        })
         .map_err(|e| match e {
             tls::Error::Timeout { .. } => Reject::fatal(504, Side::Upstream, e.to_string()),
             other => Reject::fatal(502, Side::Upstream, other.to_string()),

@@ -57,12 +57,19 @@ pub enum Side {
     Upstream,
 }
 
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Side {
+    /// `client` or `upstream`.
+    pub fn name(self) -> &'static str {
+        match self {
             Side::Client => "client",
             Side::Upstream => "upstream",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -214,6 +221,25 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+impl Error {
+    /// A handshake failure in one word, for counting failures by reason
+    /// (`None` for errors that are not about a handshake).
+    pub fn handshake_kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::SniMismatch { .. } => "sni_mismatch",
+            Error::BadClientHello { .. } => "bad_client_hello",
+            Error::NoHttp11 { .. } => "no_http11",
+            Error::Handshake { reason, .. } if reason.contains("alert") => "alert",
+            Error::Handshake { .. } => "protocol",
+            Error::Verify { .. } => "certificate_refused",
+            Error::Timeout { .. } => "timeout",
+            Error::Io { .. } => "connection",
+            Error::UnknownInstance { .. } => "no_tls_configured",
+            _ => return None,
+        })
+    }
 }
 
 /// Every problem found while building an [`Acceptor`] or [`Connector`],

@@ -381,6 +381,7 @@ mod tests {
             settings: InstanceSettings {
                 base_path: String::new(),
                 tls: InstanceTls::default(),
+                mode: None,
             },
         };
         let acceptor = Acceptor::new(&settings, std::slice::from_ref(&inst)).unwrap();

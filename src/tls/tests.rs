@@ -41,6 +41,7 @@ fn instance(host: &str, tls: InstanceTls) -> Instance {
         settings: InstanceSettings {
             base_path: String::new(),
             tls,
+            mode: None,
         },
     }
 }
