@@ -156,17 +156,23 @@ fn until_verdict(
     None
 }
 
+/// A datagram socket in `ns`'s directory, standing in for journald's.
+fn journal_socket(ns: &Netns) -> (std::path::PathBuf, UnixDatagram) {
+    let path = ns.path("journal.socket");
+    let socket = UnixDatagram::bind(&path).expect("bind the journal socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (path, socket)
+}
+
 #[test]
 fn journal_entries_carry_the_exchange_fields() {
     if !can_run("journal_entries_carry_the_exchange_fields") {
         return;
     }
     let ns = Netns::new("journal");
-    let socket_path = ns.path("journal.socket");
-    let socket = UnixDatagram::bind(&socket_path).expect("bind the journal socket");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (socket_path, socket) = journal_socket(&ns);
     let config = conformance_config(serde_json::json!({}));
     let _peer = Peer::start(&ns, &instance_addrs(&config), None);
     let guard = start(&ns, &socket_path, None);
@@ -236,11 +242,7 @@ fn a_journal_stream_that_is_not_stderr_keeps_text_on_stderr() {
         return;
     }
     let ns = Netns::new("nojournal");
-    let socket_path = ns.path("journal.socket");
-    let socket = UnixDatagram::bind(&socket_path).expect("bind the journal socket");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (socket_path, socket) = journal_socket(&ns);
     let config = conformance_config(serde_json::json!({}));
     let _peer = Peer::start(&ns, &instance_addrs(&config), None);
     // What a child of a unit whose stderr was redirected inherits.
