@@ -116,6 +116,18 @@ fn wait_metrics(rig: &Rig, what: &str, f: impl Fn(&prometheus_parse::Scrape) -> 
     panic!("timed out waiting for {what}; log:\n{}", rig.log_tail(30));
 }
 
+/// The first log line holding `text`, once the guard has written it.
+fn wait_log_line(rig: &Rig, text: &str) -> String {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Some(line) = rig.guard.log().lines().find(|l| l.contains(text)) {
+            return line.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no {text:?} line:\n{}", rig.log_tail(10));
+}
+
 fn hup(rig: &Rig) {
     let pid = nix::unistd::Pid::from_raw(rig.guard.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
@@ -154,11 +166,8 @@ fn monitor_mode_passes_a_blocked_push_and_the_metrics_count_it() {
     let got = rig.since(before);
     assert_eq!(got.len(), 2, "the peer must get both pushes");
     assert_eq!(recorded_body(&got[1]), blocked, "relayed as it came");
-    let log = rig.guard.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("exchange would block"))
-        .unwrap_or_else(|| panic!("no `would block` line:\n{}", rig.log_tail(10)));
+    // The record is written once the answer is out: wait for it.
+    let line = wait_log_line(&rig, "exchange would block");
     for part in ["mode=\"monitor\"", "rule=\"blocked tag\"", "tlp:red"] {
         assert!(line.contains(part), "no {part} in {line}");
     }
@@ -171,6 +180,8 @@ fn monitor_mode_passes_a_blocked_push_and_the_metrics_count_it() {
         0,
         "an enforced block reached the peer"
     );
+    // Counted just before its log record is written.
+    wait_log_line(&rig, "exchange blocked");
 
     let m = scrape(&rig);
     let exchanges = "misp_guard_exchanges_total";
@@ -272,7 +283,14 @@ fn monitor_mode_passes_a_blocked_push_and_the_metrics_count_it() {
         2.0
     );
     assert_eq!(value(&m, "misp_guard_ready", &[("mode", "monitor")]), 1.0);
-    let warnings = rig.guard.log().matches("MONITOR MODE").count();
+    let start = Instant::now();
+    let warnings = loop {
+        let n = rig.guard.log().matches("MONITOR MODE").count();
+        if n >= 3 || start.elapsed() > Duration::from_secs(10) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         warnings >= 3,
         "the monitor warning must come at start and after each reload ({warnings})"
