@@ -23,6 +23,8 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// How long a client may take to send its head.
 const HEAD_WAIT: Duration = Duration::from_secs(5);
+/// How long writing one answer may take.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 /// Connections answered at once; more wait in the kernel's backlog.
 const SLOTS: usize = 8;
@@ -68,8 +70,12 @@ async fn answer(mut stream: TcpStream) {
         Ok(None) => Reply::text(400, "Bad Request", "bad request\n"),
         Err(_) => Reply::text(408, "Request Timeout", "request head timed out\n"),
     };
-    let _ = stream.write_all(&reply.bytes()).await;
-    let _ = stream.shutdown().await;
+    // A client that does not read its answer must not keep the slot.
+    let write = async {
+        stream.write_all(&reply.bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(WRITE_WAIT, write).await;
 }
 
 /// The method and path of the request head, `None` when there is no

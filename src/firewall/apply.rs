@@ -358,6 +358,7 @@ fn chain<'a>(c: &Chain, table: &'a Table) -> Result<nftnl::Chain<'a>, Error> {
     let hook = match c.hook {
         Hook::Prerouting => nftnl::Hook::PreRouting,
         Hook::Forward => nftnl::Hook::Forward,
+        Hook::Input => nftnl::Hook::In,
         Hook::Output => nftnl::Hook::Out,
     };
     nft.set_hook(hook, c.priority);

@@ -73,6 +73,8 @@ pub enum Hook {
     Prerouting,
     /// Packets routed through the box.
     Forward,
+    /// Packets for this host, after routing.
+    Input,
     /// Packets this host sends.
     Output,
 }
@@ -256,11 +258,57 @@ fn host(here: &[&Instance], remote: &[&Instance], port: u16, mark: u32, nat: i32
                 inbound(Family::V6, "remote_addrs_v6", "local_v6"),
             ],
         },
+        // A redirect applies to a connection's first packet only: one
+        // opened while the table was gone (a `flush ruleset`, before the
+        // guard put it back) would go on around the guard. After the nat
+        // chains, a packet of sync that still has an instance's address
+        // was not redirected: it is dropped.
+        Chain {
+            name: "unguarded_out",
+            kind: ChainKind::Filter,
+            hook: Hook::Output,
+            priority: FILTER_PRIORITY,
+            rules: vec![
+                Rule::MarkReturn(mark),
+                dropping(outgoing(Family::V4, "remote_v4")),
+                dropping(outgoing(Family::V6, "remote_v6")),
+            ],
+        },
+        Chain {
+            name: "unguarded_in",
+            kind: ChainKind::Filter,
+            hook: Hook::Input,
+            priority: FILTER_PRIORITY,
+            rules: vec![
+                dropping(inbound(Family::V4, "remote_addrs_v4", "local_v4")),
+                dropping(inbound(Family::V6, "remote_addrs_v6", "local_v6")),
+            ],
+        },
     ];
     Plan {
         mode: Mode::Host,
         sets,
         chains,
+    }
+}
+
+/// `rule` dropping instead of redirecting.
+fn dropping(rule: Rule) -> Rule {
+    match rule {
+        Rule::Match {
+            family,
+            iifname,
+            saddr,
+            daddr_dport,
+            ..
+        } => Rule::Match {
+            family,
+            iifname,
+            saddr,
+            daddr_dport,
+            action: Action::Drop,
+        },
+        other => other,
     }
 }
 

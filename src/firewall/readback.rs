@@ -44,6 +44,7 @@ const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
 /// Hook numbers (`NF_INET_*`).
 const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_LOCAL_IN: u32 = 1;
 const NF_INET_FORWARD: u32 = 2;
 const NF_INET_LOCAL_OUT: u32 = 3;
 
@@ -115,6 +116,7 @@ pub(super) fn check(plan: &Plan) -> Result<(), Error> {
             hook: match c.hook {
                 Hook::Prerouting => NF_INET_PRE_ROUTING,
                 Hook::Forward => NF_INET_FORWARD,
+                Hook::Input => NF_INET_LOCAL_IN,
                 Hook::Output => NF_INET_LOCAL_OUT,
             },
             priority: c.priority,

@@ -65,6 +65,7 @@ fn write_chain(out: &mut String, chain: &Chain) {
     let hook = match chain.hook {
         Hook::Prerouting => "prerouting",
         Hook::Forward => "forward",
+        Hook::Input => "input",
         Hook::Output => "output",
     };
     let _ = writeln!(out, "\tchain {} {{", chain.name);

@@ -82,6 +82,19 @@ const HOST: &str = "table inet misp_guard {
 \t\tip saddr @remote_addrs_v4 ip daddr . tcp dport @local_v4 redirect to :8443
 \t\tip6 saddr @remote_addrs_v6 ip6 daddr . tcp dport @local_v6 redirect to :8443
 \t}
+
+\tchain unguarded_out {
+\t\ttype filter hook output priority filter; policy accept;
+\t\tmeta mark 0x00004d47 return
+\t\tip daddr . tcp dport @remote_v4 drop
+\t\tip6 daddr . tcp dport @remote_v6 drop
+\t}
+
+\tchain unguarded_in {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tip saddr @remote_addrs_v4 ip daddr . tcp dport @local_v4 drop
+\t\tip6 saddr @remote_addrs_v6 ip6 daddr . tcp dport @local_v6 drop
+\t}
 }
 ";
 
@@ -160,8 +173,9 @@ fn host_mode_finds_local_instances_by_address() {
         elements(&plan, "remote_addrs_v4"),
         ["10.77.1.2", "10.77.2.3"]
     );
-    // The port of the listener, in every redirect.
-    let redirects: Vec<_> = plan
+    // The port of the listener, in every redirect; what the nat chains
+    // redirect, the filter chains drop.
+    let actions: Vec<_> = plan
         .chains
         .iter()
         .flat_map(|c| &c.rules)
@@ -170,7 +184,9 @@ fn host_mode_finds_local_instances_by_address() {
             Rule::MarkReturn(_) => None,
         })
         .collect();
-    assert_eq!(redirects, [Action::Redirect(9000); 4]);
+    let mut want = vec![Action::Redirect(9000); 4];
+    want.extend([Action::Drop; 4]);
+    assert_eq!(actions, want);
 }
 
 #[test]

@@ -63,7 +63,7 @@ impl Kept {
     /// Watch the table until `shutdown`: after every change notification,
     /// and every `every` besides.
     pub async fn watch(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        let mut changes = match changes() {
+        let mut changes = match changes_subscribed() {
             Ok(rx) => Some(rx),
             Err(e) => {
                 tracing::warn!(
@@ -78,7 +78,16 @@ impl Kept {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    // Notifications lost (or never had): subscribe again,
+                    // so the gap does not stay at `every` for good.
+                    if changes.is_none() {
+                        if let Ok(rx) = changes_subscribed() {
+                            tracing::info!("following nftables changes again");
+                            changes = Some(rx);
+                        }
+                    }
+                }
                 note = next(&mut changes) => {
                     if note.is_none() {
                         tracing::warn!("nftables change notifications stopped: table inet {TABLE} is checked every {}s only", every.as_secs());
@@ -138,7 +147,7 @@ struct Buffer([u8; 64 * 1024]);
 /// A thread subscribed to nftables' change notifications; each one (or
 /// lost ones, `ENOBUFS`) puts a note in the channel. The channel holds one
 /// note: a check already due covers every change before it.
-fn changes() -> io::Result<mpsc::Receiver<()>> {
+fn changes_subscribed() -> io::Result<mpsc::Receiver<()>> {
     let (tx, rx) = mpsc::channel(1);
     let (opened, result) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()

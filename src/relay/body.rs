@@ -111,7 +111,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
                 let piece = peer.buf.split_to(take).freeze();
                 left -= take as u64;
                 store(hold, &piece)?;
-                feed(&mut inspection, &piece);
+                feed(&mut inspection, &piece).await;
             }
         }
         BodyKind::Chunked => {
@@ -120,7 +120,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
                 match decoder.decode(&mut peer.buf, limits) {
                     Ok(Chunk::Data(piece)) => {
                         store(hold, &piece)?;
-                        feed(&mut inspection, &piece);
+                        feed(&mut inspection, &piece).await;
                     }
                     Ok(Chunk::NeedMore) => {
                         read_more(peer, &mut rate, side, false).await?;
@@ -141,7 +141,7 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
             if !peer.buf.is_empty() {
                 let piece = peer.buf.split().freeze();
                 store(hold, &piece)?;
-                feed(&mut inspection, &piece);
+                feed(&mut inspection, &piece).await;
             }
             if !read_more(peer, &mut rate, side, true).await? {
                 break;
@@ -159,9 +159,21 @@ pub(super) async fn take_body<S: AsyncRead + Unpin>(
     }
 }
 
-fn feed(inspection: &mut Option<Inspection<'_>>, piece: &[u8]) {
-    if let Some(i) = inspection {
-        i.feed(piece);
+/// Raw bytes handed to the engine at once: a coded slice this small
+/// decodes to at most `max_decode_ratio` times as much.
+const FEED_SLICE: usize = 16 * 1024;
+
+/// Judge `piece`, in slices, letting other tasks run between them when
+/// much has been judged.
+async fn feed(inspection: &mut Option<Inspection<'_>>, piece: &[u8]) {
+    let Some(i) = inspection else {
+        return;
+    };
+    for slice in piece.chunks(FEED_SLICE) {
+        i.feed(slice);
+        if i.due_a_yield() {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

@@ -6,10 +6,12 @@
 //! only into the hold (and, coded, once more by the decoder into its
 //! output window). The verdict is ready when the last byte has been fed.
 //!
-//! Decoding and judging a piece takes about a millisecond per 256 KiB
-//! (the engine runs at some hundreds of MB/s), short enough not to need a
-//! blocking worker; a coded piece can decode to more, bounded by the
-//! decode caps (`max_decoded_bytes`, `max_decode_ratio`).
+//! Judging takes about a millisecond per 256 KiB (the engine runs at some
+//! hundreds of MB/s), short enough not to need a blocking worker. A coded
+//! piece can decode to far more (up to `max_decode_ratio` times), so the
+//! relay feeds raw bytes in small slices and yields to the runtime
+//! whenever [`Inspection::due_a_yield`] says a mebibyte has been judged
+//! since the last time: one body never holds a worker for long.
 
 use std::sync::Arc;
 
@@ -50,7 +52,12 @@ pub struct Inspection<'j> {
     decided: bool,
     /// Decoding failed: nothing after it is read.
     failed: Option<http::Error>,
+    /// Decoded bytes judged since the relay last yielded.
+    since_yield: usize,
 }
+
+/// Decoded bytes judged between two yields to the runtime.
+const YIELD_EVERY: usize = 1 << 20;
 
 impl<'j> Inspection<'j> {
     /// Start judging a body as `job` says.
@@ -62,6 +69,7 @@ impl<'j> Inspection<'j> {
             decoder: Decoder::new(job.coding, job.caps.clone()),
             decided: false,
             failed: None,
+            since_yield: 0,
         }
     }
 
@@ -72,11 +80,26 @@ impl<'j> Inspection<'j> {
         if self.decided || self.failed.is_some() {
             return;
         }
-        let (evaluation, decided) = (&mut self.evaluation, &mut self.decided);
-        let fed = self
-            .decoder
-            .push(raw, |piece| judge(evaluation, decided, piece));
+        let (evaluation, decided, judged) = (
+            &mut self.evaluation,
+            &mut self.decided,
+            &mut self.since_yield,
+        );
+        let fed = self.decoder.push(raw, |piece| {
+            *judged += piece.len();
+            judge(evaluation, decided, piece)
+        });
         self.failed = fed.err();
+    }
+
+    /// Whether enough has been judged since the last call that returned
+    /// `true` for the relay to let other tasks run.
+    pub fn due_a_yield(&mut self) -> bool {
+        let due = self.since_yield >= YIELD_EVERY;
+        if due {
+            self.since_yield = 0;
+        }
+        due
     }
 
     /// The body has ended: its verdict.
@@ -86,6 +109,7 @@ impl<'j> Inspection<'j> {
             decoder,
             mut decided,
             failed,
+            ..
         } = self;
         let end = match failed {
             Some(e) => Err(e),
@@ -183,6 +207,20 @@ mod tests {
             judged(&capped, &gzip(&big), 512),
             Judged::Limit(413, _)
         ));
+    }
+
+    #[test]
+    fn a_yield_is_due_after_each_mebibyte_judged() {
+        let job = job(Coding::Identity, DecodeCaps::default());
+        let mut inspection = Inspection::start(&job);
+        let mut body = b"{\"Event\":{\"info\":\"".to_vec();
+        body.resize(YIELD_EVERY + 100, b'x');
+        let (first, second) = body.split_at(YIELD_EVERY / 2);
+        inspection.feed(first);
+        assert!(!inspection.due_a_yield(), "half a mebibyte");
+        inspection.feed(second);
+        assert!(inspection.due_a_yield(), "past a mebibyte");
+        assert!(!inspection.due_a_yield(), "counted again from zero");
     }
 
     #[test]
