@@ -168,7 +168,7 @@ fn ready_comes_after_the_listeners_and_the_table() {
     let ready = seen.last().unwrap();
     assert_eq!(
         status(ready),
-        format!("instances: 2; listeners: {LISTEN} transparent; table inet misp_guard: 2 chains, 5 rules, 6 sets with 3 elements installed"),
+        format!("instances: 2; listeners: {LISTEN} transparent; table inet misp_guard: 4 chains, 10 rules, 6 sets with 3 elements installed"),
     );
     assert!(
         fs::read_to_string(ns.path("run/reload.json"))
