@@ -535,7 +535,7 @@ fn a_connection_older_than_the_table_is_dropped_once_it_is_back() {
     if !can_run_firewall("a_connection_older_than_the_table_is_dropped_once_it_is_back") {
         return;
     }
-    let mut rig = rig("fwho", false);
+    let mut rig = rig("fwhc", false);
     let mut guard = rig.guard.take().unwrap();
     guard.proc.child.kill().unwrap();
     guard.proc.child.wait().unwrap();
