@@ -33,8 +33,25 @@ pub(super) struct Judging<'a> {
 }
 
 /// The answer in `held`, rebuilt as `plan` says, in a new hold, with the
-/// rules' leave to forward it.
+/// rules' leave to forward it. The second reading of a whole answer (with
+/// its file reads and writes) runs without holding up the other tasks of
+/// a multi-thread runtime (the relay's); on a current-thread one
+/// (`misp-guard check`) it simply runs.
 pub(super) fn rebuild(
+    plan: &Rebuild,
+    held: &Hold,
+    judging: &Judging<'_>,
+    terms: &Terms,
+) -> Result<(Hold, Pass), Reject> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let work = || read_again(plan, held, judging, terms);
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+fn read_again(
     plan: &Rebuild,
     held: &Hold,
     judging: &Judging<'_>,
