@@ -398,3 +398,25 @@ fn held_bytes_spill_files_and_failed_handshakes_are_counted() {
         ) == 1.0
     });
 }
+
+/// A dry run is of the rules, not of the parser: a body the guard cannot
+/// read is refused under monitor mode too, and never reaches the peer.
+#[test]
+fn monitor_mode_still_refuses_what_cannot_be_read() {
+    if !can_run("monitor_mode_still_refuses_what_cannot_be_read") {
+        return;
+    }
+    let guard = serde_json::json!({ "instances": { "instance_2_2": { "mode": "monitor" } } });
+    let rig = Rig::proxy("monmalformed", guard);
+    let duplicate_key = br#"{"Event":{"info":"x","info":"y","distribution":"1"}}"#;
+    let not_json = b"{\"Event\":{\"info\":";
+    for body in [&duplicate_key[..], &not_json[..]] {
+        let before = rig.count();
+        let r = rig.send(MONITORED, &push(MONITORED_DST, body), false);
+        assert_eq!(r.map(|r| r.status), Some(403), "{}", rig.log_tail(10));
+        assert!(
+            rig.since(before).is_empty(),
+            "a body the guard could not read reached the peer"
+        );
+    }
+}

@@ -21,8 +21,10 @@ const READ_CHUNK: usize = 256 * 1024;
 
 /// The pass of an allowed body, or the 403 of a blocked one. Both judging
 /// phases settle their verdict here and nowhere else. Under `mode`
-/// monitor (the dry run) a blocked body goes on as it came: the block is
-/// noted in `outcome`, and the exchange's log line says `would block`.
+/// monitor (the dry run) a body the rules block goes on as it came: the
+/// block is noted in `outcome`, and the exchange's log line says `would
+/// block`. What the guard cannot read or classify is refused in both
+/// modes ([`crate::rules::Rule::is_configured`]).
 pub(super) fn pass(
     verdict: Verdict,
     side: Side,
@@ -37,13 +39,15 @@ pub(super) fn pass(
         // body cannot go on as it is.
         Verdict::Rebuild(r) => r.unbuilt(),
     };
+    // A body the guard could not read or classify is refused in both
+    // modes: a dry run is of the rules, never of the parser.
     match mode {
-        Enforcement::Enforce => Err(Reject::blocked(block, side)),
-        Enforcement::Monitor => {
+        Enforcement::Monitor if block.rule.is_configured() => {
             let pass = Pass::despite(&block);
             outcome.would_block(Reject::blocked(block, side));
             Ok(pass)
         }
+        _ => Err(Reject::blocked(block, side)),
     }
 }
 

@@ -182,8 +182,15 @@ impl Judged {
     ) -> Result<Reply, Reject> {
         outcome.mode = outcome.mode.max(self.mode);
         let verdict = match self.verdict {
+            // A dry run of the rules only: an answer holding what the
+            // guard could not read (an item of a page) or cannot judge (a
+            // sighting's value, a related event, a reference's copy) is
+            // rebuilt without it in both modes.
             Verdict::Rebuild(plan)
-                if self.mode == Enforcement::Monitor && matches!(self.policy, Policy::Judge(_)) =>
+                if self.mode == Enforcement::Monitor
+                    && matches!(self.policy, Policy::Judge(_))
+                    && plan.stripped().is_empty()
+                    && plan.removed().iter().all(|(_, b)| b.rule.is_configured()) =>
             {
                 outcome.would_rebuild = Some(plan.summary());
                 let pass = Pass::despite(&plan.unbuilt());

@@ -654,6 +654,17 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Whether the rule is one the config sets (a blocked tag, a required
+    /// taxonomy …), rather than the guard's own refusal of what it cannot
+    /// read or classify (malformed, duplicate keys, a full search). Only
+    /// the first kind is dry-run in monitor mode.
+    pub fn is_configured(self) -> bool {
+        !matches!(
+            self,
+            Rule::NotMinimalSearch | Rule::DuplicateKey | Rule::Malformed
+        )
+    }
+
     /// A short stable name, used in logs and answers.
     pub fn name(self) -> &'static str {
         match self {
