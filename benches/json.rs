@@ -13,12 +13,14 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput};
+use criterion::Throughput;
 use misp_guard::json::{Discard, Error, Limits, Literal, Sink, Tokenizer};
 
 mod common;
 
-use common::{best_of, event, event_with, peak_heap, php_encoded, Counting};
+use common::{
+    best_of, chosen, criterion, event, event_with, peak_heap, php_encoded, wanted_labels, Counting,
+};
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -317,22 +319,15 @@ fn main() {
     ] {
         assert!(tokenize(dup, &mut KeyPath::new()).is_err());
     }
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let mut c = criterion();
+    let wanted = wanted_labels();
     let mut summary = Vec::new();
     for (label, size) in [
         ("1MB", 1usize << 20),
         ("20MB", 20 << 20),
         ("100MB", 100 << 20),
     ] {
-        if !wanted.is_empty() && !wanted.iter().any(|w| w.contains(label)) {
+        if !chosen(&wanted, label) {
             continue;
         }
         for (form, body) in [

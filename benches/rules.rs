@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput};
+use criterion::Throughput;
 use misp_guard::rules::{
     Context, Document, Evaluation, Policy, RequiredTaxonomy, Verdict, DEFAULT_MAX_DEPTH,
 };
@@ -24,8 +24,8 @@ use misp_guard::rules::{
 mod common;
 
 use common::{
-    best_of, event, event_of_attributes, event_with, event_with_attachment, peak_heap,
-    peak_rss_growth, php_encoded, Counting,
+    best_of, chosen, criterion, event, event_of_attributes, event_with, event_with_attachment,
+    peak_heap, peak_rss_growth, php_encoded, wanted_labels, Counting,
 };
 
 #[global_allocator]
@@ -51,6 +51,25 @@ fn policy() -> Policy {
         blocked_attribute_categories: set(&["person"]),
         blocked_object_types: set(&["person"]),
     }
+}
+
+/// One summary line: the engine's rate against the floor's, and memory.
+fn rate_line(
+    name: &str,
+    mb: f64,
+    ours: Duration,
+    theirs: Duration,
+    heap: usize,
+    rss: &str,
+) -> String {
+    format!(
+        "{name}: {mb:.1} MB, engine {:.0} MB/s, IgnoredAny {:.0} MB/s, ratio {:.2}, \
+         peak heap beyond input {:.1} KiB, {rss}",
+        mb / ours.as_secs_f64(),
+        mb / theirs.as_secs_f64(),
+        theirs.as_secs_f64() / ours.as_secs_f64(),
+        heap as f64 / 1024.0,
+    )
 }
 
 /// The engine on `body`, fed in [`CHUNK`]s.
@@ -84,18 +103,10 @@ fn rss_text(growth: Option<u64>) -> String {
 fn main() {
     let policy = policy();
     let ctx = Context::default();
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    // The one filter criterion takes, read here too: labels split by `|`.
-    let wanted: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .flat_map(|a| a.split('|').map(str::to_string).collect::<Vec<_>>())
-        .collect();
-    let chosen = |label: &str| wanted.is_empty() || wanted.iter().any(|w| label.contains(w));
+    let mut c = criterion();
+    // The one filter criterion takes, read here too.
+    let wanted = wanted_labels();
+    let chosen = |label: &str| chosen(&wanted, label);
     let mut summary = Vec::new();
     for (label, size) in [
         ("1MB", 1usize << 20),
@@ -138,15 +149,7 @@ fn main() {
                 black_box(judge(&body, &policy, &ctx));
             });
             let mb = body.len() as f64 / 1e6;
-            summary.push(format!(
-                "{name}: {mb:.1} MB, engine {:.0} MB/s, IgnoredAny {:.0} MB/s, ratio {:.2}, \
-                 peak heap beyond input {:.1} KiB, {}",
-                mb / ours.as_secs_f64(),
-                mb / theirs.as_secs_f64(),
-                theirs.as_secs_f64() / ours.as_secs_f64(),
-                heap as f64 / 1024.0,
-                rss_text(rss),
-            ));
+            summary.push(rate_line(&name, mb, ours, theirs, heap, &rss_text(rss)));
         }
     }
     memory(&policy, &ctx, &chosen, &mut summary);
@@ -220,14 +223,13 @@ fn memory(
             black_box(judge(&body, policy, ctx));
         });
         let mb = body.len() as f64 / 1e6;
-        summary.push(format!(
-            "100k-attributes: {mb:.1} MB, engine {:.0} MB/s, IgnoredAny {:.0} MB/s, ratio {:.2}, \
-             peak heap beyond input {:.1} KiB, {}",
-            mb / ours.as_secs_f64(),
-            mb / theirs.as_secs_f64(),
-            theirs.as_secs_f64() / ours.as_secs_f64(),
-            heap as f64 / 1024.0,
-            rss_text(rss),
+        summary.push(rate_line(
+            "100k-attributes",
+            mb,
+            ours,
+            theirs,
+            heap,
+            &rss_text(rss),
         ));
     }
 }

@@ -207,6 +207,13 @@ fn host_over_ipv6_only() {
     assert!(problems.is_empty(), "{}", rig.fail(&problems));
 }
 
+/// `nft args` inside `ns`.
+fn nft_in(ns: &Netns, args: &[&str]) {
+    let mut all = vec!["ip", "netns", "exec", ns.name.as_str(), "nft"];
+    all.extend_from_slice(args);
+    sh(&all);
+}
+
 /// Connect from `source` to `to` inside `ns`: refused (nothing listens
 /// where the table sends it) or not.
 fn refused(ns: &Netns, source: &str, to: SocketAddr) -> bool {
@@ -463,29 +470,11 @@ fn a_flushed_or_changed_table_is_installed_again_and_sync_never_bypasses() {
     let mut problems = Vec::new();
 
     // What `systemctl restart nftables` does first.
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &rig.ns_a.name,
-        "nft",
-        "flush",
-        "ruleset",
-    ]);
+    nft_in(&rig.ns_a, &["flush", "ruleset"]);
     wait_table(&rig, "the table after `nft flush ruleset`", |t| t.is_some());
     // An admin's edit of the guard's own table: its rules flushed, the
     // chains left.
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &rig.ns_a.name,
-        "nft",
-        "flush",
-        "table",
-        "inet",
-        "misp_guard",
-    ]);
+    nft_in(&rig.ns_a, &["flush", "table", "inet", "misp_guard"]);
     wait_table(&rig, "the rules after `nft flush table`", |t| {
         t.is_some_and(|t| t.contains("redirect"))
     });
@@ -539,17 +528,7 @@ fn a_connection_older_than_the_table_is_dropped_once_it_is_back() {
     let mut guard = rig.guard.take().unwrap();
     guard.proc.child.kill().unwrap();
     guard.proc.child.wait().unwrap();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &rig.ns_a.name,
-        "nft",
-        "delete",
-        "table",
-        "inet",
-        "misp_guard",
-    ]);
+    nft_in(&rig.ns_a, &["delete", "table", "inet", "misp_guard"]);
     let source: IpAddr = rig.a.ip.parse().unwrap();
     let to = rig.b.addr();
     let open = || {

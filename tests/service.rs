@@ -91,6 +91,11 @@ fn host_mode() -> serde_json::Value {
 
 /// The guard in `ns` on `config`, its notify socket and runtime directory
 /// under `ns.dir`, with `env` added.
+/// Instances a and b, with the guard's table in host mode.
+fn two_instances() -> serde_json::Value {
+    config(&[("a", "10.1.0.1"), ("b", "10.1.0.2")], host_mode())
+}
+
 fn start(ns: &Netns, notify: &Notify, config: &serde_json::Value, env: &[(&str, &str)]) -> Proc {
     let path = ns.path("config.json");
     fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
@@ -151,12 +156,7 @@ fn ready_comes_after_the_listeners_and_the_table() {
     }
     let ns = Netns::new("svc-ready");
     let notify = Notify::bind(ns.dir.path());
-    let guard = start(
-        &ns,
-        &notify,
-        &config(&[("a", "10.1.0.1"), ("b", "10.1.0.2")], host_mode()),
-        &[],
-    );
+    let guard = start(&ns, &notify, &two_instances(), &[]);
     let seen = notify.until("READY=1", &guard);
     // By the time READY=1 is read, both are there.
     let listed = table(&ns).unwrap_or_default();
@@ -217,12 +217,7 @@ fn no_ready_when_the_table_or_a_listener_fails() {
     let ns = Netns::new("svc-busy");
     let notify = Notify::bind(ns.dir.path());
     let _taken = ns.run(|| TcpListener::bind(LISTEN).unwrap());
-    let mut guard = start(
-        &ns,
-        &notify,
-        &config(&[("a", "10.1.0.1"), ("b", "10.1.0.2")], host_mode()),
-        &[],
-    );
+    let mut guard = start(&ns, &notify, &two_instances(), &[]);
     assert!(!exited(&mut guard).success());
     assert!(guard.log().contains("8443"), "{}", guard.log());
     while let Some(m) = notify.next(Duration::from_millis(100)) {
@@ -238,12 +233,7 @@ fn reload_waits_for_the_outcome_and_fails_when_refused() {
     }
     let ns = Netns::new("svc-reload");
     let notify = Notify::bind(ns.dir.path());
-    let guard = start(
-        &ns,
-        &notify,
-        &config(&[("a", "10.1.0.1"), ("b", "10.1.0.2")], host_mode()),
-        &[],
-    );
+    let guard = start(&ns, &notify, &two_instances(), &[]);
     notify.until("READY=1", &guard);
 
     // A good config: a third instance.
@@ -305,7 +295,7 @@ fn stopping_and_watchdog_are_sent() {
     let mut guard = start(
         &ns,
         &notify,
-        &config(&[("a", "10.1.0.1"), ("b", "10.1.0.2")], host_mode()),
+        &two_instances(),
         &[("WATCHDOG_USEC", "200000")],
     );
     notify.until("READY=1", &guard);

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use criterion::Criterion;
+
 /// Counts live heap bytes and their peak; a bench that wants the figures
 /// declares it its `#[global_allocator]`.
 pub struct Counting;
@@ -220,4 +222,29 @@ pub fn php_encoded(json: &[u8]) -> Vec<u8> {
         }
     }
     out.into_bytes()
+}
+
+/// Criterion as these benches run it: few samples of large bodies, and
+/// its own arguments read.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args()
+}
+
+/// The labels asked for on the command line (arguments not starting with
+/// `--`, also split by `|` as criterion's filter is): none means all.
+pub fn wanted_labels() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .flat_map(|a| a.split('|').map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Whether `label` is among those `wanted` (any, when none is).
+pub fn chosen(wanted: &[String], label: &str) -> bool {
+    wanted.is_empty() || wanted.iter().any(|w| label.contains(w.as_str()))
 }
