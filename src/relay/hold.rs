@@ -166,9 +166,9 @@ impl Hold {
 
     /// A reader of the held bytes from the start, for a second reading of
     /// the body (an answer rebuilt). The hold itself is not consumed.
-    pub fn reader(&self) -> io::Result<Box<dyn Read + Send>> {
+    pub fn reader(&self) -> io::Result<Box<dyn Read + Send + '_>> {
         match &self.file {
-            None => Ok(Box::new(io::Cursor::new(self.memory.clone().freeze()))),
+            None => Ok(Box::new(&self.memory[..])),
             Some(file) => {
                 let mut file = file.try_clone()?;
                 file.seek(SeekFrom::Start(0))?;
