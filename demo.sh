@@ -27,6 +27,10 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 command -v python3 >/dev/null || missing+=(python3)
 command -v openssl >/dev/null || missing+=(openssl)
+# The guard links libnftnl and libmnl (its nftables table).
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists libnftnl 2>/dev/null || missing+=(libnftnl-dev)
+pkg-config --exists libmnl 2>/dev/null || missing+=(libmnl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
